@@ -1,0 +1,180 @@
+"""`moxin <command>`: every command is a typed function; its `--help` is generated from the signature and the
+docstring. A parameter annotated `Recipe` becomes a RECIPE argument (file or shipped name) with `--set key=value`
+overrides and `--dry-run`. A MoxinError prints one line and exits 2, with no traceback.
+
+Command modules are imported only when their command runs (or for `--help`), and import heavy libraries (torch,
+transformers) inside the function bodies, so `moxin --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+
+from moxin.errors import MoxinError
+
+# command words → "module:function". A group (e.g. "model") lists its subcommands.
+COMMANDS: dict[str, str] = {
+    "config": "moxin.commands:config",
+    "model info": "moxin.commands:model_info",
+    "import": "moxin.commands:import_model",
+    "export hf": "moxin.commands:export_hf",
+    "generate": "moxin.commands:generate",
+}
+
+
+# ------------------------------------------------------------------------------------------------ docstrings
+def parse_doc(fn: Callable) -> tuple[str, str, dict[str, str]]:
+    """(summary line, description, {param: help}) from a Google-style docstring."""
+    doc = inspect.getdoc(fn) or ""
+    parts = re.split(r"\n\s*Args:\s*\n", doc, maxsplit=1)
+    body = parts[0].strip()
+    summary = body.split("\n\n")[0].replace("\n", " ")
+    params: dict[str, str] = {}
+    if len(parts) == 2:
+        current = None
+        for line in parts[1].splitlines():
+            m = re.match(r"\s*(\w+)(?: \(.*?\))?:\s*(.*)", line)
+            if m and (not line.startswith(" " * 8)):
+                current = m.group(1)
+                params[current] = m.group(2).strip()
+            elif current and line.strip():
+                params[current] += " " + line.strip()
+    return summary, body, params
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def _is_recipe(tp: Any) -> bool:
+    return getattr(tp, "__name__", None) == "Recipe"
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
+    summary, body, helps = parse_doc(fn)
+    parser = argparse.ArgumentParser(prog=f"moxin {name}", description=body,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = get_type_hints(fn)
+    for pname, param in inspect.signature(fn).parameters.items():
+        tp = _unwrap_optional(hints.get(pname, str))
+        help_text = helps.get(pname, "")
+        if _is_recipe(tp):
+            parser.add_argument("recipe", metavar="RECIPE", help=help_text or "recipe TOML file, or a shipped recipe name")
+            parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                                help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)")
+            continue
+        flag = "--" + pname.replace("_", "-")
+        default = param.default
+        if default is inspect.Parameter.empty:
+            parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
+        elif tp is bool:
+            parser.add_argument(flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif get_origin(tp) is list:
+            (item,) = get_args(tp) or (str,)
+            parser.add_argument(flag, dest=pname, action="append", type=_caster(item, pname), default=None,
+                                help=f"{help_text} (repeatable)")
+        else:
+            kw: dict[str, Any] = {"type": _caster(tp, pname)}
+            if get_origin(tp) is Literal:
+                kw = {"choices": list(get_args(tp))}
+            shown = "" if default is None or "default" in help_text else f" (default: {default})"
+            parser.add_argument(flag, dest=pname, default=default, help=help_text + shown, **kw)
+    return parser
+
+
+def _caster(tp: Any, pname: str) -> Callable[[str], Any]:
+    if tp in (int, float, Path, str):
+        return tp
+    return str
+
+
+def takes_recipe(fn: Callable) -> bool:
+    return any(_is_recipe(_unwrap_optional(t)) for t in get_type_hints(fn).values())
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+def resolve_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Longest run of leading words that names a command → (command, remaining argv)."""
+    words = []
+    for a in argv:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    for n in range(len(words), 0, -1):
+        key = " ".join(words[:n])
+        if key in COMMANDS:
+            return key, argv[n:]
+    return None, argv
+
+
+def load_command(key: str) -> Callable:
+    module, func = COMMANDS[key].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def overview(prefix: str = "") -> str:
+    keys = [k for k in COMMANDS if k.startswith(prefix)]
+    width = max(len(k) for k in keys) + 2
+    lines = ["usage: moxin <command> [args] (moxin <command> --help for details)", "", "commands:"]
+    for key in keys:
+        lines.append(f"  {key.ljust(width)}{parse_doc(load_command(key))[0]}")
+    return "\n".join(lines)
+
+
+def run(argv: list[str]) -> int:
+    key, rest = resolve_command(argv)
+    if key is None:
+        group = " ".join(w for w in argv if not w.startswith("-"))
+        if argv and not argv[0].startswith("-") and not any(k.startswith(group + " ") for k in COMMANDS):
+            import difflib
+
+            close = difflib.get_close_matches(group, list(COMMANDS), n=1)
+            hint = f"; did you mean 'moxin {close[0]}'?" if close else "; run 'moxin --help' for the list"
+            raise MoxinError(f"unknown command {group!r}{hint}")
+        print(overview(group + " " if group else ""))
+        return 0
+    fn = load_command(key)
+    subs = [k for k in COMMANDS if k.startswith(key + " ")]
+    parser = build_parser(key, fn)
+    if subs:
+        parser.epilog = "subcommands: " + ", ".join(f"moxin {s}" for s in subs)
+    args = vars(parser.parse_args(rest))
+    if "recipe" in args:
+        from moxin.config import load_recipe
+
+        rname = next(p for p, t in get_type_hints(fn).items() if _is_recipe(_unwrap_optional(t)))
+        args[rname] = load_recipe(args.pop("recipe"), args.pop("overrides"))
+    result = fn(**args)
+    return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv)
+    except MoxinError as e:
+        from rich.console import Console
+        from rich.markup import escape
+
+        msg = " ".join(str(e).split("\n"))
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(msg)}")
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

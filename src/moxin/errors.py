@@ -1,0 +1,29 @@
+"""User-facing errors. The CLI prints a MoxinError as one line and exits 2; library code raises, never exits."""
+
+
+class MoxinError(Exception):
+    """A problem the user can fix: the message says what, shows the value, names the key/flag/file and how to fix it."""
+
+
+class ConfigError(MoxinError):
+    """A recipe or override is invalid."""
+
+
+class DataError(MoxinError):
+    """Input data is missing or unusable."""
+
+
+class CheckpointError(MoxinError):
+    """A checkpoint or weights file is missing, corrupted or incompatible."""
+
+
+class ModelError(MoxinError):
+    """A model configuration is invalid or unsupported."""
+
+
+class InteropError(MoxinError):
+    """A Hugging Face directory or GGUF file cannot be imported or exported."""
+
+
+class EvalError(MoxinError):
+    """An evaluation task or its data is invalid."""

@@ -1,0 +1,91 @@
+"""Key/value cache. For a sliding-window model it is a rolling buffer of W slots (Moxin's memory saving): the
+token at padded index t lives in slot t mod W, so a decode step overwrites exactly the key that left the window.
+
+Each slot remembers the RoPE position of its token (-1: empty or padding), so one mask rule (causal, window,
+padding) serves prefill, chunked prefill and decode alike. Softmax does not care about slot order."""
+
+from __future__ import annotations
+
+import torch
+
+from moxin.errors import ModelError
+
+
+class KVCache:
+    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
+                 window: int | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        self.rolling = window is not None and window < max_len
+        self.size = window if self.rolling else max_len  # S slots
+        self.max_len = max_len
+        shape = (n_layers, batch, n_kv_heads, self.size, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.slot_pos = torch.full((batch, self.size), -1, dtype=torch.long, device=device)
+        self.written = 0  # tokens (padding included) written so far
+        self._pending: tuple | None = None
+
+    @classmethod
+    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
+        cfg = model.cfg
+        max_len = max_len or cfg.max_seq_len
+        p = model.embed.weight
+        return cls(cfg.n_layers, batch, cfg.n_kv_heads, cfg.hd, max_len, cfg.sliding_window, p.device, dtype or p.dtype)
+
+    @property
+    def next_position(self) -> int:
+        return self.written
+
+    def memory_bytes(self) -> int:
+        return 2 * self.k.numel() * self.k.element_size()
+
+    # ----------------------------------------------------------------------------------------------- one forward
+    def prepare(self, positions: torch.Tensor, window: int | None) -> torch.Tensor | None:
+        """Plan where the T new tokens go and build the mask all layers share. positions (B, T)."""
+        from moxin.model.layers import attention_mask
+
+        T = positions.shape[1]
+        if not self.rolling and self.written + T > self.size:
+            raise ModelError(f"KV cache holds {self.size} tokens; {self.written} used and {T} more asked. "
+                             f"Create the cache with a larger max_len (at most the model's max_seq_len)")
+        n_old = min(self.written, self.size)
+        idx = torch.arange(self.written, self.written + T, device=positions.device)
+        if T == 1:
+            # Decode: write first, then attend over the filled slots (the new token included).
+            slot = int(idx[0] % self.size)
+            new_pos = self.slot_pos.clone()
+            new_pos[:, slot] = positions[:, 0]
+            n = min(self.written + 1, self.size)
+            self._pending = ("decode", slot, new_pos, n)
+            mask = attention_mask(positions, new_pos[:, :n], window)
+            return None if bool(mask.all()) else mask
+        keep = min(T, self.size)  # only the last S new tokens survive in the buffer
+        slots = idx[T - keep:] % self.size
+        k_pos = torch.cat([self.slot_pos[:, :n_old], positions], dim=1)
+        self._pending = ("prefill", slots, keep, n_old)
+        return attention_mask(positions, k_pos, window)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this layer's new keys/values (B, K, T, D); return all keys/values to attend over."""
+        kind = self._pending[0]
+        if kind == "decode":
+            _, slot, _, n = self._pending
+            self.k[layer, :, :, slot] = k[:, :, 0]
+            self.v[layer, :, :, slot] = v[:, :, 0]
+            return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+        _, slots, keep, n_old = self._pending
+        keys = torch.cat([self.k[layer, :, :, :n_old], k], dim=2)
+        values = torch.cat([self.v[layer, :, :, :n_old], v], dim=2)
+        self.k[layer].index_copy_(2, slots, k[:, :, -keep:])
+        self.v[layer].index_copy_(2, slots, v[:, :, -keep:])
+        return keys, values
+
+    def commit(self, positions: torch.Tensor) -> None:
+        """After all layers ran: record the new tokens' positions and advance."""
+        T = positions.shape[1]
+        if self._pending[0] == "decode":
+            self.slot_pos = self._pending[2]
+        else:
+            _, slots, keep, _ = self._pending
+            self.slot_pos.index_copy_(1, slots, positions[:, -keep:])
+        self.written += T
+        self._pending = None

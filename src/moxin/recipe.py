@@ -1,0 +1,33 @@
+"""The recipe: one TOML file describing a whole build. Each section is its component's own typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moxin.model.config import ModelConfig, tiny
+
+
+@dataclass
+class RunConfig:
+    """Where and how a build runs."""
+
+    name: str = "moxin-run"
+    seed: int = 0
+    out_dir: str = "runs"  # relative paths resolve against the current directory
+
+
+@dataclass
+class Recipe:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=tiny)
+
+    # Set by `load_recipe`, not read from TOML: the file it came from (paths in the recipe resolve against it).
+    source_path: Path | None = field(default=None, init=False, repr=False, compare=False, metadata={"toml": False})
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """A path from the recipe: absolute, `~`-expanded, or relative to the recipe file's folder."""
+        p = Path(value).expanduser()
+        if p.is_absolute() or self.source_path is None:
+            return p
+        return (self.source_path.parent / p).resolve()
