@@ -1,0 +1,285 @@
+"""The generation engine: one scheduler thread owns the model; requests from any thread are queued, grouped into a
+batch (up to `max_batch`), prefilled together with left padding, decoded together, and each row finishes on its own
+(EOS, stop sequence, max tokens, cancel). Finished rows leave the batch and their KV rows are dropped, so the
+remaining rows decode at the smaller batch size. Requests arriving mid-batch wait for the next batch: simple and
+correct rather than clever (no continuous batching).
+
+Each request owns its sampling state (temperature, top-k, top-p, repetition/frequency/presence penalties, a seeded
+generator), so its tokens do not depend on which other requests shared its batch."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from moxin.errors import MoxinError
+from moxin.model.generate import filter_logits
+from moxin.model.kv_cache import KVCache
+from moxin.serve.text import TextTracker
+
+
+class ServeError(MoxinError):
+    """A generation request is invalid (too long, bad parameter); the server answers it with HTTP 400."""
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 64
+    temperature: float = 0.0  # 0 → greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0  # CTRL/transformers-style: divides positive logits of seen tokens
+    frequency_penalty: float = 0.0  # OpenAI-style: subtract count × penalty
+    presence_penalty: float = 0.0  # OpenAI-style: subtract penalty once a token was seen
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)  # besides the engine's EOS ids
+    ignore_eos: bool = False  # benchmarks: always generate max_tokens
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    finish_reason: str  # "stop" (EOS or stop sequence), "length", or "cancelled"
+    seconds: float = 0.0  # from submission to the last token
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+# What a request's sink receives: text deltas (str), then exactly one Completion, or one exception instead.
+Event = str | Completion | BaseException
+
+
+@dataclass
+class Request:
+    prompt: list[int]
+    params: SamplingParams
+    sink: Callable[[Event], None]
+    cancelled: bool = False
+    submitted: float = field(default_factory=time.perf_counter)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, req: Request, tokenizer, vocab: int, eos: set[int]) -> None:
+        p = req.params
+        self.req, self.p = req, p
+        self.text = TextTracker(tokenizer, p.stop)
+        self.stop_ids = set(p.stop_token_ids) | (set() if p.ignore_eos else eos)
+        self.gen = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+        if p.temperature > 0 and self.gen is None:
+            self.gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+        penalised = p.repetition_penalty != 1.0 or p.frequency_penalty or p.presence_penalty
+        self.counts = None
+        if penalised:  # (V,) how often each token occurred; the prompt counts for the repetition penalty
+            self.counts = torch.zeros(vocab, dtype=torch.float32)
+            self.prompt_seen = torch.zeros(vocab, dtype=torch.bool)
+            self.prompt_seen[torch.tensor(req.prompt)] = True
+
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (V,) fp32 → logits with this request's penalties applied."""
+        if self.counts is None:
+            return logits
+        p = self.p
+        if p.repetition_penalty != 1.0:
+            seen = self.prompt_seen | (self.counts > 0)
+            pen = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
+            logits = torch.where(seen, pen, logits)
+        if p.frequency_penalty or p.presence_penalty:
+            logits = logits - p.frequency_penalty * self.counts - p.presence_penalty * (self.counts > 0).float()
+        return logits
+
+    def pick(self, logits: torch.Tensor) -> int:
+        """logits (V,) fp32 → the next token id."""
+        logits = self.adjust(logits)
+        if self.p.temperature <= 0:
+            return int(logits.argmax())
+        filtered = filter_logits(logits[None] / self.p.temperature, self.p.top_k, self.p.top_p)  # (1, V)
+        return int(torch.multinomial(filtered.softmax(-1), 1, generator=self.gen))
+
+    def advance(self, token: int) -> str | None:
+        """Record a sampled token → None while generating, else the finish reason."""
+        if self.req.cancelled:
+            return "cancelled"
+        if token in self.stop_ids:
+            return "stop"
+        if self.counts is not None:
+            self.counts[token] += 1
+        delta, stopped = self.text.push(token)
+        if delta:
+            self.req.sink(delta)
+        if stopped:
+            return "stop"
+        return "length" if len(self.text.ids) >= self.p.max_tokens else None
+
+    def finish(self, reason: str) -> None:
+        rest = self.text.flush()
+        if rest and reason != "cancelled":
+            self.req.sink(rest)
+        self.req.sink(Completion(self.text.text, list(self.text.ids), len(self.req.prompt), reason,
+                                 time.perf_counter() - self.req.submitted))
+
+
+class Engine:
+    """Batched generation on one model. Thread-safe `submit`; `generate` and `stream` are blocking helpers.
+
+    Args (constructor):
+        model: a moxin Transformer (any dtype); put in eval mode here
+        tokenizer: a transformers tokenizer (None: token ids only, no text, no stop sequences)
+        max_batch: the most requests decoded together
+        eos_ids: token ids that end a generation (default: the tokenizer's EOS)
+        gather_s: after the first waiting request, wait this long for others to join its batch
+    """
+
+    def __init__(self, model, tokenizer=None, max_batch: int = 8, eos_ids: list[int] | None = None,
+                 gather_s: float = 0.002) -> None:
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        if eos_ids is None:
+            eos_ids = [tokenizer.eos_token_id] if tokenizer is not None and tokenizer.eos_token_id is not None else []
+        self.eos = set(eos_ids)
+        self.context = model.cfg.max_seq_len
+        self.vocab = model.cfg.vocab_size
+        self.batches: list[int] = []  # size of every batch run (tests and stats read it)
+        self._queue: queue.Queue[Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="moxin-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------------------------------ public API
+    def check(self, prompt: list[int], params: SamplingParams) -> None:
+        """Raise ServeError when the request cannot run (the server maps it to HTTP 400)."""
+        if not prompt:
+            raise ServeError("the prompt is empty after tokenization; send at least one token")
+        if params.max_tokens < 1:
+            raise ServeError(f"max_tokens must be at least 1, got {params.max_tokens}")
+        if len(prompt) + params.max_tokens > self.context:
+            raise ServeError(f"this model's maximum context length is {self.context} tokens, but the prompt has "
+                             f"{len(prompt)} tokens and max_tokens is {params.max_tokens}; shorten the prompt or "
+                             f"lower max_tokens")
+        bad = [t for t in prompt if not 0 <= t < self.vocab]
+        if bad:
+            raise ServeError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab - 1})")
+        if params.temperature < 0 or (params.top_p is not None and not 0 < params.top_p <= 1):
+            raise ServeError(f"temperature must be >= 0 and top_p in (0, 1]; got {params.temperature}, {params.top_p}")
+        if params.repetition_penalty <= 0:
+            raise ServeError(f"repetition_penalty must be > 0, got {params.repetition_penalty}")
+
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Callable[[Event], None]) -> Request:
+        """Queue a request; `sink` is called from the engine thread with text deltas, then a Completion."""
+        self.check(prompt, params)
+        req = Request(list(prompt), params, sink)
+        self._queue.put(req)
+        return req
+
+    def stream(self, prompt: list[int], params: SamplingParams) -> Iterator[str | Completion]:
+        """Blocking iterator over text deltas, ending with the Completion. Closing it early cancels the request."""
+        q: queue.Queue[Event] = queue.Queue()
+        req = self.submit(prompt, params, q.put)
+        try:
+            while True:
+                ev = q.get()
+                if isinstance(ev, BaseException):
+                    raise ev
+                yield ev
+                if isinstance(ev, Completion):
+                    return
+        finally:
+            req.cancel()
+
+    def generate(self, prompt: list[int], params: SamplingParams) -> Completion:
+        for ev in self.stream(prompt, params):
+            if isinstance(ev, Completion):
+                return ev
+        raise RuntimeError("engine stream ended without a completion")  # unreachable: stream always ends with one
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------------------------------ scheduler
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.perf_counter() + self.gather_s
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(nxt)
+            batch = [r for r in batch if not r.cancelled]
+            if not batch:
+                continue
+            try:
+                self._run(batch)
+            except Exception as e:  # noqa: BLE001 - report to every waiting caller, keep serving
+                for r in batch:
+                    r.sink(e)
+
+    @torch.inference_mode()
+    def _run(self, reqs: list[Request]) -> None:
+        self.batches.append(len(reqs))
+        rows = [_Row(r, self.tok, self.vocab, self.eos) for r in reqs]
+        B, T = len(reqs), max(len(r.prompt) for r in reqs)
+        tokens = torch.zeros(B, T, dtype=torch.long)
+        positions = torch.full((B, T), -1, dtype=torch.long)  # -1: left padding
+        for i, r in enumerate(reqs):
+            n = len(r.prompt)
+            tokens[i, T - n:] = torch.tensor(r.prompt)
+            positions[i, T - n:] = torch.arange(n)
+        max_new = max(r.params.max_tokens for r in reqs)
+        cache = KVCache.for_model(self.model, B, max_len=T + max_new)
+        logits = self.model(tokens, positions=positions, cache=cache, last_only=True)[:, -1].float()  # (B, V)
+        next_pos = positions[:, -1] + 1  # (B,)
+        while True:
+            picked = [row.pick(logits[i]) for i, row in enumerate(rows)]
+            keep = []
+            for i, (row, tok) in enumerate(zip(rows, picked)):
+                reason = row.advance(tok)
+                if reason is None:
+                    keep.append(i)
+                else:
+                    row.finish(reason)
+            if not keep:
+                return
+            if len(keep) < len(rows):
+                idx = torch.tensor(keep)
+                _select_rows(cache, idx)
+                rows, next_pos = [rows[i] for i in keep], next_pos[idx]
+                picked = [picked[i] for i in keep]
+            step = torch.tensor(picked)[:, None]  # (B', 1)
+            logits = self.model(step, positions=next_pos[:, None], cache=cache, last_only=True)[:, -1].float()
+            next_pos = next_pos + 1
+
+
+def _select_rows(cache: KVCache, idx: torch.Tensor) -> None:
+    """Keep only the batch rows `idx` of the cache (finished requests leave the batch)."""
+    if hasattr(cache, "select_rows"):
+        cache.select_rows(idx)
+        return
+    # KVCache stores k/v as (L, B, K, S, D) and slot positions as (B, S).
+    cache.k = cache.k.index_select(1, idx)
+    cache.v = cache.v.index_select(1, idx)
+    cache.slot_pos = cache.slot_pos.index_select(0, idx)

@@ -1,0 +1,63 @@
+"""A tiny random checkpoint with a small byte-level BPE tokenizer and a ChatML template, built offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _corpus() -> list[str]:
+    # Synthetic text (no third-party data): English words, digits and Japanese, so byte-level merges include
+    # multi-byte characters and the random model emits partial UTF-8 sequences.
+    words = ["moxin", "model", "open", "data", "train", "serve", "token", "chat", "hello", "world"]
+    ja = ["日本語", "東京", "モデル", "学習", "こんにちは", "データ"]
+    return [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) + f" {i} " + ja[i % len(ja)] * 3
+            for i in range(400)]
+
+
+def build_tokenizer(vocab_size: int = 400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", chat_template=CHATML)
+
+
+def make_checkpoint(folder: Path, preset: str = "tiny", seed: int = 0, std: float = 0.02) -> Path:
+    """folder/model (moxin model dir) + folder/tokenizer, the layout `load_model` / `load_tokenizer` accept."""
+    import dataclasses
+
+    from moxin.interop.native import save_model
+    from moxin.model import build
+    from moxin.model import preset as get_preset
+
+    cfg = dataclasses.replace(get_preset(preset), init_std=std)
+    save_model(build(cfg, seed=seed), folder / "model")
+    build_tokenizer().save_pretrained(folder / "tokenizer")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_ckpt(tmp_path_factory) -> Path:
+    # A larger init std gives peaked logits, so greedy choices are far from ties (batched == single exactly).
+    return make_checkpoint(tmp_path_factory.mktemp("toy-ckpt"), std=0.2)
+
+
+@pytest.fixture(scope="session")
+def toy(toy_ckpt):
+    """(model, tokenizer) loaded from the toy checkpoint."""
+    from moxin.interop import load_model
+    from moxin.interop.tokenizer import load_tokenizer
+
+    return load_model(toy_ckpt).eval(), load_tokenizer(toy_ckpt)
