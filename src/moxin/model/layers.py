@@ -56,6 +56,9 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if ctx.cache is not None:
             k, v = ctx.cache.update(self.layer_idx, k, v)  # (B, K, S, D) incl. earlier tokens
+        if ctx.cache is not None and T == 1:
+            out = decode_attention(q, k, v, ctx.mask)
+            return self.o(out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
         gqa = self.n_heads != self.n_kv
         if gqa and ctx.repeat_kv:
             k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
@@ -63,6 +66,22 @@ class Attention(nn.Module):
             gqa = False
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal, enable_gqa=gqa)
         return self.o(out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
+
+
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """One query per row against the cache: q (B, H, 1, D), k/v (B, K, S, D), mask (B, 1, 1, S) → (B, H, 1, D).
+
+    Grouped heads are folded into a batched matmul instead of repeating K/V; for a single query this beats SDPA's
+    CPU kernel, whose set-up cost dominates at T=1. Softmax runs in fp32, as in SDPA."""
+    B, H, _, D = q.shape
+    K, S = k.shape[1], k.shape[2]
+    # fp32 throughout: CPU bmm in bf16 is ~30x slower at these shapes, and the casts cost only O(S·D) per layer.
+    qg = q.reshape(B, K, H // K, D).float()
+    scores = torch.matmul(qg, k.float().transpose(-1, -2)) * (D ** -0.5)  # (B, K, G, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask.reshape(B, 1, 1, S), float("-inf"))
+    out = torch.matmul(scores.softmax(-1), v.float())  # (B, K, G, D)
+    return out.to(q.dtype).reshape(B, H, 1, D)
 
 
 class FeedForward(nn.Module):

@@ -75,7 +75,14 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if return_hidden:
             return x
-        return nn.functional.linear(x, self.output_weight)
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, dim) → logits (B, T, V)."""
+        if self.head is not None:
+            return self.head(x)
+        tied = self.__dict__.get("_tied_head")  # set by moxin.model.fast for packed inference
+        return tied(x) if tied is not None else nn.functional.linear(x, self.embed.weight)
 
     def _context(self, positions: torch.Tensor, cache: KVCache | None, segment_ids: torch.Tensor | None) -> AttnContext:
         W = self.cfg.sliding_window
