@@ -26,6 +26,11 @@ COMMANDS: dict[str, str] = {
     "import": "moxin.commands:import_model",
     "export hf": "moxin.commands:export_hf",
     "generate": "moxin.commands:generate",
+    "chat": "moxin.serve.commands:chat",
+    "serve": "moxin.serve.commands:serve",
+    "export gguf": "moxin.serve.commands:export_gguf",
+    "pretrain": "moxin.train.commands:pretrain",
+    "pretrain show-batch": "moxin.train.commands:show_batch",
 }
 
 

@@ -1,0 +1,44 @@
+"""Training tasks (the loss side of the loop). Pretraining is next-token cross-entropy with an optional z-loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = -100
+
+
+class LMTask:
+    """Causal language modelling on token rows.
+
+    A batch is either an int64 tensor (B, T+1) (inputs = [:, :-1], targets = [:, 1:]) or a dict with
+    `input_ids` (B, T) and `labels` (B, T) already aligned to the inputs, IGNORE (-100) where no loss is taken
+    (how SFT masks prompts). Loss units are target tokens."""
+
+    def __init__(self, z_loss: float = 0.0) -> None:
+        self.z_loss = z_loss
+
+    @staticmethod
+    def _split(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch, dict):
+            return batch["input_ids"], batch["labels"]
+        return batch[:, :-1], batch[:, 1:]
+
+    def count(self, batch: Any) -> int:
+        _, y = self._split(batch)
+        return int((y != IGNORE).sum())
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, y = self._split(batch)
+        logits = model(x).float()  # (B, T, V); the softmax in fp32 also under bf16 autocast
+        flat, tgt = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+        ce = F.cross_entropy(flat, tgt, ignore_index=IGNORE, reduction="sum")
+        if not self.z_loss:
+            return ce, {}
+        keep = tgt != IGNORE
+        lse = torch.logsumexp(flat[keep], dim=-1)  # (N,)
+        z = self.z_loss * (lse * lse).sum()
+        return ce + z, {"ce": ce.detach(), "z_loss": z.detach()}
