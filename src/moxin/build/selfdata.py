@@ -1,0 +1,123 @@
+"""Instruction and evaluation data generated from the corpus itself, so the embedded default build needs nothing
+beyond the install.
+
+- SFT pairs (docstring → function) from the *train* split: instruction = "Write a Python function `sig` that ...
+  <docstring summary>", output = the function's source with the docstring removed.
+- A code-completion task from the *held-out* (`val`) split: for a function, the context is its source up to a
+  line; the choices are the true next line and three lines from other held-out functions; scored like lm-eval's
+  multiple-choice tasks (accuracy by log-likelihood).
+
+Both read the documents back from the token shards (decoded), so they use exactly the text the model was trained
+on and the split the data stage made. Order and choices are deterministic.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from moxin.provenance import atomic_write_text
+
+
+@dataclass(frozen=True)
+class Function:
+    doc_id: str
+    name: str
+    signature: str  # "name(a, b=1)"
+    summary: str  # first paragraph of the docstring, one line
+    source: str  # the def with its docstring removed, dedented
+    lines: tuple[str, ...]  # source lines of the whole def (docstring kept), dedented
+
+
+def _summary(doc: str) -> str:
+    first = doc.strip().split("\n\n")[0]
+    return " ".join(first.split())
+
+
+def _strip_docstring(node: ast.FunctionDef, lines: list[str]) -> str:
+    body0 = node.body[0]
+    start, end = node.lineno - 1, node.end_lineno
+    if node.decorator_list:
+        start = node.decorator_list[0].lineno - 1
+    kept = lines[start:body0.lineno - 1] + lines[body0.end_lineno:end]
+    return textwrap.dedent("\n".join(kept)).rstrip() + "\n"
+
+
+def functions_in(doc_id: str, text: str, max_lines: int = 24) -> Iterator[Function]:
+    """Top-level and method functions with a docstring and a body of 1..max_lines lines after it."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return
+    lines = text.splitlines()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
+            continue
+        doc = ast.get_docstring(node)
+        if not doc or len(node.body) < 2 or node.name.startswith("__"):
+            continue
+        body_lines = node.end_lineno - node.body[0].end_lineno
+        summary = _summary(doc)
+        if not 1 <= body_lines <= max_lines or not 10 <= len(summary) <= 300:
+            continue
+        source = _strip_docstring(node, lines)
+        whole = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno])).splitlines()
+        yield Function(doc_id, node.name, f"{node.name}({ast.unparse(node.args)})", summary, source, tuple(whole))
+
+
+def sft_records(functions: list[Function]) -> list[dict]:
+    return [{"instruction": f"Write a Python function `{f.signature}` that does the following: {f.summary}",
+             "input": "", "output": f.source.rstrip("\n"), "source_doc": f.doc_id} for f in functions]
+
+
+def _rank(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:8], "big")
+
+
+def completion_items(functions: list[Function], n_choices: int = 4, seed: int = 0) -> list[dict]:
+    """Next-line multiple choice from held-out functions (context: the def up to a line after the docstring)."""
+    pool = sorted({ln.strip() for f in functions for ln in f.lines if len(ln.strip()) >= 8})
+    items = []
+    for f in functions:
+        body = [i for i, ln in enumerate(f.lines) if len(ln.strip()) >= 8 and i >= 2]
+        if not body or len(pool) < n_choices:
+            continue
+        cut = body[_rank(str(seed), f.doc_id, f.name) % len(body)]
+        answer = f.lines[cut].strip()
+        indent = f.lines[cut][: len(f.lines[cut]) - len(f.lines[cut].lstrip())]
+        others = sorted((p for p in pool if p != answer), key=lambda p: _rank(str(seed), f.name, p))[: n_choices - 1]
+        choices = sorted([answer, *others], key=lambda p: _rank(str(seed), f.doc_id, p))
+        context = "\n".join(f.lines[:cut]) + "\n" + indent
+        items.append({"id": f"{f.doc_id}::{f.name}", "context": context, "choices": choices,
+                      "label": choices.index(answer)})
+    return items
+
+
+def collect(docs: Iterator[tuple[str, str]], limit: int | None = None) -> list[Function]:
+    """Functions from (doc_id, text) pairs, deduplicated by source, in document order."""
+    seen, out = set(), []
+    for doc_id, text in docs:
+        for f in functions_in(doc_id, text):
+            if f.source not in seen:
+                seen.add(f.source)
+                out.append(f)
+                if limit and len(out) >= limit:
+                    return out
+    return out
+
+
+def documents(token_data, source: str, split: str, decode: Callable[[list[int]], str]) -> Iterator[tuple[str, str]]:
+    """(doc_id, text) of every document of a source split, decoded from the token shards (EOS dropped)."""
+    docs = token_data.documents(source, split)
+    ids = token_data.doc_ids(source, split)
+    for (start, length), doc_id in zip(docs.tolist(), ids):
+        yield doc_id, decode(token_data.read(source, start, length - 1, split).tolist())
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
