@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "chat": "moxin.serve.commands:chat",
     "serve": "moxin.serve.commands:serve",
     "export gguf": "moxin.serve.commands:export_gguf",
+    "chat": "moxin.serve.commands:chat",
+    "serve": "moxin.serve.commands:serve",
+    "export gguf": "moxin.serve.commands:export_gguf",
     "pretrain": "moxin.train.commands:pretrain",
     "pretrain show-batch": "moxin.train.commands:show_batch",
 }

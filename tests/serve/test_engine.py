@@ -8,6 +8,7 @@ import torch
 from moxin.model import generate
 from moxin.serve.engine import Completion, Engine, SamplingParams, ServeError
 from moxin.serve.text import TextTracker
+from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,18 @@ class TextTracker:
                     held = k
                     break
         return end - held
+
+
+# Special tokens that end an assistant turn in common chat templates (ChatML, Llama 3, Gemma, Phi, Mistral).
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>", "<|eom_id|>")
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Ids that end a chat reply: the tokenizer's EOS plus the end-of-turn tokens its vocabulary has."""
+    if tokenizer is None:
+        return []
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in END_OF_TURN if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

@@ -1,7 +1,14 @@
-"""A tiny random checkpoint with a small byte-level BPE tokenizer and a ChatML template, built offline."""
+"""A tiny random checkpoint with a small byte-level BPE tokenizer and a ChatML template, built offline.
+
+A plain module, not a conftest.py: a second conftest would shadow `tests/conftest.py` for `from conftest import`.
+Test files import the fixtures from here; the checkpoint is built once per process."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,16 +55,28 @@ def make_checkpoint(folder: Path, preset: str = "tiny", seed: int = 0, std: floa
     return folder
 
 
-@pytest.fixture(scope="session")
-def toy_ckpt(tmp_path_factory) -> Path:
+@functools.cache
+def _toy_ckpt() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="moxin-toy-ckpt-"))
+    atexit.register(shutil.rmtree, folder, True)
     # A larger init std gives peaked logits, so greedy choices are far from ties (batched == single exactly).
-    return make_checkpoint(tmp_path_factory.mktemp("toy-ckpt"), std=0.2)
+    return make_checkpoint(folder, std=0.2)
 
 
-@pytest.fixture(scope="session")
-def toy(toy_ckpt):
-    """(model, tokenizer) loaded from the toy checkpoint."""
+@functools.cache
+def _toy():
     from moxin.interop import load_model
     from moxin.interop.tokenizer import load_tokenizer
 
-    return load_model(toy_ckpt).eval(), load_tokenizer(toy_ckpt)
+    return load_model(_toy_ckpt()).eval(), load_tokenizer(_toy_ckpt())
+
+
+@pytest.fixture(scope="session")
+def toy_ckpt() -> Path:
+    return _toy_ckpt()
+
+
+@pytest.fixture(scope="session")
+def toy():
+    """(model, tokenizer) loaded from the toy checkpoint."""
+    return _toy()

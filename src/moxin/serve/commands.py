@@ -1,0 +1,116 @@
+"""CLI commands: chat, serve, export gguf. Heavy imports stay inside the functions (fast `moxin --help`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from moxin.errors import MoxinError
+
+
+def _load(model: Path, dtype: str):
+    from moxin.commands import torch_dtype
+    from moxin.interop import load_model
+    from moxin.interop.tokenizer import load_tokenizer
+
+    dt = torch_dtype(dtype)
+    tok = load_tokenizer(model)
+    return load_model(model, dtype=dt).eval(), tok
+
+
+def chat(model: Path, system: str | None = None, max_tokens: int = 512, temperature: float = 0.7,
+         top_p: float = 0.9, top_k: int | None = None, repetition_penalty: float = 1.0, seed: int | None = 0,
+         dtype: str = "float32") -> None:
+    """Chat with a model in the terminal, using its chat template (/reset clears the conversation, /exit quits).
+
+    Args:
+        model: moxin checkpoint, Hugging Face directory or .gguf file (with a tokenizer that has a chat template)
+        system: system prompt put before the conversation
+        max_tokens: the longest reply, in tokens
+        temperature: sampling temperature; 0 for greedy (deterministic) replies
+        top_p: sample from the smallest set of tokens whose probability reaches p
+        top_k: sample among the k most likely tokens
+        repetition_penalty: above 1 discourages repeating earlier tokens (1 = off)
+        seed: random seed for sampling (the same seed and inputs give the same replies)
+        dtype: weight dtype to run in (float32, bfloat16)
+    """
+    from moxin.serve.chat import ChatSession, repl
+    from moxin.serve.engine import Engine, SamplingParams
+
+    m, tok = _load(model, dtype)
+    engine = Engine(m, tok, max_batch=1)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                            repetition_penalty=repetition_penalty, seed=seed)
+    try:
+        repl(ChatSession(engine, tok, params, system), sys.stdin, sys.stdout, interactive=sys.stdin.isatty())
+    finally:
+        engine.close()
+
+
+def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          name: str | None = None, max_batch: int = 8, max_tokens_limit: int = 2048, dtype: str = "float32") -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions).
+
+    Args:
+        model: moxin checkpoint, Hugging Face directory or .gguf file (with its tokenizer)
+        host: address to bind; the default 127.0.0.1 is reachable from this machine only
+        port: TCP port
+        api_key: require 'Authorization: Bearer KEY' (default: the MOXIN_API_KEY environment variable, else none)
+        name: model name clients use (default: the model folder's name)
+        max_batch: the most concurrent requests decoded together
+        max_tokens_limit: the most tokens a single request may ask for
+        dtype: weight dtype to run in (float32, bfloat16)
+    """
+    import uvicorn
+
+    from moxin.serve.engine import Engine
+    from moxin.serve.server import ServerConfig, create_app
+
+    if max_batch < 1 or max_tokens_limit < 1:
+        raise MoxinError(f"--max-batch ({max_batch}) and --max-tokens-limit ({max_tokens_limit}) must be at least 1")
+    api_key = api_key or os.environ.get("MOXIN_API_KEY") or None
+    m, tok = _load(model, dtype)
+    served = name or (model.stem if model.is_file() else model.resolve().name)
+    engine = Engine(m, tok, max_batch=max_batch)
+    app = create_app(engine, tok, ServerConfig(served, api_key, max_tokens_limit))
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(f"warning: binding {host} without an API key exposes the model to the network; set --api-key",
+              file=sys.stderr)
+    print(f"serving {served!r} on http://{host}:{port}/v1 (batch up to {max_batch}; "
+          f"{'API key required' if api_key else 'no API key'})", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        engine.close()
+
+
+def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"] = "f16",
+                context_length: int | None = None) -> None:
+    """Export a model as a llama-architecture GGUF file (for llama.cpp / Ollama) with its tokenizer and chat template.
+
+    Args:
+        checkpoint: moxin checkpoint, moxin model directory, Hugging Face directory or .gguf file
+        out: the .gguf file to write
+        dtype: weight type: f32, f16, or q8_0 (8-bit blocks; 1-D tensors always stay f32)
+        context_length: context length written to the file (default: the model's max_seq_len); set it to the
+            sliding window to keep llama.cpp, which ignores windows, within what the model was trained on
+    """
+    import warnings
+
+    from moxin.interop import load_model
+    from moxin.interop.gguf_export import to_gguf
+    from moxin.interop.tokenizer import load_tokenizer
+
+    if out.suffix != ".gguf":
+        raise MoxinError(f"OUT {out} must end in .gguf")
+    model = load_model(checkpoint)
+    tok = load_tokenizer(checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=checkpoint.resolve().name)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "
+          f"vocab {info['vocab']}, chat template {'embedded' if info['chat_template'] else 'absent'})")
