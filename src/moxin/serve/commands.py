@@ -107,9 +107,15 @@ def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"
         raise MoxinError(f"OUT {out} must end in .gguf")
     model = load_model(checkpoint)
     tok = load_tokenizer(checkpoint)
+    pre = None
+    if checkpoint.suffix == ".gguf":  # keep the source file's pre-tokenizer name (transformers does not record it)
+        from moxin.interop.gguf import _field, open_gguf
+
+        pre = _field(open_gguf(checkpoint), "tokenizer.ggml.pre")
+    name = checkpoint.stem if checkpoint.is_file() else checkpoint.resolve().name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=checkpoint.resolve().name)
+        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "

