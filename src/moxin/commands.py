@@ -97,20 +97,35 @@ def import_model(source: Path, out: Path, dtype: str = "float32") -> None:
 
 
 def export_hf(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_gb: float = 5.0) -> None:
-    """Export a moxin model as a Hugging Face directory that transformers loads offline.
+    """Export a moxin model as a Hugging Face directory (weights, config, tokenizer, chat template) that
+    transformers and vLLM load offline.
 
     Args:
-        checkpoint: moxin model directory or checkpoint
-        out: directory to write
+        checkpoint: moxin model directory or checkpoint (its tokenizer/ folder is exported too when present)
+        out: directory to write (must not exist)
         dtype: weight dtype (float32, bfloat16, float16)
         max_shard_gb: split weights into shards above this size (GiB)
     """
+    from moxin.errors import InteropError
     from moxin.interop import load_model
     from moxin.interop.hf import to_hf
+    from moxin.interop.tokenizer import load_tokenizer
+    from moxin.provenance import atomic_dir
 
     model = load_model(checkpoint)
-    to_hf(model, out, dtype=torch_dtype(dtype), max_shard_bytes=int(max_shard_gb * 2**30))
-    print(f"wrote {out}")
+    try:
+        tok = load_tokenizer(checkpoint)
+    except InteropError:
+        tok = None  # a bare model folder: weights and config only
+    if out.exists():
+        raise MoxinError(f"output {out} already exists; choose a new path or remove it")
+    ids = {} if tok is None else {"bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id}
+    with atomic_dir(out) as tmp:
+        to_hf(model, tmp, dtype=torch_dtype(dtype), max_shard_bytes=int(max_shard_gb * 2**30), **ids)
+        if tok is not None:
+            tok.save_pretrained(tmp)  # tokenizer.json, tokenizer_config.json, chat_template.jinja
+    note = "" if tok is not None else " (no tokenizer found with the model: weights and config only)"
+    print(f"wrote {out}{note}")
 
 
 def generate(model: Path, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
