@@ -34,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "export gguf": "moxin.serve.commands:export_gguf",
     "pretrain": "moxin.train.commands:pretrain",
     "pretrain show-batch": "moxin.train.commands:show_batch",
+    "release": "moxin.release.commands:release",
+    "mof check": "moxin.release.commands:mof_check",
+    "verify": "moxin.release.commands:verify",
 }
 
 

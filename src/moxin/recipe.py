@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moxin.model.config import ModelConfig, tiny
+from moxin.release.config import ReleaseConfig
 from moxin.train.config import PretrainConfig
 
 
@@ -23,6 +24,7 @@ class Recipe:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=tiny)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     # Set by `load_recipe`, not read from TOML: the file it came from (paths in the recipe resolve against it).
     source_path: Path | None = field(default=None, init=False, repr=False, compare=False, metadata={"toml": False})

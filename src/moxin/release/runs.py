@@ -1,0 +1,212 @@
+"""Reading a run folder (the layout in docs/CONTRACTS.md). Each stage's outputs are read by one small function
+here, so that a change in a stage's files is adapted in one place.
+
+    data/       tokens.json + tokens/, manifest.json (sources with SPDX licences), data_card.md
+    tokenizer/  tokenizer.json, ...
+    pretrain/   checkpoints/step-XXXXXXXX/, metrics.jsonl, run.json, *.png
+    finetune/<name>/  the same layout
+    eval/       results/*.json, table.csv, table.md, plots/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moxin.errors import MoxinError
+from moxin.provenance import sha256_file
+
+STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+class ReleaseError(MoxinError):
+    """A run cannot be released, or a release does not verify."""
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ReleaseError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{path} is not valid JSON ({e}); the {what} is corrupted") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ReleaseError(f"{path}:{i} is not valid JSON ({e})") from None
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@dataclass
+class Checkpoint:
+    stage: str  # 'pretrain' or 'finetune/<name>'
+    step: int
+    path: Path
+    state: dict[str, Any] = field(default_factory=dict)  # train_state.json
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}/{self.path.name}"
+
+    @property
+    def sha(self) -> str:
+        """A checkpoint's identity: the SHA-256 of its manifest.json (docs/CONTRACTS.md)."""
+        return sha256_file(self.path / "manifest.json")
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        s = self.state
+        return s.get("data_fingerprint") or (s.get("data") or {}).get("fingerprint")
+
+    @property
+    def parent(self) -> dict[str, Any]:
+        """{'path': ..., 'sha256': ...} of the checkpoint this one continued from (empty for the first one)."""
+        lineage = self.state.get("lineage") or {}
+        parent = lineage.get("parent") if isinstance(lineage, dict) else None
+        if isinstance(parent, dict):
+            return parent
+        if parent:
+            return {"path": parent, "sha256": lineage.get("parent_sha256")}
+        return {}
+
+
+def stage_dirs(root: Path) -> list[tuple[str, Path]]:
+    """(stage name, folder) of every training stage under a run or a release's checkpoints/, pretrain first."""
+    out = []
+    if (root / "pretrain").is_dir():
+        out.append(("pretrain", root / "pretrain"))
+    ft = root / "finetune"
+    if ft.is_dir():
+        out.extend((f"finetune/{d.name}", d) for d in sorted(ft.iterdir()) if d.is_dir())
+    return out
+
+
+def checkpoints_in(folder: Path, stage: str) -> list[Checkpoint]:
+    """The step-* checkpoints of one stage folder (which holds them directly or under checkpoints/)."""
+    base = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
+    cks = []
+    for d in base.iterdir() if base.is_dir() else []:
+        m = STEP_RE.match(d.name)
+        if m and d.is_dir() and (d / "model").is_dir():
+            state = read_json(d / "train_state.json", "train state") if (d / "train_state.json").is_file() else {}
+            cks.append(Checkpoint(stage, int(m.group(1)), d, state))
+    return sorted(cks, key=lambda c: c.step)
+
+
+def all_checkpoints(root: Path) -> list[Checkpoint]:
+    return [c for stage, folder in stage_dirs(root) for c in checkpoints_in(folder, stage)]
+
+
+def final_checkpoint(cks: list[Checkpoint]) -> Checkpoint:
+    """The end of the longest lineage: the last checkpoint of the last stage that continued from another."""
+    if not cks:
+        raise ReleaseError("no checkpoints found (expected pretrain/checkpoints/step-XXXXXXXX/ with model/); "
+                           "run `moxin pretrain` first")
+    by_sha = {c.sha: c for c in cks}
+
+    def depth(c: Checkpoint, seen: int = 0) -> int:
+        parent = by_sha.get(c.parent.get("sha256") or "")
+        return seen if parent is None or seen > len(cks) else depth(parent, seen + 1)
+
+    finetuned = [c for c in cks if c.stage != "pretrain"]
+    pool = finetuned or cks
+    return max(pool, key=lambda c: (depth(c), c.stage != "pretrain", c.step))
+
+
+# ------------------------------------------------------------------------------------------------ data
+@dataclass
+class Source:
+    name: str
+    license: str | None
+    origin: str = ""
+    documents: int | None = None
+    tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def data_sources(manifest: dict[str, Any]) -> list[Source]:
+    """The sources of a data manifest, as a list or a {name: {...}} table, with their SPDX licences."""
+    raw = manifest.get("sources") or []
+    items = [{"name": k, **v} for k, v in raw.items()] if isinstance(raw, dict) else list(raw)
+    out = []
+    for s in items:
+        counts = s.get("counts") or s.get("stats") or {}
+        out.append(Source(
+            name=str(s.get("name")), license=s.get("license") or s.get("spdx") or s.get("license_spdx"),
+            origin=str(s.get("origin") or s.get("path") or s.get("url") or ""),
+            documents=s.get("documents", counts.get("documents") if isinstance(counts, dict) else None),
+            tokens=s.get("tokens", counts.get("tokens") if isinstance(counts, dict) else None),
+            extra={k: v for k, v in s.items() if k not in {"name", "license", "spdx", "license_spdx"}}))
+    return out
+
+
+def data_fingerprint(data_dir: Path) -> str | None:
+    """The data fingerprint: SHA-256 of tokens.json (moxin.data.tokens.TokenData.fingerprint)."""
+    p = data_dir / "tokens.json"
+    return sha256_file(p) if p.is_file() else None
+
+
+# ------------------------------------------------------------------------------------------------ eval
+@dataclass
+class EvalResult:
+    file: Path
+    checkpoint: str  # a checkpoint name or sha, as recorded
+    step: int | None
+    metrics: dict[str, dict[str, float]]  # task → metric → value
+    data: list[dict[str, Any]]  # [{'task', 'path', 'license'}] evaluation data used, when recorded
+
+
+def _task_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for task, vals in results.items():
+        if isinstance(vals, dict):
+            nums = {k.split(",")[0]: float(v) for k, v in vals.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and "stderr" not in k}
+            if nums:
+                out[task] = nums
+    return out
+
+
+def read_eval_result(path: Path) -> EvalResult:
+    """One eval results JSON: `results` (lm-eval style: task → {metric[,filter]: value}) or `tasks`, plus the
+    checkpoint it scored and, when recorded, the data files (`data`: [{task, path, license}])."""
+    doc = read_json(path, "evaluation result")
+    ck = doc.get("checkpoint") or {}
+    name = ck.get("name") or ck.get("path") or ck.get("sha256") or ck.get("sha") if isinstance(ck, dict) else str(ck)
+    step = ck.get("step") if isinstance(ck, dict) else None
+    return EvalResult(path, str(name or ""), step, _task_metrics(doc.get("results") or doc.get("tasks") or {}),
+                      list(doc.get("data") or []))
+
+
+def eval_results(eval_dir: Path) -> list[EvalResult]:
+    folder = eval_dir / "results"
+    return [read_eval_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------------ recipe
+def recorded_recipe(run: Path, final: Checkpoint | None = None) -> tuple[dict[str, Any], str]:
+    """The recipe the run was built with: `recipe.toml` in the run (or under config/), else the resolved config in
+    the final checkpoint's train state. Returns (recipe dict, where it came from)."""
+    import tomllib
+
+    for p in (run / "recipe.toml", run / "config" / "recipe.toml", run / "pretrain" / "recipe.toml"):
+        if p.is_file():
+            return tomllib.loads(p.read_text("utf-8")), str(p)
+    for p in (run / "pretrain" / "run.json",):
+        if p.is_file():
+            doc = read_json(p, "run record")
+            if isinstance(doc.get("recipe"), dict):
+                return doc["recipe"], str(p)
+    if final is not None and isinstance(final.state.get("config"), dict):
+        return final.state["config"], str(final.path / "train_state.json")
+    return {}, ""

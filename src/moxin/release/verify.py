@@ -1,0 +1,205 @@
+"""`moxin verify OUT`: check a release against itself.
+
+1. checksums: every file listed in SHA256SUMS exists and matches; no file is missing from it (names each one);
+2. MOF: the assessment recomputed from the files equals mof.json, and mof.yml is valid for the Model Openness
+   Tool's schema and lists exactly the components present;
+3. manifests: every checkpoint matches its manifest.json; its data fingerprint is the release data's; each
+   lineage parent hash is its parent's checkpoint sha; model/ is the final checkpoint's weights;
+4. with `--reproduce K[..M]`: training re-run from checkpoint K to M with the recorded recipe, data order and RNG
+   state, weights compared with the published checkpoint M (bitwise on CPU; a stated tolerance on GPU).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from moxin.provenance import sha256_file, verify_manifest
+from moxin.release.runs import ReleaseError, all_checkpoints, read_json
+
+SUMS = "SHA256SUMS"
+_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+@dataclass
+class Check:
+    name: str
+    problems: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+def check_checksums(root: Path) -> Check:
+    c = Check("checksums")
+    sums = root / SUMS
+    if not sums.is_file():
+        c.problems.append(f"{SUMS} missing from {root}")
+        return c
+    listed: dict[str, str] = {}
+    for i, line in enumerate(sums.read_text("utf-8").splitlines(), 1):
+        m = _LINE.match(line)
+        if not m:
+            c.problems.append(f"{SUMS}:{i}: not '<sha256>  <path>': {line[:60]!r}")
+            continue
+        listed[m.group(2)] = m.group(1)
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != SUMS}
+    for rel, digest in sorted(listed.items()):
+        if rel not in present:
+            c.problems.append(f"missing file: {rel}")
+        elif sha256_file(root / rel) != digest:
+            c.problems.append(f"changed file: {rel} (SHA-256 differs from {SUMS})")
+    c.problems += [f"extra file: {rel} (not in {SUMS})" for rel in sorted(present - set(listed))]
+    c.summary = f"{len(listed)} files"
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ MOF
+_COMPARED = ("present", "licence", "verdict")
+
+
+def check_mof(root: Path) -> Check:
+    import yaml
+
+    from moxin.release.mof import report, validate_schema
+
+    c = Check("MOF")
+    stored = read_json(root / "mof.json", "MOF audit") if (root / "mof.json").is_file() else None
+    if stored is None:
+        c.problems.append("mof.json missing")
+        return c
+    now = report(root)
+    if now["class"] != stored.get("class"):
+        c.problems.append(f"mof.json claims Class {stored.get('class')} but the contents give Class {now['class']}"
+                          + (f" ({'; '.join(r for rs in now['reasons'].values() for r in rs)[:200]})" if now["reasons"] else ""))
+    old = {x["name"]: x for x in stored.get("components", [])}
+    for comp in now["components"]:
+        was = old.get(comp["name"], {})
+        diffs = [f"{k} {was.get(k)!r} → {comp[k]!r}" for k in _COMPARED if was.get(k) != comp[k]]
+        if diffs:
+            c.problems.append(f"mof.json component '{comp['name']}' does not match the contents: {', '.join(diffs)}")
+    try:
+        doc = yaml.safe_load((root / "mof.yml").read_text("utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        c.problems.append(f"mof.yml unreadable ({e})")
+        return c
+    c.problems += [f"mof.yml: {e}" for e in validate_schema(doc)]
+    listed = {x.get("name") for x in (doc.get("release") or {}).get("components") or [] if isinstance(x, dict)}
+    present = {x["name"] for x in now["components"] if x["present"]}
+    if not c.problems and listed != present:
+        c.problems.append(f"mof.yml lists {sorted(listed - present)} not present, omits {sorted(present - listed)}")
+    c.summary = f"Class {now['class']}"
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ manifests
+def _checkpoint_problems(root: Path, ck, fingerprint: str | None, by_sha: dict[str, Any], omitted: set[str]) -> list[str]:
+    rel = ck.path.relative_to(root).as_posix()
+    probs = [p.replace(str(ck.path) + "/", "") for p in verify_manifest(ck.path)
+             if not any(o in p for o in omitted)]
+    probs = [f"checkpoint {rel}: {p}" for p in probs]
+    if fingerprint and ck.data_fingerprint and ck.data_fingerprint != fingerprint:
+        probs.append(f"checkpoint {rel}: data fingerprint {ck.data_fingerprint[:12]}… is not the release data's "
+                     f"{fingerprint[:12]}… (data/tokens.json)")
+    parent_sha, parent_path = ck.parent.get("sha256"), str(ck.parent.get("path") or "")
+    named = [p for p in by_sha.values() if parent_path and p.path.name == Path(parent_path).name]
+    if parent_sha and named and not any(p.sha == parent_sha for p in named):
+        probs.append(f"checkpoint {rel}: lineage parent {parent_path} has sha {named[0].sha[:12]}…, not the recorded "
+                     f"{parent_sha[:12]}…")
+    return probs
+
+
+def check_manifests(root: Path) -> Check:
+    from moxin.release.runs import data_fingerprint
+
+    c = Check("manifests")
+    rel = read_json(root / "release.json", "release record") if (root / "release.json").is_file() else {}
+    omitted = set(rel.get("omitted") or [])
+    cks = all_checkpoints(root)
+    fp = data_fingerprint(root / "data")
+    if fp is None:
+        c.problems.append("data/tokens.json missing: cannot check the data fingerprint")
+    by_sha = {ck.sha: ck for ck in cks}
+    for ck in cks:
+        c.problems += _checkpoint_problems(root, ck, fp, by_sha, omitted)
+    if (root / "data" / "manifest.json").is_file() and "files" in read_json(root / "data" / "manifest.json"):
+        c.problems += [f"data: {p.replace(str(root) + '/', '')}" for p in verify_manifest(root / "data")]
+    final = rel.get("final_checkpoint") or {}
+    match = [ck for ck in cks if ck.name == final.get("name") or
+             f"{ck.stage}/{ck.path.name}" == final.get("name")]
+    if not match:
+        c.problems.append(f"release.json's final checkpoint {final.get('name')!r} is not in the release")
+    else:
+        ck = match[0]
+        if final.get("sha256") and ck.sha != final["sha256"]:
+            c.problems.append(f"checkpoint {ck.path.relative_to(root).as_posix()}: sha {ck.sha[:12]}… is not the "
+                              f"release.json record {final['sha256'][:12]}…")
+        if (root / "model" / "model.safetensors").is_file() and \
+                sha256_file(root / "model" / "model.safetensors") != sha256_file(ck.path / "model" / "model.safetensors"):
+            c.problems.append(f"model/model.safetensors differs from the final checkpoint {ck.name}")
+    c.summary = f"{len(cks)} checkpoints, data fingerprint {fp[:12] if fp else 'none'}…"
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+def parse_span(text: str, steps: list[int]) -> tuple[int, int]:
+    """'K..M' → (K, M); 'K' → (K, the next checkpoint after K)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:\.\.\s*(\d+))?\s*", text or "")
+    if not m:
+        raise ReleaseError(f"--reproduce {text!r}: write K..M (checkpoint steps, e.g. --reproduce 2..4) or K")
+    k = int(m.group(1))
+    if m.group(2):
+        return k, int(m.group(2))
+    later = [s for s in steps if s > k]
+    if not later:
+        raise ReleaseError(f"--reproduce {text}: no checkpoint after step {k} (checkpoints: {steps})")
+    return k, later[0]
+
+
+def reproducer() -> Callable[..., Any]:
+    """Integration point with the trainer: `moxin.train.reproduce.reproduce(path, K, M, data_dir)` re-runs
+    pretraining from checkpoint K to M and returns the max weight difference (see that module)."""
+    try:
+        from moxin.train.reproduce import reproduce
+    except ImportError as e:
+        raise ReleaseError(f"verify --reproduce needs moxin.train.reproduce, which this installation lacks ({e})") from None
+    return reproduce
+
+
+def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Check:
+    """Re-run pretraining K..M from the release's own checkpoints and data; compare with checkpoint M."""
+    import torch
+
+    c = Check("reproduce")
+    steps = [ck.step for ck in all_checkpoints(root) if ck.stage == "pretrain"]
+    k, m = parse_span(span, steps)
+    for s in (k, m):
+        if s not in steps:
+            raise ReleaseError(f"--reproduce {span}: no pretrain checkpoint at step {s} in {root} (have {steps})")
+    result = reproducer()(root, k, m, data_dir=root / "data")
+    target = f"pretrain/checkpoints/step-{m:08d}"
+    tol = 0.0 if tolerance is None and not torch.cuda.is_available() else (tolerance if tolerance is not None else 1e-5)
+    diff = float(result.max_abs_diff)
+    if diff > tol:
+        what = "not bitwise equal" if tol == 0.0 else f"beyond tolerance {tol:g}"
+        c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives weights {what} "
+                          f"(max |difference| {diff:.3e})")
+    loss = f", max loss difference {result.max_loss_diff:.3e}" if result.max_loss_diff is not None else ""
+    c.summary = (f"steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}") + loss)
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ all
+def verify_release(root: Path, reproduce: str | None = None, tolerance: float | None = None) -> list[Check]:
+    root = Path(root)
+    if not root.is_dir():
+        raise ReleaseError(f"release folder not found: {root}")
+    checks = [check_checksums(root), check_mof(root), check_manifests(root)]
+    if reproduce:
+        checks.append(check_reproduce(root, reproduce, tolerance))
+    return checks

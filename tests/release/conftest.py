@@ -1,0 +1,155 @@
+"""A tiny run folder in the exact layout of docs/CONTRACTS.md (data, tokenizer, pretrain with two checkpoints, an
+SFT stage, eval results), synthesised here so the release can be tested while the real stages are built; and a
+release of it, built once per session (tests copy it before changing anything)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+TEXT = ("The quick brown fox jumps over the lazy dog. A model is only as open as the data it was trained on. "
+        "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. ") * 20
+
+SOURCES = [  # name, licence, documents
+    ("gutenberg", "LicenseRef-Public-Domain", 6),
+    ("python_docs", "PSF-2.0", 4),
+]
+
+
+def _tokenizer(folder: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([TEXT], trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    return fast
+
+
+def _data(folder: Path, tok) -> str:
+    from moxin.data.tokens import TokenWriter
+    from moxin.provenance import write_manifest
+
+    w = TokenWriter(folder, vocab_size=512, eos_id=tok.eos_token_id, shard_tokens=4096)
+    counts = {}
+    words = TEXT.split()
+    for name, _lic, n in SOURCES:
+        total = 0
+        for i in range(n):
+            ids = tok.encode(" ".join(words[i * 7:(i + 1) * 7 + 30]))
+            w.add(name, "train", f"{name}:{i}", ids)
+            total += len(ids) + 1
+        counts[name] = total
+    w.close()
+    write_manifest(folder, {"kind": "data", "sources": [
+        {"name": name, "license": lic, "type": "jsonl", "documents": n, "tokens": counts[name],
+         "origin": f"../shared/data/{name}"} for name, lic, n in SOURCES]})
+    from moxin.provenance import sha256_file
+
+    return sha256_file(folder / "tokens.json")
+
+
+def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str, tok_dir: Path, parent: dict) -> None:
+    import torch
+
+    from moxin.interop.native import save_model
+    from moxin.interop.safetensors_io import write_safetensors
+    from moxin.provenance import atomic_dir, atomic_write_json, write_manifest
+
+    flat = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            flat[f"state.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    with atomic_dir(path) as tmp:
+        save_model(model, tmp / "model")
+        shutil.copytree(tok_dir, tmp / "tokenizer")
+        write_safetensors(tmp / "optimizer.safetensors", flat)
+        atomic_write_json(tmp / "train_state.json", {
+            "step": step, "phase": stage, "tokens_seen": step * 2 * 16, "data_position": {"step": step},
+            "rng": {"torch": 1234 + step}, "data_fingerprint": fingerprint, "config": {"lr": 0.01},
+            "lineage": {"parent": parent}})
+        write_manifest(tmp, {"kind": "checkpoint", "stage": stage, "step": step})
+
+
+def _train(model, opt, steps: int, seed: int) -> list[float]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        x = torch.randint(0, 512, (2, 17), generator=g)
+        logits = model(x[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 512), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def make_run(root: Path, eval_data: Path | None) -> Path:
+    import torch
+
+    from moxin.model.config import tiny
+    from moxin.model.transformer import build
+    from moxin.provenance import sha256_file
+
+    run = root / "tiny"
+    tok = _tokenizer(run / "tokenizer")
+    fp = _data(run / "data", tok)
+    (run / "recipe.toml").write_text('[run]\nname = "tiny"\nseed = 1234\n\n[model]\npreset = "tiny"\n\n'
+                                     '[release]\nproducer = "moxin tests"\nsample_max_new_tokens = 6\n', "utf-8")
+    model = build(tiny(), seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    metrics, parent = [], {}
+    for step in (2, 4):
+        for i, loss in enumerate(_train(model, opt, 2, seed=step)):
+            metrics.append({"step": step - 1 + i, "loss": loss, "lr": 0.01})
+        path = run / "pretrain" / "checkpoints" / f"step-{step:08d}"
+        _checkpoint(path, model, opt, step, "pretrain", fp, run / "tokenizer", parent)
+        parent = {"path": f"pretrain/checkpoints/step-{step:08d}", "sha256": sha256_file(path / "manifest.json")}
+    (run / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.005)
+    sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
+    sft_path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
+    _checkpoint(sft_path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", parent)
+    (run / "finetune" / "sft" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sft))
+    for path, step, acc in ((run / "pretrain" / "checkpoints" / "step-00000004", 4, 0.2632),
+                            (sft_path, 2, 0.2807)):
+        sha = sha256_file(path / "manifest.json")
+        doc = {"checkpoint": {"name": path.relative_to(run).as_posix(), "sha256": sha, "step": step},
+               "results": {"arc_easy": {"acc,none": acc, "acc_stderr,none": 0.0123, "acc_norm,none": acc + 0.01},
+                           "crows_pairs_english": {"pct_stereotype,none": 0.5523}},
+               "data": [{"task": "arc_easy", "path": str(eval_data)}] if eval_data else []}
+        (run / "eval" / "results").mkdir(parents=True, exist_ok=True)
+        (run / "eval" / "results" / f"{sha[:12]}-0a1b2c3d.json").write_text(json.dumps(doc, indent=2))
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_data) -> Path:
+    return make_run(tmp_path_factory.mktemp("run"), shared_data / "arc" / "ARC-Easy-Dev.jsonl")
+
+
+@pytest.fixture(scope="session")
+def built_release(tiny_run, tmp_path_factory) -> Path:
+    from moxin.release.bundle import build_release
+
+    out = tmp_path_factory.mktemp("rel") / "release"
+    build_release(tiny_run, out, progress=False)
+    return out
+
+
+@pytest.fixture
+def release_copy(built_release, tmp_path) -> Path:
+    dst = tmp_path / "release"
+    shutil.copytree(built_release, dst)
+    return dst
