@@ -14,8 +14,8 @@ TEXT = ("The quick brown fox jumps over the lazy dog. A model is only as open as
         "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. ") * 20
 
 SOURCES = [  # name, licence, documents
-    ("gutenberg", "LicenseRef-Public-Domain", 6),
-    ("python_docs", "PSF-2.0", 4),
+    ("gutenberg", "LicenseRef-Public-Domain", 24),
+    ("python_docs", "PSF-2.0", 16),
 ]
 
 
@@ -45,7 +45,7 @@ def _data(folder: Path, tok) -> str:
         total = 0
         for i in range(n):
             ids = tok.encode(" ".join(words[i * 7:(i + 1) * 7 + 30]))
-            w.add(name, "train", f"{name}:{i}", ids)
+            w.add(name, "val" if i % 8 == 7 else "train", f"{name}:{i}", ids)
             total += len(ids) + 1
         counts[name] = total
     w.close()
@@ -95,36 +95,86 @@ def _train(model, opt, steps: int, seed: int) -> list[float]:
     return losses
 
 
-def make_run(root: Path, eval_data: Path | None) -> Path:
+RECIPE = """
+[run]
+name = "tiny"
+seed = 1234
+out_dir = "{out}"
+
+[model]
+preset = "tiny"
+
+[pretrain]
+global_batch = 4
+micro_batch = 2
+lr = 3e-3
+eval_batches = 1
+log_every = 1
+
+[pretrain.checkpoint]
+every = 2
+keep_last = 100
+
+[[pretrain.phases]]
+name = "base"
+seq_len = 32
+steps = 6
+warmup_steps = 1
+schedule = "wsd"
+mixture = {{gutenberg = 0.6, python_docs = 0.4}}
+
+[release]
+producer = "moxin tests"
+sample_max_new_tokens = 6
+"""
+
+
+def _pretrain(root: Path, run: Path) -> None:
+    """The real trainer (moxin.train.pretrain) on the synthesised data: checkpoints at steps 2, 4, 6."""
     import torch
 
-    from moxin.model.config import tiny
-    from moxin.model.transformer import build
+    from moxin.config import load_recipe
+    from moxin.train.pretrain import run as pretrain
+
+    (run / "recipe.toml").write_text(RECIPE.format(out=root), "utf-8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reproduce test re-runs with the same thread count, for bitwise equality
+    try:
+        assert pretrain(load_recipe(run / "recipe.toml"), progress=False) == "done"
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sft(run: Path, fp: str) -> Path:
+    """An SFT stage in the checkpoint layout, continuing from the last pretrain checkpoint (lineage by hash)."""
+    import torch
+
+    from moxin.interop import load_model
+    from moxin.provenance import sha256_file
+
+    base = sorted((run / "pretrain" / "checkpoints").glob("step-*"))[-1]
+    model = load_model(base)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.005)
+    sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
+    path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
+    parent = {"path": base.relative_to(run).as_posix(), "sha256": sha256_file(base / "manifest.json")}
+    _checkpoint(path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", parent)
+    (run / "finetune" / "sft" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sft))
+    return path
+
+
+def make_run(root: Path, eval_data: Path | None) -> Path:
     from moxin.provenance import sha256_file
 
     run = root / "tiny"
     tok = _tokenizer(run / "tokenizer")
     fp = _data(run / "data", tok)
-    (run / "recipe.toml").write_text('[run]\nname = "tiny"\nseed = 1234\n\n[model]\npreset = "tiny"\n\n'
-                                     '[release]\nproducer = "moxin tests"\nsample_max_new_tokens = 6\n', "utf-8")
-    model = build(tiny(), seed=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
-    metrics, parent = [], {}
-    for step in (2, 4):
-        for i, loss in enumerate(_train(model, opt, 2, seed=step)):
-            metrics.append({"step": step - 1 + i, "loss": loss, "lr": 0.01})
-        path = run / "pretrain" / "checkpoints" / f"step-{step:08d}"
-        _checkpoint(path, model, opt, step, "pretrain", fp, run / "tokenizer", parent)
-        parent = {"path": f"pretrain/checkpoints/step-{step:08d}", "sha256": sha256_file(path / "manifest.json")}
-    (run / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
-    opt = torch.optim.AdamW(model.parameters(), lr=0.005)
-    sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
-    sft_path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
-    _checkpoint(sft_path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", parent)
-    (run / "finetune" / "sft" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sft))
-    for path, step, acc in ((run / "pretrain" / "checkpoints" / "step-00000004", 4, 0.2632),
-                            (sft_path, 2, 0.2807)):
+    _pretrain(root, run)
+    sft_path = _sft(run, fp)
+    last = sorted((run / "pretrain" / "checkpoints").glob("step-*"))[-1]
+    for path, acc in ((last, 0.2632), (sft_path, 0.2807)):
         sha = sha256_file(path / "manifest.json")
+        step = int(path.name.split("-")[1])
         doc = {"checkpoint": {"name": path.relative_to(run).as_posix(), "sha256": sha, "step": step},
                "results": {"arc_easy": {"acc,none": acc, "acc_stderr,none": 0.0123, "acc_norm,none": acc + 0.01},
                            "crows_pairs_english": {"pct_stereotype,none": 0.5523}},

@@ -30,7 +30,7 @@ def test_tiny_release_is_class_one_with_every_required_component_audited(built_r
     assert ds["licence"] == "LicenseRef-Public-Domain AND PSF-2.0"
     assert ds["verdict"] == "warning" and "python_docs" in ds["reason"]
     assert comps["Evaluation data"]["licence"] == "CC-BY-SA-4.0"  # read from ../shared/data/arc/SOURCE.md
-    assert comps["Model parameters (Intermediate)"]["files"] == 2  # pretrain step 2 and 4; SFT is the final one
+    assert comps["Model parameters (Intermediate)"]["files"] == 3  # pretrain steps 2, 4, 6; SFT is the final one
     assert report(built_release)["class"] == "I"  # recomputing from the files gives the same
 
 

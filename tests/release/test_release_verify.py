@@ -91,7 +91,7 @@ def test_changed_optimizer_value_fails_naming_the_checkpoint_even_when_resealed(
 def test_data_fingerprint_mismatch_is_named(release_copy):
     ck = release_copy / "pretrain" / "checkpoints" / "step-00000004"
     state = json.loads((ck / "train_state.json").read_text())
-    state["data_fingerprint"] = "0" * 64
+    state["data"]["fingerprint"] = "0" * 64  # the trainer's train_state.json layout
     from moxin.provenance import write_manifest
 
     (ck / "train_state.json").write_text(json.dumps(state))
@@ -126,3 +126,36 @@ def test_cli_errors_name_the_problem(tmp_path, release_copy):
         shutil.rmtree(ck)
     code, _, err = run_cli("mof", "check", str(release_copy), "--require", "I")
     assert code == 2 and "achieves Class II, below the required Class I" in err and "Intermediate" in err
+
+
+def test_reproduce_is_bitwise_identical(built_release):
+    import torch
+
+    torch.set_num_threads(1)  # as the run was trained (see conftest._pretrain)
+    (check,) = [c for c in verify_release(built_release, reproduce="2..4") if c.name == "reproduce"]
+    assert check.ok, check.problems
+    assert check.summary.startswith("steps 2..4: bitwise identical")
+
+
+def test_reproduce_catches_a_changed_optimizer_value_even_when_everything_is_resealed(release_copy):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from moxin.provenance import write_manifest
+
+    torch.set_num_threads(1)
+    ck = release_copy / "pretrain" / "checkpoints" / "step-00000002"
+    tensors = load_file(str(ck / "optimizer.safetensors"))
+    key = sorted(k for k in tensors if k.endswith("exp_avg_sq") and tensors[k].numel() > 1)[0]
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] *= 4.0
+    save_file(tensors, str(ck / "optimizer.safetensors"))
+    manifest = json.loads((ck / "manifest.json").read_text())
+    write_manifest(ck, {k: v for k, v in manifest.items() if k != "files"})
+    write_checksums(release_copy)
+    checks = {c.name: c for c in verify_release(release_copy, reproduce="2..4")}
+    assert checks["checksums"].ok
+    assert any("checkpoint pretrain/checkpoints/step-00000004: lineage parent" in p for p in checks["manifests"].problems)
+    (problem,) = checks["reproduce"].problems
+    assert problem.startswith("checkpoint pretrain/checkpoints/step-00000004: re-running steps 2..4 gives weights "
+                              "not bitwise equal (max |difference| ")
