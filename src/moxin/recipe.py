@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moxin.data.config import DataConfig
 from moxin.model.config import ModelConfig, tiny
 from moxin.release.config import ReleaseConfig
+from moxin.tokenizer.config import TokenizerConfig
 from moxin.train.config import PretrainConfig
 
 
@@ -23,6 +25,8 @@ class RunConfig:
 class Recipe:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=tiny)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
 

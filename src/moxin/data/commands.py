@@ -1,0 +1,149 @@
+"""`moxin data`, `moxin data inspect`, `moxin data trace`, `moxin tokenizer`. Heavy imports stay in the bodies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from moxin.recipe import Recipe
+
+
+def run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.run.out_dir) / recipe.run.name
+
+
+def _plan(recipe: Recipe) -> list[str]:
+    d = recipe.data
+    lines = [f"source {s.name}: {s.type} {s.path or '(interpreter stdlib)'} licence {s.license} weight {s.weight}"
+             for s in d.sources]
+    lines.append("steps: read → normalize → langid → quality → dedup_exact → dedup_fuzzy → pii → decontaminate "
+                 f"({len(d.decontaminate)} eval set(s)); val fraction {d.val_fraction}; {d.workers} worker(s)")
+    tk = recipe.tokenizer
+    lines.append(f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} "
+                 f"→ {run_dir(recipe) / 'tokenizer'}")
+    lines.append(f"shards of {d.shard_tokens:,} tokens → {run_dir(recipe) / 'data'}")
+    return lines
+
+
+def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
+    """Run the data stage: read the recipe's sources, clean, deduplicate, mask PII, decontaminate, train the
+    tokenizer on a sample (unless an up-to-date one exists) and write token shards, manifest and data card.
+
+    Args:
+        recipe: recipe TOML file, or the name of a shipped recipe (e.g. tiny)
+        force: re-run even if the inputs' fingerprint matches the existing <run>/data/manifest.json
+        dry_run: print the resolved config and the plan, then exit
+    """
+    from moxin.commands import print_dry_run
+
+    if dry_run:
+        print_dry_run(recipe, _plan(recipe))
+        return
+    import time
+
+    from moxin.data.pipeline import run_data_stage
+
+    cfg = recipe.data.resolved(recipe.resolve_path)
+    tok = _tok_cfg(recipe)
+    t0 = time.perf_counter()
+    m = run_data_stage(cfg, tok, recipe.run.seed, run_dir(recipe), force=force)
+    dt = time.perf_counter() - t0
+    print(f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
+          f"{sum(s['docs_in'] for s in m['sources']):,}; {m['tokens']['train_tokens']:,} train + "
+          f"{m['tokens']['val_tokens']:,} val tokens → {run_dir(recipe) / 'data'} ({dt:.1f} s)")
+
+
+def _tok_cfg(recipe: Recipe):
+    import dataclasses
+
+    tk = recipe.tokenizer
+    return dataclasses.replace(tk, path=str(recipe.resolve_path(tk.path))) if tk.path else tk
+
+
+def tokenizer(recipe: Recipe, dry_run: bool = False) -> None:
+    """Train the tokenizer (byte-level BPE) on a sample of the processed data → <run>/tokenizer/.
+
+    Uses <run>/data/processed when the data stage already ran; otherwise processes the sources first (into a
+    temporary folder). Saved so transformers.AutoTokenizer.from_pretrained loads it offline.
+
+    Args:
+        recipe: recipe TOML file, or the name of a shipped recipe (e.g. tiny)
+        dry_run: print the resolved config and the plan, then exit
+    """
+    from moxin.commands import print_dry_run
+
+    if dry_run:
+        print_dry_run(recipe, _plan(recipe)[:-1])
+        return
+    from moxin.data.pipeline import train_tokenizer_stage
+
+    m = train_tokenizer_stage(recipe.data.resolved(recipe.resolve_path), _tok_cfg(recipe), recipe.run.seed,
+                              run_dir(recipe))
+    print(f"tokenizer: vocab {m['vocab_size']}, sha256 {m['tokenizer_sha256'][:16]}… → {run_dir(recipe) / 'tokenizer'}")
+
+
+def inspect(dir: Path) -> None:
+    """Print a summary of a data folder: sources, keep rates, languages, drop reasons, decontamination, tokens,
+    and whether every shard still matches its SHA-256.
+
+    Args:
+        dir: a data folder (<run>/data) or a run folder
+    """
+    from moxin.data.tokens import TokenData
+    from moxin.data.trace import data_folder
+    from moxin.errors import DataError
+
+    folder = data_folder(dir)
+    try:
+        m = json.loads((folder / "manifest.json").read_text("utf-8"))
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(f"{folder / 'manifest.json'} is missing or unreadable ({e}); re-run `moxin data`") from None
+    print(f"data folder {folder}  (inputs fingerprint {m['inputs_fingerprint'][:16]}, seed {m['seed']})")
+    print(f"{'source':<16}{'type':<14}{'licence':<14}{'docs in':>9}{'kept':>9}{'keep':>8}{'train tok':>12}"
+          f"{'val tok':>10}  languages")
+    for s in m["sources"]:
+        langs = ", ".join(f"{k} {v}" for k, v in sorted(s["languages"].items(), key=lambda kv: -kv[1]))
+        print(f"{s['name']:<16}{s['type']:<14}{s['license']:<14}{s['docs_in']:>9,}{s['docs_kept']:>9,}"
+              f"{s['keep_rate']:>8.1%}{s['tokens'].get('train', 0):>12,}{s['tokens'].get('val', 0):>10,}  {langs}")
+    for st in m["steps"]:
+        extra = ", ".join(f"-{k} {v}" for k, v in st["dropped"].items())
+        extra += (", " if extra and st["modified"] else "") + ", ".join(f"~{k} {v}" for k, v in st["modified"].items())
+        print(f"  {st['step']:<14}{st['docs_in']:>9,} → {st['docs_out']:>9,}  {extra}")
+    for name, d in m["decontamination"].items():
+        print(f"decontamination {name}: {d['items_found']} of {d['items']} items found; documents by source "
+              f"{d['docs_by_source'] or 'none'}")
+    print(f"read errors: {m['errors']['count']}" + "".join(f"\n  {e}" for e in m["errors"]["examples"][:10]))
+    problems = TokenData(folder).verify()
+    print(f"tokenizer sha256 {m['tokenizer']['tokenizer_sha256'][:16]}…, vocab {m['tokenizer']['vocab_size']}; "
+          f"shards: {len(m['tokens']['shards'])}, " + ("all SHA-256 match" if not problems else
+                                                       f"{len(problems)} problem(s): {problems[:3]}"))
+
+
+def trace(dir: Path, token: int | None = None, source: str | None = None, split: str = "train",
+          chars: int = 400) -> int:
+    """Print the document a token came from, and check that re-tokenizing it gives the token at that position.
+
+    Token addressing: without --source, --token is a global index over the train split of every source in sorted
+    source-name order; with --source, it is the offset within that source's --split.
+
+    Args:
+        dir: a data folder (<run>/data) or a run folder
+        token: token index (global over train splits, or within --source)
+        source: address tokens within this source only
+        split: split of --source (train or val)
+        chars: characters of the document to print
+    """
+    from moxin.data.trace import trace_token
+    from moxin.errors import DataError
+
+    if token is None:
+        raise DataError("moxin data trace needs --token N (a global train-token index, or an offset with --source)")
+    t = trace_token(dir, token, source, split)
+    print(f"token {token} → {t.source}/{t.split} offset {t.offset}: id {t.token_id} {t.piece!r}"
+          f"{' (EOS)' if t.is_eos else ''}")
+    print(f"document {t.doc_id} (#{t.doc_index} of {t.source}/{t.split}, lang {t.lang}) from {t.where}; "
+          f"token position {t.position}")
+    print(f"re-tokenized document has this token at position {t.position}: {'yes' if t.verified else 'NO'}")
+    print("-" * 60)
+    print(t.text[:chars] + ("…" if len(t.text) > chars else ""))
+    return 0 if t.verified else 1

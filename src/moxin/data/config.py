@@ -1,0 +1,136 @@
+"""The `[data]` section of a recipe: sources, the cleaning steps' options, the val split, decontamination sets,
+sharding and workers. Paths are resolved against the recipe file by `DataConfig.resolved`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from moxin.errors import ConfigError
+
+SourceType = Literal["jsonl", "text", "parquet", "python-stdlib", "hf"]
+SPDX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-Za-z0-9.+-]*)*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class SourceConfig:
+    """One raw source. `path` is a file, a folder or a glob (jsonl/text/parquet), a dataset name or a local
+    `save_to_disk` folder (hf); python-stdlib needs none."""
+
+    name: str
+    type: SourceType
+    license: str  # SPDX id, e.g. "PSF-2.0", "CC-BY-4.0", "LicenseRef-proprietary"
+    path: str = ""
+    text_field: str = "text"
+    id_field: str = ""  # JSONL/parquet field holding a document id; empty → file:line
+    weight: float = 1.0  # relative share of the token budget (see moxin.data.mixture)
+    epochs: float | None = None  # cap on passes over this source; None → data.max_epochs
+    kind: Literal["auto", "prose", "code"] = "auto"  # which quality rules apply; python-stdlib is code
+    doc_chars: int = 0  # text files: 0 → one document per file, else pack paragraphs into docs of ≤ doc_chars
+    hf_name: str = ""  # hf: dataset config name
+    hf_split: str = "train"  # hf: split to read
+    max_docs: int = 0  # read at most this many documents (0: all)
+
+    def validate(self, where: str = "<config>", prefix: str = "") -> None:
+        if not NAME_RE.match(self.name):
+            raise ConfigError(f"{prefix}name in {where} is {self.name!r}; use letters, digits, '_', '-', '.' only")
+        if not SPDX_RE.match(self.license.strip()):
+            raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
+                              f"'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'")
+        if self.type != "python-stdlib" and not self.path:
+            raise ConfigError(f"{prefix}path in {where} is missing for a {self.type!r} source; add path = \"...\"")
+        if self.weight < 0 or (self.epochs is not None and self.epochs <= 0):
+            raise ConfigError(f"{prefix}weight/epochs in {where} must be positive, got {self.weight}/{self.epochs}")
+        if self.doc_chars < 0 or self.max_docs < 0:
+            raise ConfigError(f"{prefix}doc_chars/max_docs in {where} must be >= 0")
+
+
+@dataclass
+class EvalSetConfig:
+    """An evaluation set to decontaminate against: JSONL (.gz/.xz/.zst) whose `fields` are joined per item."""
+
+    name: str
+    path: str
+    fields: list[str] = field(default_factory=lambda: ["text"])
+
+
+@dataclass
+class QualityConfig:
+    """Gopher/C4-style thresholds. Word rules apply to space-delimited languages, character rules to ja/zh/ko,
+    a light set to source code (see moxin.data.quality)."""
+
+    enabled: bool = True
+    min_words: int = 50
+    max_words: int = 1_000_000
+    min_mean_word_len: float = 3.0
+    max_mean_word_len: float = 10.0
+    max_symbol_ratio: float = 0.1
+    max_bullet_lines: float = 0.9
+    max_ellipsis_lines: float = 0.3
+    min_alpha_words: float = 0.8
+    min_stop_words: int = 2
+    max_dup_line_frac: float = 0.3
+    max_dup_para_frac: float = 0.3
+    max_top_ngram_frac: list[float] = field(default_factory=lambda: [0.2, 0.18, 0.16])  # n = 2, 3, 4
+    max_dup_ngram_frac: list[float] = field(default_factory=lambda: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10])  # 5..10
+    min_cjk_chars: int = 100  # ja/zh/ko: characters instead of words
+    min_code_chars: int = 20
+    max_code_line_len: int = 1000  # minified / generated files
+    min_code_alpha: float = 0.25
+
+
+@dataclass
+class DataConfig:
+    """Sources, cleaning steps, val split, decontamination, sharding. Steps run in the order of `STEPS`."""
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    normalize: bool = True
+    langid: bool = True
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    dedup_exact: bool = True
+    dedup_fuzzy: bool = True
+    fuzzy_threshold: float = 0.7  # MinHash-LSH Jaccard threshold (word 5-gram shingles)
+    fuzzy_num_perm: int = 128
+    pii: bool = True
+    decontaminate: list[EvalSetConfig] = field(default_factory=list)
+    decontam_ngram: int = 13
+    decontam_action: Literal["drop", "report"] = "drop"
+    val_fraction: float = 0.01  # per source, by document hash
+    shard_tokens: int = 1 << 24
+    workers: int = 2
+    max_epochs: float = 4.0  # default cap on repeating a source when the budget asks for more
+    samples_per_reason: int = 20
+
+    def validate(self, where: str = "<config>", prefix: str = "") -> None:
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"{prefix}sources in {where}: source name {dup[0]!r} is used twice; names must be unique")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"{prefix}val_fraction in {where} must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.fuzzy_threshold < 1:
+            raise ConfigError(f"{prefix}fuzzy_threshold in {where} must be in (0, 1), got {self.fuzzy_threshold}")
+        if self.shard_tokens < 1024:
+            raise ConfigError(f"{prefix}shard_tokens in {where} must be >= 1024, got {self.shard_tokens}")
+        if self.workers < 1 or self.decontam_ngram < 3 or self.fuzzy_num_perm < 16:
+            raise ConfigError(f"{prefix}workers/decontam_ngram/fuzzy_num_perm in {where} out of range "
+                              f"({self.workers}/{self.decontam_ngram}/{self.fuzzy_num_perm}); use >= 1/3/16")
+
+    def resolved(self, resolve: Callable[[str], Path]) -> "DataConfig":
+        """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""
+        def fix(p: str, hf: bool = False) -> str:
+            if not p or (hf and not _looks_local(p)):
+                return p
+            return str(resolve(p))
+
+        sources = [dataclasses.replace(s, path=fix(s.path, s.type == "hf")) for s in self.sources]
+        evals = [dataclasses.replace(e, path=fix(e.path)) for e in self.decontaminate]
+        return dataclasses.replace(self, sources=sources, decontaminate=evals)
+
+
+def _looks_local(p: str) -> bool:
+    return p.startswith((".", "/", "~")) or Path(p).expanduser().exists()

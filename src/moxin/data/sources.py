@@ -1,0 +1,332 @@
+"""Readers: each source type streams `Document`s in a deterministic order (files sorted, records in file order).
+
+A record that cannot become a document (malformed JSON, invalid UTF-8, missing or non-text field, empty file) is
+counted in the ledger with file:line and skipped; nothing is skipped silently. A path that matches nothing is an
+error up front, since a typo there would silently train on less data."""
+
+from __future__ import annotations
+
+import bz2
+import glob as globmod
+import gzip
+import io
+import json
+import lzma
+import sysconfig
+from pathlib import Path
+from typing import IO, Iterator
+
+from moxin.data.config import SourceConfig
+from moxin.data.document import Document, Ledger
+from moxin.errors import DataError
+from moxin.provenance import sha256_file, fingerprint
+
+JSONL_EXTS = (".jsonl", ".json", ".ndjson")
+COMPRESSED = (".gz", ".xz", ".zst", ".bz2")
+STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+
+
+# ------------------------------------------------------------------------------------------------ files
+class Meter:
+    """Bytes of the input files consumed so far (compressed bytes for compressed files): drives the progress bar."""
+
+    def __init__(self) -> None:
+        self.base, self.raw = 0, None
+
+    @property
+    def position(self) -> int:
+        raw = self.raw
+        try:
+            return self.base + (raw.tell() if raw is not None and not raw.closed else 0)
+        except (OSError, ValueError):
+            return self.base
+
+    def done(self, path: Path) -> None:
+        self.raw = None
+        self.base += path.stat().st_size
+
+
+def _open(path: Path, meter: Meter | None = None) -> IO[bytes]:
+    """A binary stream, decompressing .gz/.xz/.zst/.bz2 on the fly (never the whole file in memory)."""
+    raw = open(path, "rb")
+    if meter is not None:
+        meter.raw = raw
+    name = path.name
+    if name.endswith(".gz"):
+        return gzip.open(raw, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(raw, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(raw, "rb")
+    if name.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return raw
+
+
+def _strip_compression(name: str) -> str:
+    for ext in COMPRESSED:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _stdlib_files() -> list[Path]:
+    """The stdlib's .py files without tests and installed packages, sorted by relative path. os.walk prunes the
+    skipped folders (site-packages alone can hold more files than the stdlib)."""
+    import os
+
+    root = stdlib_root()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in STDLIB_SKIP_DIRS)
+        for name in filenames:
+            if name.endswith(".py") and not name.startswith("test_"):
+                out.append(Path(dirpath) / name)
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def source_files(cfg: SourceConfig, where: str = "data.sources") -> list[Path]:
+    """The files a source reads, sorted. Raises DataError (naming the key and value) if there are none."""
+    if cfg.type == "python-stdlib":
+        return _stdlib_files()
+    if cfg.type == "hf":
+        p = Path(cfg.path)
+        return sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    p = Path(cfg.path)
+    if any(ch in cfg.path for ch in "*?["):
+        files = sorted(Path(f) for f in globmod.glob(cfg.path, recursive=True) if Path(f).is_file())
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts))
+        files = [f for f in files if _wanted(cfg, f)]
+    elif p.is_file():
+        files = [p]
+    else:
+        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} does not exist; fix "
+                        f"data.sources path (relative paths resolve against the recipe file)")
+    if not files:
+        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} matches no {cfg.type} files; "
+                        f"check the glob or folder")
+    return files
+
+
+def _wanted(cfg: SourceConfig, f: Path) -> bool:
+    base = _strip_compression(f.name)
+    if cfg.type == "jsonl":
+        return base.endswith(JSONL_EXTS)
+    if cfg.type == "parquet":
+        return base.endswith(".parquet")
+    return True
+
+
+def source_fingerprint(cfg: SourceConfig, where: str = "data.sources") -> dict:
+    """SHA-256 over the sorted (relative path, file SHA-256) list, plus the file count and bytes."""
+    if cfg.type == "hf" and not Path(cfg.path).is_dir():
+        ident = {"dataset": cfg.path, "config": cfg.hf_name, "split": cfg.hf_split}
+        return {"fingerprint": fingerprint(ident), "files": 0, "bytes": 0, "remote": True}
+    files = source_files(cfg, where)
+    base = stdlib_root() if cfg.type == "python-stdlib" else _common_root(files)
+    entries = [(f.relative_to(base).as_posix(), sha256_file(f)) for f in files]
+    return {"fingerprint": fingerprint(entries), "files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def _common_root(files: list[Path]) -> Path:
+    return files[0].parent if len(files) == 1 else Path(_commonpath([str(f) for f in files]))
+
+
+def _commonpath(paths: list[str]) -> str:
+    import os
+
+    return os.path.commonpath(paths)
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources",
+                meter: Meter | None = None) -> Iterator[Document]:
+    """Stream the documents of one source, recording unreadable records in `ledger`."""
+    reader = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet,
+              "python-stdlib": _read_stdlib, "hf": _read_hf}[cfg.type]
+    n = 0
+    for doc in reader(cfg, ledger, where, meter or Meter()):
+        doc.metadata.setdefault("source", cfg.name)
+        yield doc
+        n += 1
+        if cfg.max_docs and n >= cfg.max_docs:
+            return
+
+
+def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+    files = source_files(cfg, where)
+    root = _common_root(files)
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        empty = True
+        try:
+            with _open(f, meter) as fh:
+                for lineno, raw in enumerate(fh, 1):
+                    if not raw.strip():
+                        continue
+                    empty = False
+                    doc = _jsonl_record(cfg, ledger, f, rel, lineno, raw)
+                    if doc is not None:
+                        yield doc
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            ledger.error(cfg.name, "unreadable-file", str(f), f"{type(e).__name__}: {e}")
+            continue
+        meter.done(f)
+        if empty:
+            ledger.error(cfg.name, "empty-file", f"{f}:1", "file has no records")
+
+
+def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, raw: bytes) -> Document | None:
+    at = f"{f}:{lineno}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        ledger.error(cfg.name, "invalid-utf8", at, f"invalid UTF-8 at byte {e.start} of the line")
+        return None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        ledger.error(cfg.name, "malformed-json", at, f"{e.msg} at column {e.colno}")
+        return None
+    if not isinstance(rec, dict):
+        ledger.error(cfg.name, "not-an-object", at, f"expected a JSON object, got {type(rec).__name__}")
+        return None
+    return _record_doc(cfg, ledger, rec, at, f"{cfg.name}/{rel}:{lineno}")
+
+
+def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str) -> Document | None:
+    if cfg.text_field not in rec:
+        ledger.error(cfg.name, "missing-field", at, f"no field {cfg.text_field!r} (fields: {', '.join(sorted(rec))[:120]}); "
+                     f"set text_field")
+        return None
+    text = rec[cfg.text_field]
+    if not isinstance(text, str):
+        ledger.error(cfg.name, "not-text", at, f"field {cfg.text_field!r} is {type(text).__name__}, not a string")
+        return None
+    if not text.strip():
+        ledger.error(cfg.name, "empty-text", at, f"field {cfg.text_field!r} is empty")
+        return None
+    doc_id = f"{cfg.name}/{rec[cfg.id_field]}" if cfg.id_field and rec.get(cfg.id_field) is not None else default_id
+    return Document(doc_id, text, {"where": at})
+
+
+def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str:
+    """Text files: invalid UTF-8 bytes become U+FFFD, counted with the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        ledger.error(cfg.name, "invalid-utf8-replaced", f"{f}:{line}",
+                     f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD", lost=False)
+        return data.decode("utf-8", errors="replace")
+
+
+def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+    files = source_files(cfg, where)
+    root = _common_root(files)
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        try:
+            with _open(f) as fh:
+                data = fh.read()
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            ledger.error(cfg.name, "unreadable-file", str(f), f"{type(e).__name__}: {e}")
+            continue
+        finally:
+            meter.done(f)
+        if not data.strip():
+            ledger.error(cfg.name, "empty-file", f"{f}:1", "file is empty")
+            continue
+        text = _decode_text(cfg, ledger, f, data)
+        if not cfg.doc_chars:
+            yield Document(f"{cfg.name}/{rel}", text, {"where": f"{f}:1"})
+            continue
+        for k, (line, chunk) in enumerate(_chunks(text, cfg.doc_chars)):
+            yield Document(f"{cfg.name}/{rel}#{k}", chunk, {"where": f"{f}:{line}"})
+
+
+def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
+    """Pack blank-line-separated paragraphs into chunks of at most `limit` chars (a longer paragraph stands
+    alone); yields (first line number, chunk)."""
+    paras = text.split("\n\n")
+    buf: list[str] = []
+    size, line, start = 0, 1, 1
+    for p in paras:
+        if buf and size + len(p) + 2 > limit:
+            yield start, "\n\n".join(buf)
+            buf, size, start = [], 0, line
+        buf.append(p)
+        size += len(p) + 2
+        line += p.count("\n") + 2
+    if buf and "".join(buf).strip():
+        yield start, "\n\n".join(buf)
+
+
+def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+    root = stdlib_root()
+    for f in _stdlib_files():
+        data = f.read_bytes()
+        meter.done(f)
+        if not data.strip():
+            continue  # empty __init__.py files: not records, nothing to count
+        text = _decode_text(cfg, ledger, f, data)
+        yield Document(f"{cfg.name}/{f.relative_to(root).as_posix()}", text, {"where": f"{f}:1", "kind": "code"})
+
+
+def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    files = source_files(cfg, where)
+    root = _common_root(files)
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+            ledger.error(cfg.name, "unreadable-file", str(f), f"not a Parquet file ({type(e).__name__}: {e})")
+            continue
+        names = pf.schema_arrow.names
+        if cfg.text_field not in names:
+            ledger.error(cfg.name, "missing-field", f"{f}:0", f"no column {cfg.text_field!r} (columns: "
+                         f"{', '.join(names)}); set text_field")
+            continue
+        cols = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names else [])
+        row = 0
+        for batch in pf.iter_batches(batch_size=1024, columns=cols):
+            for rec in batch.to_pylist():
+                row += 1
+                doc = _record_doc(cfg, ledger, rec, f"{f}:row {row}", f"{cfg.name}/{rel}:{row}")
+                if doc is not None:
+                    yield doc
+        meter.done(f)
+
+
+def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+    """Hugging Face `datasets`: a local `save_to_disk` folder, or a hub dataset when the hub is reachable."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{where}: source {cfg.name!r} has type 'hf' but the `datasets` package is not installed; "
+                        f"pip install datasets") from None
+    try:
+        if Path(cfg.path).is_dir():
+            ds = datasets.load_from_disk(cfg.path)
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[cfg.hf_split]
+        else:
+            ds = datasets.load_dataset(cfg.path, cfg.hf_name or None, split=cfg.hf_split, streaming=True)
+    except Exception as e:  # noqa: BLE001 - the hub client raises many types when offline or missing
+        raise DataError(f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
+                        f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
+                        f"(save_to_disk folder or JSONL) or remove the source") from None
+    for i, rec in enumerate(ds):
+        doc = _record_doc(cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}")
+        if doc is not None:
+            yield doc
