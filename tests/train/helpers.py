@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-import lzma
 import json
+import lzma
+import os
 from pathlib import Path
+
+import pytest
 
 from moxin.data.tokens import TokenWriter
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EOS = 256
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Import into a test module: torch on one thread. The machine is shared, and OpenMP spin-waiting on a busy
+    machine makes 2-thread steps erratic; subprocesses get OMP_NUM_THREADS=1 too (`sub_env`), so in-process and
+    subprocess runs compute identically."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sub_env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(k, None)
+    return env
 
 
 def shakespeare_docs(limit_bytes: int) -> list[str]:

@@ -11,7 +11,7 @@ from moxin.train.config import PhaseConfig
 from moxin.train.sampler import MixtureSampler, permute, quotas, _key_words
 from moxin.train.schedule import layout, lr_at
 
-from helpers import small_tokens
+from helpers import one_thread, small_tokens  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

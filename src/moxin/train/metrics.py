@@ -42,6 +42,7 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             keep = [ln for ln in self.path.read_text("utf-8").splitlines() if ln.strip()
                     and json.loads(ln).get("step", 0) < resume_step]
