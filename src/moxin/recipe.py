@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moxin.data.config import DataConfig
+from moxin.finetune.config import FinetuneConfig
 from moxin.model.config import ModelConfig, tiny
 from moxin.release.config import ReleaseConfig
 from moxin.tokenizer.config import TokenizerConfig
@@ -28,6 +29,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     # Set by `load_recipe`, not read from TOML: the file it came from (paths in the recipe resolve against it).

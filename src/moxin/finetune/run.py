@@ -1,0 +1,367 @@
+"""`moxin finetune sft|dpo|grpo`: parent model + tokenizer + prepared data + a task, trained by the shared
+`moxin.train.trainer.Trainer` (checkpoints, resume, metrics, FSDP2/DDP), with lineage in every checkpoint.
+
+Output, `<run>/finetune/<name>/` (the pretrain/ layout): checkpoints/step-XXXXXXXX/, metrics.jsonl, loss.png,
+run.json (plan, parent, data and before/after held-out metrics), data/ (the data manifest), tokenizer/ (with its
+chat template), reference_logps.safetensors (DPO), and final/ for a LoRA run (the merged model)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from moxin.errors import CheckpointError
+from moxin.finetune import lineage as lin
+from moxin.finetune.batches import PreferenceBatches, SFTBatches
+from moxin.finetune.config import ModeConfig
+from moxin.finetune.lora import apply_lora, load_lora_weights
+from moxin.finetune.prepare import Prepared, prepare
+from moxin.finetune.template import end_of_turn_id, ensure_chat_template, pack, pad_rows
+from moxin.recipe import Recipe
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Context:
+    recipe: Recipe
+    mode: str
+    cfg: ModeConfig
+    run_dir: Path
+    out: Path
+    parent_path: Path
+    parent: dict[str, Any]
+
+
+def context(recipe: Recipe, mode: str) -> Context:
+    fcfg = recipe.finetune
+    cfg = fcfg.mode(mode)
+    run_dir = Path(recipe.run.out_dir).expanduser().resolve() / recipe.run.name
+    names = {m: (fcfg.mode(m).name or m) for m in lin.MODES}
+    key = f"finetune.{mode}.parent" if cfg.parent else "finetune.parent"
+    parent_path = lin.resolve_parent(cfg.parent or fcfg.parent, run_dir, recipe.resolve_path, names, key)
+    return Context(recipe, mode, cfg, run_dir, run_dir / "finetune" / names[mode], parent_path,
+                   lin.parent_record(parent_path, fcfg.parent_license))
+
+
+# ------------------------------------------------------------------------------------------------ parent
+def load_parent(path: Path) -> nn.Module:
+    """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32."""
+    from moxin.interop import load_model
+
+    state = Path(path) / "train_state.json"
+    if state.is_file():
+        lora = (lin.read_state(path).get("lineage") or {}).get("lora")
+        if lora:
+            return load_lora_weights(Path(path) / "model", lora)
+    return load_model(path, dtype=torch.float32)
+
+
+def load_tok(ctx: Context, log: Log):
+    from moxin.interop.tokenizer import load_tokenizer
+
+    fcfg = ctx.recipe.finetune
+    tok = load_tokenizer(ctx.recipe.resolve_path(fcfg.tokenizer) if fcfg.tokenizer else ctx.parent_path)
+    source = ensure_chat_template(tok, fcfg.chat_template)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    log(f"tokenizer: {len(tok)} tokens, chat template from {source}")
+    return tok
+
+
+def save_tokenizer(tok, folder: Path) -> None:
+    from moxin.provenance import atomic_dir, write_manifest
+
+    with atomic_dir(folder, overwrite=True) as tmp:
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, {"stage": "finetune-tokenizer", "chat_template": tok.chat_template})
+
+
+# ------------------------------------------------------------------------------------------------ per mode
+def sft_batches(prep: Prepared, cfg, seed: int, pad_id: int) -> SFTBatches:
+    if cfg.packing:
+        order = np.random.default_rng([seed, 0x7061636B]).permutation(len(prep.train))
+        return SFTBatches(None, pack(prep.train, cfg.seq_len, pad_id, order), cfg.global_batch, seed, pad_id)
+    return SFTBatches(prep.train, None, cfg.global_batch, seed, pad_id)
+
+
+def sft_eval(prep: Prepared, cfg, pad_id: int):
+    """Mean cross-entropy on the held-out examples' assistant tokens."""
+    from moxin.finetune.tasks import SFTTask
+
+    if not prep.val:
+        return None
+    task = SFTTask()
+
+    @torch.no_grad()
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
+        was, total, count = model.training, 0.0, 0
+        model.eval()
+        dev = next(model.parameters()).device
+        for i in range(0, len(prep.val), cfg.micro_batch):
+            rows = prep.val[i:i + cfg.micro_batch]
+            ids = torch.from_numpy(pad_rows([r[0] for r in rows], pad_id)).to(dev)
+            labels = torch.from_numpy(pad_rows([r[1] for r in rows], -100, ids.shape[1])).to(dev)
+            total += float(task.loss(model, {"input_ids": ids, "labels": labels})[0])
+            count += task.count({"labels": labels})
+        model.train(was)
+        return {"val_loss": total / max(count, 1)}
+
+    return evaluate
+
+
+def dpo_setup(ctx: Context, prep: Prepared, model: nn.Module, seed: int, pad_id: int, log: Log):
+    """Batches with the reference log-probs, computed once with the parent (before any update) and cached."""
+    from moxin.finetune.tasks import reference_logps
+
+    cfg = ctx.cfg
+    train = PreferenceBatches(prep.train, np.zeros((len(prep.train), 2)), cfg.global_batch, seed, pad_id)
+    val = PreferenceBatches(prep.val, np.zeros((len(prep.val), 2)), max(1, len(prep.val)), seed, pad_id) \
+        if prep.val else None
+    key = {"parent_sha256": ctx.parent["sha256"], "train": train.fingerprint,
+           "val": val.fingerprint if val else None}
+    cached = _read_ref_cache(ctx.out / "reference_logps.safetensors", key)
+    if cached is None:
+        log(f"reference log-probs: computing for {len(prep.train)} + {len(prep.val)} pairs (once; cached)")
+        cached = {"train": reference_logps(model, train, len(prep.train), cfg.micro_batch).numpy()}
+        if val:
+            cached["val"] = reference_logps(model, val, len(prep.val), cfg.micro_batch).numpy()
+        _write_ref_cache(ctx.out / "reference_logps.safetensors", cached, key)
+    else:
+        log("reference log-probs: reused the cache (same parent and data)")
+    train = PreferenceBatches(prep.train, cached["train"], cfg.global_batch, seed, pad_id)
+    val = PreferenceBatches(prep.val, cached["val"], len(prep.val), seed, pad_id) if val else None
+    return train, val
+
+
+def _read_ref_cache(path: Path, key: dict) -> dict[str, np.ndarray] | None:
+    import json
+
+    from moxin.interop.safetensors_io import read_safetensors
+
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("key") != json.dumps(key, sort_keys=True):
+        return None
+    return {k: v.numpy() for k, v in read_safetensors(path).items()}
+
+
+def _write_ref_cache(path: Path, arrays: dict[str, np.ndarray], key: dict) -> None:
+    import json
+    import os
+
+    from moxin.interop.safetensors_io import write_safetensors
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(tmp, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+                      metadata={"key": json.dumps(key, sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def dpo_eval(val: PreferenceBatches | None, cfg):
+    from moxin.finetune.tasks import DPOTask
+
+    if val is None:
+        return None
+    task = DPOTask(cfg.beta, cfg.label_smoothing)
+
+    @torch.no_grad()
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
+        was, n, sums = model.training, len(val.pairs), {}
+        model.eval()
+        dev = next(model.parameters()).device
+        for i in range(0, n, cfg.micro_batch):
+            b = {k: v.to(dev) for k, v in val.collate(list(range(i, min(n, i + cfg.micro_batch)))).items()}
+            loss, m = task.loss(model, b)
+            for k, v in {"loss": loss, **m}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        model.train(was)
+        return {f"val_{k}": v / n for k, v in sums.items()}
+
+    return evaluate
+
+
+def grpo_setup(ctx: Context, prep: Prepared, model: nn.Module, tok, seed: int, pad_id: int, lora: bool):
+    from moxin.finetune.grpo import GRPOBatches, eval_reward
+
+    eot = end_of_turn_id(tok)
+    batches = GRPOBatches([p for p, _ in prep.train], [a for _, a in prep.train], tok, ctx.cfg, seed, eot, pad_id)
+    batches.reference = None if lora else copy.deepcopy(model).requires_grad_(False).eval()
+    val = GRPOBatches([p for p, _ in prep.val], [a for _, a in prep.val], tok, ctx.cfg, seed, eot, pad_id) \
+        if prep.val else None
+
+    def evaluate(m: nn.Module, step: int) -> dict[str, float]:
+        val.policy = m
+        return {"val_reward": eval_reward(val, list(range(len(prep.val))))}
+
+    return batches, (evaluate if val else None)
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log):
+    """The model (LoRA applied, parallelised), the task, the batch source, the evaluator and the LoRA record."""
+    from moxin.finetune.tasks import DPOTask, SFTTask
+    from moxin.parallel import parallelize
+
+    cfg, mode = ctx.cfg, ctx.mode
+    model = load_parent(ctx.parent_path).to(dist.device)
+    if len(tok) > model.cfg.vocab_size:
+        raise CheckpointError(f"the tokenizer has {len(tok)} tokens but the parent model's vocabulary is "
+                              f"{model.cfg.vocab_size}; use the parent's own tokenizer (finetune.tokenizer)")
+    lora = apply_lora(model, cfg.lora, seed) if cfg.lora.rank > 0 else None
+    if lora:
+        log(f"LoRA rank {lora['rank']} on {', '.join(lora['targets'])}: {lora['trainable_params']:,} trainable of "
+            f"{lora['total_params']:,} parameters")
+    pad_id = int(tok.pad_token_id)
+    if mode == "sft":
+        task, batches, evaluate = SFTTask(), sft_batches(prep, cfg, seed, pad_id), sft_eval(prep, cfg, pad_id)
+    elif mode == "dpo":
+        # LoRA starts with B = 0, so the adapted model's outputs are exactly the parent's: a valid reference.
+        batches, val = dpo_setup(ctx, prep, model, seed, pad_id, log)
+        task, evaluate = DPOTask(cfg.beta, cfg.label_smoothing), dpo_eval(val, cfg)
+    else:
+        from moxin.finetune.grpo import GRPOTask
+
+        batches, evaluate = grpo_setup(ctx, prep, model, tok, seed, pad_id, lora is not None)
+        task = GRPOTask(cfg.clip_eps, cfg.beta)
+    model = parallelize(model, dist, cfg.parallel, cfg.activation_checkpointing, cfg.compile, cfg.fsdp_bf16_params)
+    if mode == "grpo":
+        batches.policy, batches.fixed_length = model, dist.distributed
+    return model, task, batches, evaluate, lora
+
+
+def total_steps(cfg: ModeConfig, n_samples: int, mode: str) -> int:
+    if cfg.steps is not None:
+        return cfg.steps
+    per_step = cfg.global_batch // cfg.group_size if mode == "grpo" else cfg.global_batch
+    return max(1, math.ceil((cfg.epochs or 1.0) * n_samples / per_step))
+
+
+def plan(cfg: ModeConfig, steps: int, mode: str):
+    from moxin.train.config import PhaseConfig
+    from moxin.train.schedule import layout, lr_at
+    from moxin.train.trainer import Plan
+
+    phase = PhaseConfig(name=mode, seq_len=cfg.seq_len, steps=steps, schedule=cfg.schedule,
+                        warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio)
+    (span,) = layout([phase], cfg.global_batch, cfg.lr)
+    return Plan(total_steps=steps, lr=lambda s: lr_at(span, s), phase=lambda s: mode, forced_saves={steps})
+
+
+def lineage_record(ctx: Context, prep: Prepared, lora: dict | None) -> dict[str, Any]:
+    from moxin.provenance import code_version, sha256_file
+
+    src = ctx.recipe.source_path
+    return {"base": ctx.parent, "lora": lora, "code": code_version(),
+            "recipe": {"path": str(src) if src else None, "sha256": sha256_file(src) if src and src.is_file() else None},
+            "data": {"manifest": str(prep.manifest_path), "sha256": prep.manifest_sha256,
+                     "datasets": [{k: c.as_dict()[k] for k in ("name", "license", "path", "sha256", "kept")}
+                                  for c in prep.ledger.sets.values()]}}
+
+
+def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, log: Log = lambda m: None
+        ) -> dict[str, Any]:
+    """Fine-tune per the recipe's [finetune.<mode>] table. Returns the summary written to run.json."""
+    from moxin.config import to_dict
+    from moxin.parallel import barrier, init_distributed
+    from moxin.provenance import atomic_write_json, environment
+    from moxin.train.pretrain import choose_checkpoint
+    from moxin.train.trainer import Trainer
+
+    dist = init_distributed()
+    log = log if dist.is_main else (lambda m: None)
+    ctx, seed = context(recipe, mode), recipe.run.seed
+    log(f"parent: {ctx.parent['kind']} {ctx.parent_path} (sha256 {ctx.parent['sha256'][:12]}…)")
+    tok = load_tok(ctx, log)
+    prep = prepare(recipe.finetune, mode, tok, recipe.resolve_path, ctx.out if dist.is_main else None, seed,
+                   write=dist.is_main, log=log)
+    if dist.is_main:
+        save_tokenizer(tok, ctx.out / "tokenizer")
+    barrier()
+    if not dist.is_main:  # every rank records the same lineage: read what rank 0 wrote
+        from moxin.provenance import sha256_file
+
+        prep.manifest_path = ctx.out / "data" / "manifest.json"
+        prep.manifest_sha256 = sha256_file(prep.manifest_path)
+    torch.manual_seed(seed)
+    model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, dist, log)
+    steps = total_steps(ctx.cfg, len(prep.train) if mode != "sft" or not ctx.cfg.packing else
+                        len(batches.packed.input_ids), mode)
+    config = {"mode": mode, "finetune": to_dict(dataclasses.replace(recipe.finetune)), "seed": seed,
+              "model": dataclasses.asdict(model.cfg) if hasattr(model, "cfg") else None}
+    trainer = Trainer(model, task, batches, ctx.cfg, ctx.out, plan(ctx.cfg, steps, mode), _model_cfg(model),
+                      dist=dist, tokenizer_dir=ctx.out / "tokenizer",
+                      state_extra={"kind": "finetune", "mode": mode, "config": config},
+                      lineage=lineage_record(ctx, prep, lora), evaluate=evaluate, log=log, progress=progress, seed=seed)
+    start = choose_checkpoint(ctx.out / "checkpoints", resume)
+    summary = _read_summary(ctx.out) if start is not None else {}
+    if start is not None:
+        trainer.resume(start)
+    elif evaluate is not None:
+        summary["before"] = evaluate(model, 0)
+    log(f"{mode}: {steps} steps of {ctx.cfg.global_batch} on {len(prep.train)} examples → {ctx.out}")
+    status = trainer.fit()
+    if status == "done" and evaluate is not None:
+        summary["after"] = evaluate(model, steps)
+    final = None
+    if status == "done" and lora and dist.is_main:
+        final = write_final(ctx.out, trainer.last_checkpoint)
+    summary.update({"status": status, "steps": steps, "parent": ctx.parent, "data_manifest": str(prep.manifest_path),
+                    "examples": {"train": len(prep.train), "val": len(prep.val)}, "lora": lora,
+                    "last_checkpoint": str(trainer.last_checkpoint) if trainer.last_checkpoint else None,
+                    "final": str(final) if final else None, "environment": environment()})
+    if dist.is_main:
+        atomic_write_json(ctx.out / "run.json", summary)
+    return summary
+
+
+def _model_cfg(model: nn.Module):
+    from moxin.parallel import unwrap
+
+    return unwrap(model).cfg
+
+
+def _read_summary(out: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return {k: v for k, v in json.loads((out / "run.json").read_text("utf-8")).items() if k == "before"}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_final(out: Path, ckpt: Path) -> Path:
+    """The LoRA run's result as a plain model: final/ = merged model/, tokenizer/, train_state.json, manifest."""
+    import json
+    import shutil
+
+    from moxin.interop.native import save_model
+    from moxin.provenance import atomic_dir, code_version, sha256_file, write_manifest
+
+    state = lin.read_state(ckpt)
+    model = load_lora_weights(ckpt / "model", state["lineage"]["lora"])
+    final = out / "final"
+    with atomic_dir(final, overwrite=True) as tmp:
+        save_model(model, tmp / "model")
+        if (ckpt / "tokenizer").is_dir():
+            shutil.copytree(ckpt / "tokenizer", tmp / "tokenizer")
+        merged = {**state, "merged_from": {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt / "manifest.json")}}
+        merged.pop("rng", None)
+        merged.pop("optimizer_groups", None)
+        merged["lineage"] = {**state["lineage"], "lora": None, "merged_lora": state["lineage"]["lora"]}
+        (tmp / "train_state.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", "utf-8")
+        write_manifest(tmp, {"kind": "finetune-final", "code": code_version()})
+    return final

@@ -1,0 +1,79 @@
+"""SFT and DPO as tasks of the shared Trainer (`moxin.train.trainer.Task`: `count` and `loss` returning sums).
+
+SFT's loss units are assistant tokens; DPO's are pairs. Packed SFT rows pass positions and segment ids to the
+model, so attention stays inside each example and RoPE positions restart at 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moxin.finetune.losses import IGNORE, dpo_loss, token_logps
+
+
+def forward(model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None = None,
+            segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """ids (B, T) → logits (B, T, V) in fp32 (the softmax stays fp32 under bf16 autocast)."""
+    kw = {}
+    if positions is not None:
+        kw["positions"] = positions
+    if segment_ids is not None:
+        kw["segment_ids"] = segment_ids
+    return model(ids, **kw).float()
+
+
+class SFTTask:
+    """Next-token cross-entropy on the labelled (assistant) tokens only."""
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = forward(model, batch["input_ids"], batch.get("positions"), batch.get("segment_ids"))  # (B, T, V)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
+                             ignore_index=IGNORE, reduction="sum")
+        return ce, {}
+
+
+def pair_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs of chosen and rejected (B,) each, in one forward over the 2B rows."""
+    ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T)
+    labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+    lp = token_logps(forward(model, ids), labels).sum(dim=1)  # (2B,)
+    B = batch["chosen_ids"].shape[0]
+    return lp[:B], lp[B:]
+
+
+class DPOTask:
+    """DPO against cached reference log-probs (the batch carries them: the reference model is not needed here)."""
+
+    def __init__(self, beta: float, label_smoothing: float = 0.0) -> None:
+        self.beta, self.label_smoothing = beta, label_smoothing
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["chosen_ids"].shape[0])
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pc, pr = pair_logps(model, batch)
+        loss, rc, rr = dpo_loss(pc, pr, batch["ref_chosen"].to(pc.dtype), batch["ref_rejected"].to(pc.dtype),
+                                self.beta, self.label_smoothing)
+        metrics = {"reward_chosen": rc.sum(), "reward_rejected": rr.sum(), "reward_margin": (rc - rr).sum(),
+                   "reward_accuracy": (rc > rr).float().sum()}
+        return loss.sum(), metrics
+
+
+@torch.no_grad()
+def reference_logps(model: nn.Module, batches: Any, n: int, micro: int, log=lambda m: None) -> torch.Tensor:
+    """(n, 2) summed log-probs of chosen and rejected under `model` (the frozen reference), micro-batch by micro."""
+    was = model.training
+    model.eval()
+    out = torch.empty(n, 2, dtype=torch.float64)
+    for i in range(0, n, micro):
+        idx = list(range(i, min(n, i + micro)))
+        pc, pr = pair_logps(model, batches.collate(idx))
+        out[idx, 0], out[idx, 1] = pc.double(), pr.double()
+    model.train(was)
+    return out
