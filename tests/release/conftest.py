@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
 TEXT = ("The quick brown fox jumps over the lazy dog. A model is only as open as the data it was trained on. "
         "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. ") * 20
 
@@ -39,25 +41,27 @@ def _data(folder: Path, tok) -> str:
     from moxin.provenance import write_manifest
 
     w = TokenWriter(folder, vocab_size=512, eos_id=tok.eos_token_id, shard_tokens=4096)
-    counts = {}
+    counts: dict[str, dict[str, dict[str, int]]] = {}
     words = TEXT.split()
     for name, _lic, n in SOURCES:
-        total = 0
+        c = counts.setdefault(name, {"docs": {"train": 0, "val": 0}, "tokens": {"train": 0, "val": 0}})
         for i in range(n):
             ids = tok.encode(" ".join(words[i * 7:(i + 1) * 7 + 30]))
-            w.add(name, "val" if i % 8 == 7 else "train", f"{name}:{i}", ids)
-            total += len(ids) + 1
-        counts[name] = total
+            split = "val" if i % 8 == 7 else "train"
+            w.add(name, split, f"{name}:{i}", ids)
+            c["docs"][split] += 1
+            c["tokens"][split] += len(ids) + 1
     w.close()
-    write_manifest(folder, {"kind": "data", "sources": [
-        {"name": name, "license": lic, "type": "jsonl", "documents": n, "tokens": counts[name],
-         "origin": f"../shared/data/{name}"} for name, lic, n in SOURCES]})
+    # The data stage's manifest layout (moxin.data.card.build_manifest), reduced to what a release reads.
+    write_manifest(folder, {"stage": "data", "format": 1, "sources": [
+        {"name": name, "type": "jsonl", "license": lic, "path": f"../shared/data/{name}", "docs_in": n,
+         "docs_kept": n, **counts[name]} for name, lic, n in SOURCES]})
     from moxin.provenance import sha256_file
 
     return sha256_file(folder / "tokens.json")
 
 
-def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str, tok_dir: Path, parent: dict) -> None:
+def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str, tok_dir: Path, lineage: dict) -> None:
     import torch
 
     from moxin.interop.native import save_model
@@ -74,8 +78,8 @@ def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str,
         write_safetensors(tmp / "optimizer.safetensors", flat)
         atomic_write_json(tmp / "train_state.json", {
             "step": step, "phase": stage, "tokens_seen": step * 2 * 16, "data_position": {"step": step},
-            "rng": {"torch": 1234 + step}, "data_fingerprint": fingerprint, "config": {"lr": 0.01},
-            "lineage": {"parent": parent}})
+            "rng": {"torch": 1234 + step}, "data": {"fingerprint": fingerprint}, "config": {"lr": 0.01},
+            "lineage": lineage})
         write_manifest(tmp, {"kind": "checkpoint", "stage": stage, "step": step})
 
 
@@ -157,8 +161,12 @@ def _sft(run: Path, fp: str) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=0.005)
     sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
     path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
-    parent = {"path": base.relative_to(run).as_posix(), "sha256": sha256_file(base / "manifest.json")}
-    _checkpoint(path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", parent)
+    # moxin.finetune's lineage: the base checkpoint by hash, and the fine-tuning data sets with their licences.
+    lineage = {"base": {"kind": "checkpoint", "path": str(base), "sha256": sha256_file(base / "manifest.json")},
+               "data": {"manifest": str(run / "finetune" / "sft" / "data" / "manifest.json"), "sha256": None,
+                        "datasets": [{"name": "rasbt_instruction_data", "license": "Apache-2.0",
+                                      "path": "../shared/data/rasbt_instruction_data", "sha256": None, "kept": 1100}]}}
+    _checkpoint(path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", lineage)
     (run / "finetune" / "sft" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sft))
     return path
 
@@ -172,21 +180,25 @@ def make_run(root: Path, eval_data: Path | None) -> Path:
     _pretrain(root, run)
     sft_path = _sft(run, fp)
     last = sorted((run / "pretrain" / "checkpoints").glob("step-*"))[-1]
-    for path, acc in ((last, 0.2632), (sft_path, 0.2807)):
+    # moxin.eval's result files: one task per file, named <checkpoint sha>-<task config hash>.json.
+    for path, stage, acc, stereo in ((last, "pretrain", 0.2632, 0.5523), (sft_path, "finetune/sft", 0.2807, 0.5461)):
         sha = sha256_file(path / "manifest.json")
         step = int(path.name.split("-")[1])
-        doc = {"checkpoint": {"name": path.relative_to(run).as_posix(), "sha256": sha, "step": step},
-               "results": {"arc_easy": {"acc,none": acc, "acc_stderr,none": 0.0123, "acc_norm,none": acc + 0.01},
-                           "crows_pairs_english": {"pct_stereotype,none": 0.5523}},
-               "data": [{"task": "arc_easy", "path": str(eval_data)}] if eval_data else []}
-        (run / "eval" / "results").mkdir(parents=True, exist_ok=True)
-        (run / "eval" / "results" / f"{sha[:12]}-0a1b2c3d.json").write_text(json.dumps(doc, indent=2))
+        model = {"path": str(path), "sha256": sha, "kind": "checkpoint", "step": step, "stage": stage}
+        for task, metrics, files in (
+                ("arc_easy", {"acc": acc, "acc_norm": acc + 0.01}, ["arc/ARC-Easy-Dev.jsonl"]),
+                ("crows_pairs_english", {"pct_stereotype": stereo}, [])):
+            data_files = {rel: sha256_file(eval_data / rel) for rel in files} if eval_data else {}
+            doc = {"result_version": 1, "task": task, "model": model, "metrics": metrics,
+                   "stderr": {k: 0.0123 for k in metrics}, "task_config": {"task": task, "data_files": data_files}}
+            (run / "eval" / "results").mkdir(parents=True, exist_ok=True)
+            (run / "eval" / "results" / f"{sha}-{task[:8]}.json").write_text(json.dumps(doc, indent=2))
     return run
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_data) -> Path:
-    return make_run(tmp_path_factory.mktemp("run"), shared_data / "arc" / "ARC-Easy-Dev.jsonl")
+    return make_run(tmp_path_factory.mktemp("run"), shared_data)
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +206,7 @@ def built_release(tiny_run, tmp_path_factory) -> Path:
     from moxin.release.bundle import build_release
 
     out = tmp_path_factory.mktemp("rel") / "release"
-    build_release(tiny_run, out, progress=False)
+    build_release(tiny_run, out, progress=False, eval_data_dir=SHARED)
     return out
 
 

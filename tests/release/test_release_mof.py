@@ -27,8 +27,9 @@ def test_tiny_release_is_class_one_with_every_required_component_audited(built_r
         assert c["verdict"] in ("open", "warning"), (c["name"], c["verdict"], c["reason"])
     # Licences propagate from the data manifest; PSF-2.0 on data is open with a warning, stated as such.
     ds = comps["Datasets"]
-    assert ds["licence"] == "LicenseRef-Public-Domain AND PSF-2.0"
-    assert ds["verdict"] == "warning" and "python_docs" in ds["reason"]
+    assert ds["licence"] == "Apache-2.0 AND LicenseRef-Public-Domain AND PSF-2.0"  # pretraining + SFT data
+    assert ds["verdict"] == "warning" and "source 'python_docs'" in ds["reason"]
+    assert "source 'finetune/sft:rasbt_instruction_data'" in ds["reason"]
     assert comps["Evaluation data"]["licence"] == "CC-BY-SA-4.0"  # read from ../shared/data/arc/SOURCE.md
     assert comps["Model parameters (Intermediate)"]["files"] == 3  # pretrain steps 2, 4, 6; SFT is the final one
     assert report(built_release)["class"] == "I"  # recomputing from the files gives the same
@@ -46,11 +47,11 @@ def test_without_intermediate_checkpoints_the_class_drops_to_two(release_copy):
     assert _by_name(rep)["Model parameters (Intermediate)"]["verdict"] == "missing"
 
 
-def test_release_option_without_intermediate_checkpoints(tiny_run, tmp_path):
+def test_release_option_without_intermediate_checkpoints(tiny_run, tmp_path, shared_data):
     from moxin.release.bundle import build_release
 
     rep = build_release(tiny_run, tmp_path / "rel", overrides=["release.intermediate_checkpoints=false"],
-                        progress=False)
+                        progress=False, eval_data_dir=shared_data)
     assert rep["class"] == "II" and "Model parameters (Intermediate)" in rep["reasons"]["I"][0]
     assert not (tmp_path / "rel" / "pretrain" / "checkpoints").exists()
 
@@ -63,10 +64,10 @@ def test_a_non_commercial_source_fails_class_one_naming_it(tiny_run, tmp_path, s
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     manifest = json.loads((run / "data" / "manifest.json").read_text())
-    manifest["sources"].append({"name": "sciq", "license": licence_from_source_md(shared_data / "sciq"),
-                                "documents": 1000, "origin": str(shared_data / "sciq")})
+    manifest["sources"].append({"name": "sciq", "type": "jsonl", "license": licence_from_source_md(shared_data / "sciq"),
+                                "path": str(shared_data / "sciq"), "docs_kept": 1000, "tokens": {"train": 0}})
     write_manifest(run / "data", {k: v for k, v in manifest.items() if k != "files"})
-    rep = build_release(run, tmp_path / "rel", progress=False)
+    rep = build_release(run, tmp_path / "rel", progress=False, eval_data_dir=shared_data)
     assert rep["class"] == "II"
     (reason,) = rep["reasons"]["I"]
     assert reason.startswith("Datasets:") and "source 'sciq'" in reason and "CC-BY-NC-3.0" in reason
@@ -84,7 +85,7 @@ def test_mof_yml_validates_against_the_model_openness_tool_schema(built_release)
     for c in rel["components"]:
         assert (built_release / c["license_path"]).is_file(), c
         assert (built_release / c["component_path"]).exists(), c
-    assert rel["license"]["data"]["name"] == "LicenseRef-Public-Domain AND PSF-2.0"
+    assert rel["license"]["data"]["name"] == "Apache-2.0 AND LicenseRef-Public-Domain AND PSF-2.0"
 
 
 def test_schema_rules_reject_what_the_tool_rejects(built_release):

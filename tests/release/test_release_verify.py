@@ -52,7 +52,7 @@ def test_fresh_release_verifies(built_release):
 
 
 @pytest.mark.parametrize("rel", ["README.md", "mof.yml", "pretrain/checkpoints/step-00000002/model/model.safetensors",
-                                 "data/tokens.json", "eval/data/arc_easy/ARC-Easy-Dev.jsonl", "hf/config.json"])
+                                 "data/tokens.json", "eval/data/arc/ARC-Easy-Dev.jsonl", "hf/config.json"])
 def test_one_changed_byte_anywhere_fails_naming_the_file(release_copy, rel):
     _flip_byte(release_copy / rel)
     problems = _problems(release_copy)

@@ -71,26 +71,42 @@ def release_config(recipe: dict[str, Any], where: str, overrides: list[str] | No
 
 def copy_stages(run: Path, cks: list[Checkpoint], final: Checkpoint, out: Path, cfg: ReleaseConfig,
                 cp: Copier) -> list[str]:
-    """Each stage folder as in the run (metrics.jsonl, run.json, plots, checkpoints/), with all checkpoints or only
-    the final one; returns the files left out on purpose (optimizer state when not shipped)."""
+    """Each stage folder as in the run (checkpoints/, metrics.jsonl, run.json, plots, a fine-tune's data/ and
+    tokenizer/), with all checkpoints or only the final one; returns the files left out on purpose."""
     from moxin.release.runs import stage_dirs
 
-    keep = {c.path.resolve() for c in cks if cfg.intermediate_checkpoints or c is final}
-    omitted = []
+    dropped = {c.path.resolve() for c in cks if not cfg.intermediate_checkpoints and c is not final}
+    omitted = sorted(f"{c.path.relative_to(run).as_posix()}/optimizer.safetensors" for c in cks
+                     if c.path.resolve() not in dropped and not cfg.optimizer_state
+                     and (c.path / "optimizer.safetensors").is_file())
+
+    def skip(p: Path) -> bool:
+        if any(d in p.resolve().parents for d in dropped):
+            return True
+        return not cfg.optimizer_state and p.name == "optimizer.safetensors"
+
     for stage, folder in stage_dirs(run):
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and not p.name.startswith("."):
-                cp.file(p, out / stage / p.name)
-        for c in (c for c in cks if c.stage == stage and c.path.resolve() in keep):
-            rel = c.path.relative_to(run)
-            if not cfg.optimizer_state and (c.path / "optimizer.safetensors").is_file():
-                omitted.append(f"{rel.as_posix()}/optimizer.safetensors")
-            cp.tree(c.path, out / rel, skip=lambda p: not cfg.optimizer_state and p.name == "optimizer.safetensors")
+        cp.tree(folder, out / stage, skip)
     return omitted
 
 
-def copy_eval(run: Path, out: Path, cp: Copier) -> list[dict[str, Any]]:
-    """Results, tables and plots, and the evaluation data files the results name (with their licences)."""
+def _eval_file(rel: str, sha: str | None, run: Path, data_dirs: list[Path], where: Path) -> Path | None:
+    """Find an evaluation data file the results name: absolute, in the run, or under a data folder; the recorded
+    SHA-256 must match (a different file of the same name is not the data that was evaluated)."""
+    p = Path(rel)
+    candidates = [p] if p.is_absolute() else [run / p, *[d / p for d in data_dirs]]
+    for c in candidates:
+        if c.is_file():
+            if sha and sha256_file(c) != sha:
+                raise ReleaseError(f"{where} records {rel} with SHA-256 {sha[:12]}…, but {c} differs; pass "
+                                   "--eval-data-dir with the data that was evaluated")
+            return c
+    return None
+
+
+def copy_eval(run: Path, out: Path, cp: Copier, data_dirs: list[Path]) -> list[str]:
+    """Results, tables and plots, and the evaluation data files the results name (laid out as in the data folder,
+    with each folder's SOURCE.md and licence). Returns the files that could not be found."""
     from moxin.release.licences import licence_from_source_md, normalise
 
     ev = run / "eval"
@@ -98,22 +114,30 @@ def copy_eval(run: Path, out: Path, cp: Copier) -> list[dict[str, Any]]:
         return []
     cp.tree(ev, out / "eval", skip=lambda p: "data" in p.relative_to(ev).parts[:1])
     sources: dict[str, dict[str, Any]] = {}
+    missing = []
     for r in eval_results(ev):
         for d in r.data:
-            src = Path(d["path"]) if Path(d["path"]).is_absolute() else run / d["path"]
-            if not src.is_file():
-                raise ReleaseError(f"{r.file} names evaluation data {d['path']} which does not exist; "
-                                   "re-run `moxin eval` or restore the file")
-            task = str(d.get("task") or src.parent.name)
-            lic = normalise(d.get("license")) or licence_from_source_md(src.parent)
-            entry = sources.setdefault(task, {"name": task, "license": lic, "origin": str(src.parent), "files": []})
-            rel = f"eval/data/{task}/{src.name}"
-            if rel not in entry["files"]:
-                cp.file(src, out / rel)
-                entry["files"].append(rel)
+            src = _eval_file(str(d["path"]), d.get("sha256"), run, data_dirs, r.file)
+            if src is None:
+                missing.append(str(d["path"]))
+                continue
+            rel = Path(d["path"]) if not Path(d["path"]).is_absolute() else Path(src.parent.name) / src.name
+            folder = rel.parts[0] if len(rel.parts) > 1 else str(d.get("task"))
+            entry = sources.setdefault(folder, {"name": folder, "license": None, "origin": str(src.parent),
+                                                "tasks": [], "files": []})
+            entry["license"] = entry["license"] or normalise(d.get("license")) or licence_from_source_md(src.parent)
+            task = str(d.get("task") or folder)
+            if task not in entry["tasks"]:
+                entry["tasks"].append(task)
+            dst = f"eval/data/{folder}/{rel.name}" if len(rel.parts) <= 2 else f"eval/data/{rel.as_posix()}"
+            if dst not in entry["files"]:
+                cp.file(src, out / dst)
+                entry["files"].append(dst)
+                if (src.parent / "SOURCE.md").is_file() and not (out / "eval" / "data" / folder / "SOURCE.md").exists():
+                    cp.file(src.parent / "SOURCE.md", out / "eval" / "data" / folder / "SOURCE.md")
     if sources:
         atomic_write_json(out / "eval" / "data" / "sources.json", [sources[k] for k in sorted(sources)])
-    return list(sources.values())
+    return sorted(set(missing))
 
 
 def copy_code(out: Path, cp: Copier) -> dict[str, Any]:
@@ -353,7 +377,7 @@ def _package_licence() -> str:
     return (meta.get("License-Expression") or meta.get("License") or "Apache-2.0").strip()
 
 
-def _steps(cks, final, cfg, run, out, cp) -> dict[str, Any]:
+def _steps(cks, final, cfg, run, out, cp, data_dirs) -> dict[str, Any]:
     omitted = copy_stages(run, cks, final, out, cfg, cp)
     cp.tree(final.path / "model", out / "model")
     tok = final.path / "tokenizer" if (final.path / "tokenizer").is_dir() else run / "tokenizer"
@@ -363,12 +387,15 @@ def _steps(cks, final, cfg, run, out, cp) -> dict[str, Any]:
         raise ReleaseError(f"{run / 'data'} not found: a release needs the data stage's output (manifest.json, "
                            "tokens.json, tokens/); run `moxin data` for this run first")
     cp.tree(run / "data", out / "data")
-    copy_eval(run, out, cp)
-    return {"omitted": omitted}
+    return {"omitted": omitted, "eval_missing": copy_eval(run, out, cp, data_dirs)}
 
 
-def build_release(run: Path, out: Path, overrides: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Bundle RUN into OUT (written atomically). Returns the MOF audit (mof.json's content)."""
+def build_release(run: Path, out: Path, overrides: list[str] | None = None, progress: bool = True,
+                  eval_data_dir: Path | None = None, recipe_path: Path | None = None) -> dict[str, Any]:
+    """Bundle RUN into OUT (written atomically). Returns the MOF audit (mof.json's content) plus 'notes'.
+
+    `eval_data_dir` is where the evaluation data named in the results lives (default: $MOXIN_EVAL_DATA_DIR);
+    `recipe_path` the recipe the run was built with when the run does not hold it."""
     from moxin.config import to_toml
     from moxin.release import cards
     from moxin.release.mof import write_mof
@@ -380,12 +407,19 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
         raise ReleaseError(f"output {out} already exists; choose a new folder or remove it")
     cks = all_checkpoints(run)
     final = final_checkpoint(cks)
-    recipe, where = recorded_recipe(run, final)
+    if recipe_path is not None:
+        from moxin.config import read_toml
+
+        recipe, where = read_toml(Path(recipe_path)), str(recipe_path)
+    else:
+        recipe, where = recorded_recipe(run, final)
     cfg = release_config(recipe, where, overrides)
+    env_dir = os.environ.get("MOXIN_EVAL_DATA_DIR")
+    data_dirs = [Path(p) for p in (eval_data_dir, env_dir) if p]
     prog = _progress() if progress else None
     with atomic_dir(out) as tmp, (prog or _nullcontext()):
         cp = Copier(tree_size(*[c.path for c in cks], run / "data", run / "eval", run / "tokenizer"), prog)
-        parts = _steps(cks, final, cfg, run, tmp, cp)
+        parts = _steps(cks, final, cfg, run, tmp, cp, data_dirs)
         atomic_write_text(tmp / "config" / "recipe.toml", to_toml(recipe) if recipe else "")
         code = copy_code(tmp, cp)
         write_paper(tmp, cfg, Path(where).parent if where else None)
@@ -404,7 +438,9 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
             atomic_write_text(tmp / "TECHNICAL_REPORT.md", cards.technical_report(tmp))
             rep = write_mof(tmp, meta)
         write_checksums(tmp)
-    return rep
+    notes = [f"evaluation data not found (pass --eval-data-dir): {', '.join(parts['eval_missing'])}"] \
+        if parts["eval_missing"] else []
+    return {**rep, "notes": notes}
 
 
 def _progress():

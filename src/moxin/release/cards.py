@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from moxin.release.runs import all_checkpoints, data_sources, eval_results, read_json, read_jsonl, stage_dirs
+from moxin.release.runs import (all_checkpoints, data_sources, eval_results, finetune_datasets, read_json, read_jsonl,
+                                stage_dirs)
 
 BIAS_WORDS = ("crows", "bbq", "bias", "toxic", "stereo")
 
@@ -51,7 +52,8 @@ def facts(root: Path) -> dict[str, Any]:
     logs = {stage: read_jsonl(folder / "metrics.jsonl") for stage, folder in stage_dirs(root)
             if (folder / "metrics.jsonl").is_file()}
     samples = read_jsonl(root / "samples" / "outputs.jsonl") if (root / "samples" / "outputs.jsonl").is_file() else []
-    return {"release": rel, "model": mcfg, "sources": data_sources(manifest), "mof": mof, "stages": stages,
+    return {"release": rel, "model": mcfg, "sources": data_sources(manifest), "finetune": finetune_datasets(root),
+            "mof": mof, "stages": stages,
             "logs": logs, "eval": eval_results(root / "eval"), "samples": samples,
             "plots": sorted(p.relative_to(root).as_posix() for p in root.glob("plots/*.png")) +
             sorted(p.relative_to(root).as_posix() for p in root.glob("eval/plots/*.png"))}
@@ -75,11 +77,20 @@ def _architecture(f: dict[str, Any]) -> list[str]:
     return out + _table(["setting", "value"], rows) + [""]
 
 
+def _opt(x: Any) -> str:
+    return num(x) if isinstance(x, (int, float)) else ""
+
+
 def _data(f: dict[str, Any]) -> list[str]:
-    rows = [[s.name, _code(s.license), num(s.documents) if s.documents is not None else "",
-             num(s.tokens) if s.tokens is not None else ""] for s in f["sources"]]
-    return ["## Training data", "", "Sources and their licences, from `data/manifest.json` (details in `DATA_CARD.md`).",
-            ""] + _table(["source", "licence", "documents", "tokens"], rows) + [""]
+    rows = [[s.name, _code(s.license), _opt(s.documents), _opt(s.tokens.get("train", s.tokens.get("all"))),
+             _opt(s.tokens.get("val"))] for s in f["sources"]]
+    ft = [[s.name, _code(s.license), _opt(s.documents)] for s in f["finetune"]]
+    out = ["## Training data", "", "Sources and their licences, from `data/manifest.json` (details in `DATA_CARD.md`).",
+           ""] + _table(["source", "licence", "documents kept", "train tokens", "val tokens"], rows) + [""]
+    if ft:
+        out += ["Fine-tuning data, from each fine-tune's lineage (`train_state.json`):", ""]
+        out += _table(["data set", "licence", "examples kept"], ft) + [""]
+    return out
 
 
 def _training(f: dict[str, Any]) -> list[str]:
@@ -173,17 +184,17 @@ def data_card(root: Path) -> str:
     f = facts(root)
     from moxin.release.licences import audit
 
-    rows = [[s.name, _code(s.license), audit(s.license, "data").verdict, num(s.documents) if s.documents is not None
-             else "", num(s.tokens) if s.tokens is not None else "", _code(s.origin) if s.origin else ""]
-            for s in f["sources"]]
+    rows = [[s.name, _code(s.license), audit(s.license, "data").verdict, _opt(s.documents),
+             _opt(s.tokens.get("train", s.tokens.get("all"))), _opt(s.tokens.get("val")),
+             _code(s.origin) if s.origin else ""] for s in f["sources"] + f["finetune"]]
     ev = read_json(root / "eval" / "data" / "sources.json") if (root / "eval" / "data" / "sources.json").is_file() else []
-    erows = [[e["name"], _code(e.get("license")), audit(e.get("license"), "data").verdict, _code(e.get("origin", ""))]
-             for e in ev]
+    erows = [[e["name"], ", ".join(e.get("tasks") or []), _code(e.get("license")), audit(e.get("license"), "data").verdict,
+              _code(e.get("origin", ""))] for e in ev]
     out = [f"# Data card: {f['release']['name']}", "",
            "Training data sources, their licences (audited for data: an OSI licence is open but written for code, "
            "so it passes with a warning; non-commercial licences fail), counts and origins, from `data/manifest.json`.",
-           "", *_table(["source", "licence", "verdict", "documents", "tokens", "origin"], rows), "",
-           "## Evaluation data", "", *_table(["task", "licence", "verdict", "origin"], erows), "",
+           "", *_table(["source", "licence", "verdict", "documents", "train tokens", "val tokens", "origin"], rows), "",
+           "## Evaluation data", "", *_table(["data", "tasks", "licence", "verdict", "origin"], erows), "",
            "## Processing", "", "Cleaning, deduplication, decontamination and tokenization are recorded in "
            "`data/manifest.json`; the code is `code/src/moxin/data/`. The tokenized data (`data/tokens.json` and "
            "`data/tokens/`) is what training read; its SHA-256 is the data fingerprint every checkpoint records.", ""]

@@ -14,7 +14,8 @@ def _disk(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def release(run: Path, out: Path, set: list[str] | None = None, progress: bool = True) -> None:  # noqa: A002
+def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: Path | None = None,  # noqa: A002
+            recipe_file: Path | None = None, progress: bool = True) -> None:
     """Bundle a run into a release: checkpoints, data, code, cards, licences, mof.yml and SHA256SUMS.
 
     The MOF class is computed from what ends up in OUT, and every licence is audited (see `moxin mof check`).
@@ -23,17 +24,21 @@ def release(run: Path, out: Path, set: list[str] | None = None, progress: bool =
         run: the run folder (<run.out_dir>/<run.name>) with data/, pretrain/, finetune/, eval/
         out: the release folder to create (must not exist)
         set: override a [release] value of the recorded recipe, e.g. --set release.model_license=CDLA-Permissive-2.0
+        eval_data_dir: the folder holding the evaluation data the results name (default: $MOXIN_EVAL_DATA_DIR)
+        recipe_file: the recipe TOML the run was built with, when the run folder does not hold it
         progress: show a progress bar while copying
     """
     from moxin.release.bundle import build_release
 
     t0 = time.perf_counter()
-    rep = build_release(run, out, overrides=set, progress=progress)
+    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir, recipe_path=recipe_file)
     secs = time.perf_counter() - t0
     print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
           f"({rep['class_name']})")
     for k, reasons in rep["reasons"].items():
         print(f"  Class {k} not met: " + "; ".join(reasons))
+    for note in rep.get("notes", []):
+        print(f"  note: {note}")
 
 
 def mof_check(out: Path, require: str | None = None) -> None:

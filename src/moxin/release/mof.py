@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from moxin.release.licences import Audit, Kind, audit, combine, licence_filename
-from moxin.release.runs import data_sources, read_json
+from moxin.release.runs import data_sources, finetune_datasets, read_json
 
 FRAMEWORK = {"name": "Model Openness Framework", "version": "1.0", "date": "2024-12-15"}
 CLASS_NAMES = {"III": "Open Model", "II": "Open Tooling", "I": "Open Science"}
@@ -137,7 +137,8 @@ def licences_of(root: Path) -> dict[str, list[tuple[str, str | None]]]:
     out: dict[str, list[tuple[str, str | None]]] = {
         k: [(k, lic.get(k))] for k in ("code", "model", "document", "paper")}
     if (root / "data" / "manifest.json").is_file():
-        out["datasets"] = [(s.name, s.license) for s in data_sources(read_json(root / "data" / "manifest.json"))]
+        srcs = data_sources(read_json(root / "data" / "manifest.json")) + finetune_datasets(root)
+        out["datasets"] = [(s.name, s.license) for s in srcs]
     if (root / "eval" / "data" / "sources.json").is_file():
         out["eval_data"] = [(s["name"], s.get("license")) for s in read_json(root / "eval" / "data" / "sources.json")]
     if (root / "code" / "requirements.txt").is_file():

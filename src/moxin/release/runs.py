@@ -69,6 +69,18 @@ class Checkpoint:
         return s.get("data_fingerprint") or (s.get("data") or {}).get("fingerprint")
 
     @property
+    def base(self) -> dict[str, Any]:
+        """A fine-tune's starting model: {'kind', 'path', 'sha256'} (moxin.finetune.lineage), else empty."""
+        base = (self.state.get("lineage") or {}).get("base")
+        return base if isinstance(base, dict) else {}
+
+    @property
+    def datasets(self) -> list[dict[str, Any]]:
+        """A fine-tune's data sets with their licences (lineage.data.datasets), else empty."""
+        data = (self.state.get("lineage") or {}).get("data")
+        return list(data.get("datasets") or []) if isinstance(data, dict) else []
+
+    @property
     def parent(self) -> dict[str, Any]:
         """{'path': ..., 'sha256': ...} of the checkpoint this one continued from (empty for the first one)."""
         lineage = self.state.get("lineage") or {}
@@ -129,24 +141,35 @@ class Source:
     name: str
     license: str | None
     origin: str = ""
-    documents: int | None = None
-    tokens: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    documents: int | None = None  # documents kept
+    tokens: dict[str, int] = field(default_factory=dict)  # split → tokens
 
 
 def data_sources(manifest: dict[str, Any]) -> list[Source]:
-    """The sources of a data manifest, as a list or a {name: {...}} table, with their SPDX licences."""
+    """The sources of a data manifest (moxin.data.card.build_manifest: a list of {name, license, path, docs_kept,
+    tokens: {split: n}}; a {name: {...}} table is read too), with their SPDX licences."""
     raw = manifest.get("sources") or []
     items = [{"name": k, **v} for k, v in raw.items()] if isinstance(raw, dict) else list(raw)
     out = []
     for s in items:
-        counts = s.get("counts") or s.get("stats") or {}
+        tokens = s.get("tokens")
+        docs = s.get("docs_kept", s.get("documents"))
         out.append(Source(
-            name=str(s.get("name")), license=s.get("license") or s.get("spdx") or s.get("license_spdx"),
+            name=str(s.get("name")), license=s.get("license") or s.get("spdx"),
             origin=str(s.get("origin") or s.get("path") or s.get("url") or ""),
-            documents=s.get("documents", counts.get("documents") if isinstance(counts, dict) else None),
-            tokens=s.get("tokens", counts.get("tokens") if isinstance(counts, dict) else None),
-            extra={k: v for k, v in s.items() if k not in {"name", "license", "spdx", "license_spdx"}}))
+            documents=docs if isinstance(docs, int) else None,
+            tokens=dict(tokens) if isinstance(tokens, dict) else ({"all": tokens} if isinstance(tokens, int) else {})))
+    return out
+
+
+def finetune_datasets(root: Path) -> list[Source]:
+    """The fine-tuning data sets of every fine-tune stage (from its last checkpoint's lineage), with licences."""
+    out = []
+    for stage, folder in stage_dirs(root):
+        cks = checkpoints_in(folder, stage) if stage != "pretrain" else []
+        for d in cks[-1].datasets if cks else []:
+            out.append(Source(f"{stage}:{d.get('name')}", d.get("license"), str(d.get("path") or ""),
+                              d.get("kept") if isinstance(d.get("kept"), int) else None))
     return out
 
 
@@ -160,10 +183,10 @@ def data_fingerprint(data_dir: Path) -> str | None:
 @dataclass
 class EvalResult:
     file: Path
-    checkpoint: str  # a checkpoint name or sha, as recorded
+    checkpoint: str  # '<stage>/<step-dir>' (or what the result records)
     step: int | None
     metrics: dict[str, dict[str, float]]  # task → metric → value
-    data: list[dict[str, Any]]  # [{'task', 'path', 'license'}] evaluation data used, when recorded
+    data: list[dict[str, Any]]  # [{'task', 'path', 'sha256'?, 'license'?}] evaluation data used, when recorded
 
 
 def _task_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -177,15 +200,33 @@ def _task_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _checkpoint_label(model: dict[str, Any]) -> str:
+    path, stage = str(model.get("path") or model.get("name") or ""), model.get("stage")
+    if stage and path:
+        return f"{stage}/{Path(path).name}"
+    parts = Path(path).parts
+    if "checkpoints" in parts:  # …/<stage>/checkpoints/step-X → <stage>/step-X
+        i = parts.index("checkpoints")
+        return "/".join(parts[max(i - 1, 0):i]) + "/" + parts[-1]
+    return path or str(model.get("sha256") or "")
+
+
 def read_eval_result(path: Path) -> EvalResult:
-    """One eval results JSON: `results` (lm-eval style: task → {metric[,filter]: value}) or `tasks`, plus the
-    checkpoint it scored and, when recorded, the data files (`data`: [{task, path, license}])."""
+    """One eval results JSON. moxin.eval writes one task per file: `task`, `metrics` {name: value}, `model`
+    {path, sha256, step, stage}, `task_config.data_files` {path relative to the data folder: sha256}. The lm-eval
+    style (`results`: task → {'metric,filter': value}, `checkpoint`, `data`: [{task, path, license}]) is read too."""
     doc = read_json(path, "evaluation result")
-    ck = doc.get("checkpoint") or {}
-    name = ck.get("name") or ck.get("path") or ck.get("sha256") or ck.get("sha") if isinstance(ck, dict) else str(ck)
-    step = ck.get("step") if isinstance(ck, dict) else None
-    return EvalResult(path, str(name or ""), step, _task_metrics(doc.get("results") or doc.get("tasks") or {}),
-                      list(doc.get("data") or []))
+    model = doc.get("model") or doc.get("checkpoint") or {}
+    model = model if isinstance(model, dict) else {"path": str(model)}
+    if isinstance(doc.get("metrics"), dict) and doc.get("task"):
+        metrics = {str(doc["task"]): {k: float(v) for k, v in doc["metrics"].items()
+                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        files = (doc.get("task_config") or {}).get("data_files") or {}
+        data = [{"task": doc["task"], "path": rel, "sha256": sha} for rel, sha in sorted(files.items())]
+    else:
+        metrics = _task_metrics(doc.get("results") or {})
+        data = list(doc.get("data") or [])
+    return EvalResult(path, _checkpoint_label(model), model.get("step"), metrics, data)
 
 
 def eval_results(eval_dir: Path) -> list[EvalResult]:

@@ -103,9 +103,14 @@ def _checkpoint_problems(root: Path, ck, fingerprint: str | None, by_sha: dict[s
     probs = [p.replace(str(ck.path) + "/", "") for p in verify_manifest(ck.path)
              if not any(o in p for o in omitted)]
     probs = [f"checkpoint {rel}: {p}" for p in probs]
-    if fingerprint and ck.data_fingerprint and ck.data_fingerprint != fingerprint:
+    if ck.stage == "pretrain" and fingerprint and ck.data_fingerprint and ck.data_fingerprint != fingerprint:
         probs.append(f"checkpoint {rel}: data fingerprint {ck.data_fingerprint[:12]}… is not the release data's "
                      f"{fingerprint[:12]}… (data/tokens.json)")
+    base_sha, base_path = ck.base.get("sha256"), str(ck.base.get("path") or "")
+    same_name = [p for p in by_sha.values() if base_path and p.path.name == Path(base_path).name and p is not ck]
+    if base_sha and same_name and not any(p.sha == base_sha for p in same_name):
+        probs.append(f"checkpoint {rel}: base model {Path(base_path).name} has sha {same_name[0].sha[:12]}…, not the "
+                     f"recorded {base_sha[:12]}…")
     parent_sha, parent_path = ck.parent.get("sha256"), str(ck.parent.get("path") or "")
     named = [p for p in by_sha.values() if parent_path and p.path.name == Path(parent_path).name]
     if parent_sha and named and not any(p.sha == parent_sha for p in named):
