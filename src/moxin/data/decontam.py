@@ -42,17 +42,20 @@ class EvalIndex:
         return np.unique(np.concatenate([self.item_of[a:b] for a, b in zip(lo, hi)]))
 
 
-def item_text(rec: dict, fields: list[str]) -> str:
-    parts = []
+def item_texts(rec: dict, fields: list[str]) -> list[str]:
+    """What a model sees of one item: the scalar fields joined, followed by each choice of a list field
+    (HellaSwag ctx + each ending, ARC question + each choice), one text per choice."""
+    prefix, choices = [], []
     for f in fields:
         v = rec.get(f)
+        if isinstance(v, dict):  # ARC's choices {text: [...], label: [...]}
+            v = v.get("text", [])
         if isinstance(v, list):
-            parts.extend(str(x) for x in v)
-        elif isinstance(v, dict):  # e.g. ARC's choices {text: [...], label: [...]}
-            parts.extend(str(x) for x in v.get("text", []))
+            choices.extend(str(x) for x in v)
         elif v is not None:
-            parts.append(str(v))
-    return " ".join(parts)
+            prefix.append(str(v))
+    head = " ".join(prefix)
+    return [f"{head} {c}" for c in choices] if choices else [head]
 
 
 def build_index(cfg: EvalSetConfig, n: int, hasher: UnitHasher, where: str = "data.decontaminate") -> EvalIndex:
@@ -69,7 +72,7 @@ def build_index(cfg: EvalSetConfig, n: int, hasher: UnitHasher, where: str = "da
                 rec = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise DataError(f"{path}:{lineno}: eval set {cfg.name!r} is not valid JSONL ({e})") from None
-            g = ngram_hashes(hasher(units(item_text(rec, cfg.fields))), n)
+            g = np.unique(np.concatenate([ngram_hashes(hasher(units(t)), n) for t in item_texts(rec, cfg.fields)]))
             if len(g) == 0:
                 too_short += 1
             hashes.append(g)
