@@ -59,3 +59,13 @@ def test_history_is_trimmed_to_fit_the_context(toy):
         assert "unknown command '/help'" in out.getvalue()
     finally:
         engine.close()
+
+
+def test_chat_int8_and_bf16_run_in_process(toy_ckpt, monkeypatch, capsys):
+    from moxin.cli import main
+
+    for flags in (["--int8"], ["--dtype", "bfloat16"]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n/exit\n"))
+        assert main(["chat", str(toy_ckpt), "--temperature", "0", "--max-tokens", "5", *flags]) == 0
+        out = capsys.readouterr().out
+        assert out.count("assistant: ") == 1 and len(out.split("assistant: ")[1].strip()) > 0

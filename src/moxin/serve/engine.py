@@ -143,11 +143,14 @@ class Engine:
         max_batch: the most requests decoded together
         eos_ids: token ids that end a generation (default: the tokenizer's EOS)
         gather_s: after the first waiting request, wait this long for others to join its batch
+        head: output projection applied to the model's final hidden states instead of the model's own (the int8
+            head of `moxin.serve.quant.quantize_int8`)
     """
 
     def __init__(self, model, tokenizer=None, max_batch: int = 8, eos_ids: list[int] | None = None,
-                 gather_s: float = 0.002) -> None:
+                 gather_s: float = 0.002, head=None) -> None:
         self.model = model.eval()
+        self.head = head
         self.tok = tokenizer
         self.max_batch = max_batch
         self.gather_s = gather_s
@@ -251,7 +254,7 @@ class Engine:
             positions[i, T - n:] = torch.arange(n)
         max_new = max(r.params.max_tokens for r in reqs)
         cache = KVCache.for_model(self.model, B, max_len=T + max_new)
-        logits = self.model(tokens, positions=positions, cache=cache, last_only=True)[:, -1].float()  # (B, V)
+        logits = self._logits(tokens, positions, cache)  # (B, V)
         next_pos = positions[:, -1] + 1  # (B,)
         while True:
             picked = [row.pick(logits[i]) for i, row in enumerate(rows)]
@@ -270,8 +273,15 @@ class Engine:
                 rows, next_pos = [rows[i] for i in keep], next_pos[idx]
                 picked = [picked[i] for i in keep]
             step = torch.tensor(picked)[:, None]  # (B', 1)
-            logits = self.model(step, positions=next_pos[:, None], cache=cache, last_only=True)[:, -1].float()
+            logits = self._logits(step, next_pos[:, None], cache)
             next_pos = next_pos + 1
+
+    def _logits(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """tokens, positions (B, T) → fp32 logits (B, V) of each row's last token."""
+        if self.head is None:
+            return self.model(tokens, positions=positions, cache=cache, last_only=True)[:, -1].float()
+        hidden = self.model(tokens, positions=positions, cache=cache, last_only=True, return_hidden=True)
+        return self.head(hidden)[:, -1].float()
 
 
 def _select_rows(cache: KVCache, idx: torch.Tensor) -> None:
