@@ -33,9 +33,6 @@ COMMANDS: dict[str, str] = {
     "chat": "moxin.serve.commands:chat",
     "serve": "moxin.serve.commands:serve",
     "export gguf": "moxin.serve.commands:export_gguf",
-    "chat": "moxin.serve.commands:chat",
-    "serve": "moxin.serve.commands:serve",
-    "export gguf": "moxin.serve.commands:export_gguf",
     "pretrain": "moxin.train.commands:pretrain",
     "pretrain show-batch": "moxin.train.commands:show_batch",
     "finetune sft": "moxin.finetune.commands:sft",
@@ -45,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "release": "moxin.release.commands:release",
     "mof check": "moxin.release.commands:mof_check",
     "verify": "moxin.release.commands:verify",
+    "eval": "moxin.eval.commands:eval_command",
 }
 
 

@@ -1,0 +1,99 @@
+"""`moxin eval`: evaluate a model, a checkpoint or every checkpoint of a run. Heavy imports stay inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moxin.errors import EvalError
+
+
+def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | None = None, limit: int | None = None,
+                 all_checkpoints: bool = False, batch_size: int = 32, dtype: str = "float32",
+                 num_fewshot: int | None = None, seed: int = 1234, apply_chat_template: bool = False,
+                 include_path: list[Path] | None = None, out: Path | None = None, device: str = "cpu",
+                 max_length: int | None = None) -> None:
+    """Evaluate with lm-evaluation-harness (the moxin model adapter): quality, perplexity, bias and toxicity.
+
+    TARGET is a model (moxin checkpoint or model folder, Hugging Face folder, .gguf file) or a RUN folder (its
+    latest checkpoint, or every checkpoint with --all-checkpoints). Each (model SHA-256, task config hash) is
+    computed once: results/<sha>-<hash>.json records the model and task hashes, lm-eval version, n-shot, batch size,
+    dtype, seed, chat template use, limit and the time taken. A run also gets table.csv, table.md and plots/*.png
+    (each metric against tokens seen) in RUN/eval/.
+
+    Tasks: any lm-eval task name, or moxin's hellaswag, arc_easy, arc_challenge, piqa, winogrande, mmlu, gsm8k,
+    lambada_openai, wikitext, crows_pairs_english, bbq, toxicity, jcommonsenseqa, and the suites moxin-zeroshot,
+    moxin-fewshot, lambada, perplexity, bias, japanese. NAME:N sets the n-shot of one task.
+
+    Args:
+        target: model path, checkpoint folder or run folder
+        tasks: tasks or suites, comma-separated (default: moxin-zeroshot)
+        data_dir: folder with the evaluation data laid out like ../shared/data (without it, Hugging Face datasets)
+        limit: evaluate only the first N items of each task
+        all_checkpoints: evaluate every checkpoint of the run and write the table and plots
+        batch_size: sequences per forward pass
+        dtype: float32, bfloat16 or float16
+        num_fewshot: n-shot for every task (default: the task's or suite's own)
+        seed: seed for lm-eval's sampling of few-shot examples and for sampled generation
+        apply_chat_template: format prompts with the tokenizer's chat template
+        include_path: an extra folder of lm-eval task YAMLs (relative data paths resolve against each YAML)
+        out: where results go (default: RUN/eval for a run or a checkpoint in one, else ./moxin-eval)
+        device: torch device (cpu, cuda, cuda:1, ...)
+        max_length: longest sequence the model sees (default: the model's max_seq_len)
+    """
+    from moxin.eval import identity
+    from moxin.eval.runner import Settings, evaluate, resolve_source
+
+    from moxin.commands import torch_dtype
+
+    torch_dtype(dtype)  # validate early, before any model is loaded
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit must be at least 1, got {limit}")
+    s = resolve_source(Settings(tasks=tasks or ["moxin-zeroshot"], data_dir=data_dir, limit=limit,
+                                batch_size=batch_size, dtype=dtype, num_fewshot=num_fewshot, seed=seed,
+                                apply_chat_template=apply_chat_template, include_path=list(include_path or []),
+                                device=device, max_length=max_length))
+    target = target.expanduser().resolve()
+    if not target.exists():
+        raise EvalError(f"TARGET {target} does not exist; pass a model, checkpoint or run folder")
+    run = target if identity.is_run(target) else None
+    if all_checkpoints and run is None:
+        raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
+    home = run or identity.run_of(target)
+    out_dir = out or (home / "eval" if home else Path.cwd() / "moxin-eval")
+    if run is not None:
+        ckpts = identity.checkpoints_of(run)
+        _evaluate_run(run, ckpts if all_checkpoints else ckpts[-1:], s, out_dir)
+    else:
+        results, n = evaluate(identity.identify(target), s, out_dir)
+        _summary(results, n, out_dir)
+
+
+def _evaluate_run(run: Path, ckpts: list[tuple[str, Path]], s, out_dir: Path) -> None:
+    from moxin.eval import identity
+    from moxin.eval.report import write_plots, write_tables
+    from moxin.eval.runner import evaluate
+
+    everything, computed = [], 0
+    for stage, folder in ckpts:
+        results, n = evaluate(identity.identify(folder, stage=stage), s, out_dir)
+        everything += results
+        computed += n
+    csv_path, md_path = write_tables(out_dir, everything)
+    plots = write_plots(out_dir, everything)
+    _summary(everything, computed, out_dir)
+    print(f"checkpoints: {len(ckpts)}; table: {csv_path}, {md_path}; plots: {len(plots)} in {out_dir / 'plots'}")
+
+
+def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"moxin eval ({computed} computed, {len(results) - computed} reused) → {out_dir}")
+    for col in ("model", "step", "task", "n-shot", "metric", "value", "items", "time s"):
+        table.add_column(col)
+    for r in results:
+        for metric, value in r["metrics"].items():
+            table.add_row(Path(r["model"]["path"]).name, str(r["model"].get("step") or ""), r["task"],
+                          str(r["num_fewshot"] or 0), metric, "nan" if value is None else f"{value:.4f}",
+                          str(r.get("items") or ""), f"{r['time_s']:.1f}")
+    Console(soft_wrap=True).print(table)

@@ -1,0 +1,200 @@
+"""Evaluate one model on a list of tasks through lm-eval, one result file per (model SHA-256, task config hash).
+
+A result file is written only after its task finished, atomically; a result that already exists for the same
+model hash and task config hash is reused, so re-running an evaluation computes nothing new."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moxin.errors import EvalError
+from moxin.eval.catalog import TASKS_DIR, Planned, plan
+from moxin.eval.identity import ModelRef
+from moxin.provenance import atomic_write_json, code_version, environment, fingerprint, sha256_file
+
+RESULT_VERSION = 1
+BOOTSTRAP_ITERS = 1000  # stderr of non-mean metrics; recorded in every result
+
+
+@dataclass
+class Settings:
+    tasks: list[str] = field(default_factory=lambda: ["moxin-zeroshot"])
+    data_dir: Path | None = None
+    limit: int | None = None
+    batch_size: int = 32
+    dtype: str = "float32"
+    num_fewshot: int | None = None
+    seed: int = 1234
+    apply_chat_template: bool = False
+    include_path: list[Path] = field(default_factory=list)
+    device: str = "cpu"
+    max_length: int | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.data_dir is not None
+
+
+# ------------------------------------------------------------------------------------------------ lm-eval set-up
+def hf_reachable(timeout: float = 3.0) -> bool:
+    if any(os.environ.get(v) == "1" for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_source(s: Settings) -> Settings:
+    """Local data when --data-dir is given; otherwise lm-eval's built-in tasks, which need Hugging Face."""
+    if s.data_dir is not None:
+        from moxin.eval.local_data import data_dir
+
+        s.data_dir = data_dir(s.data_dir)
+    elif not hf_reachable():
+        raise EvalError("Hugging Face datasets are not reachable (offline); pass --data-dir DIR with the evaluation "
+                        "data laid out like ../shared/data")
+    return s
+
+
+@functools.lru_cache(maxsize=4)
+def task_manager(local: bool, data_dir: str | None, include: tuple[str, ...]):
+    from lm_eval.tasks import TaskManager
+
+    from moxin.eval.includes import mirror
+
+    paths = [str(TASKS_DIR)] + [str(mirror(Path(p))) for p in include]
+    return TaskManager(include_path=paths, include_defaults=not local, metadata={"data_dir": data_dir})
+
+
+def _tm(s: Settings):
+    return task_manager(s.local, str(s.data_dir) if s.data_dir else None, tuple(str(p) for p in s.include_path))
+
+
+def planned_tasks(s: Settings) -> tuple[list[Planned], list[str]]:
+    tm = _tm(s)
+    return plan(s.tasks, s.local, set(tm.all_tasks), s.num_fewshot)
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+def task_config(p: Planned, s: Settings) -> dict[str, Any]:
+    """Everything that decides a task's numbers (not the model): hashed into the result's name."""
+    import lm_eval
+
+    from moxin.eval.local_data import FILES
+
+    entry = _tm(s)._index.get(p.lm_eval_task)
+    yaml_cfg = _portable(getattr(entry, "cfg", None), getattr(entry, "yaml_path", None))
+    data_files = {}
+    if p.source == "local" and p.spec and p.spec.data:
+        data_files = {rel: sha256_file(s.data_dir / rel) for rel in FILES[p.spec.data] if (s.data_dir / rel).is_file()}
+    return {"task": p.lm_eval_task, "yaml": yaml_cfg, "source": p.source, "data_files": data_files,
+            "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
+            "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
+            "lm_eval_version": lm_eval.__version__, "bootstrap_iters": BOOTSTRAP_ITERS, "result_version": RESULT_VERSION}
+
+
+def _portable(cfg: Any, yaml_path: Any) -> Any:
+    """The index's raw config with `!function` paths made relative, so the hash does not depend on install paths."""
+    if cfg is None:
+        return None
+    prefix = str(Path(yaml_path).resolve().parent) + "/" if yaml_path else "\0"
+    text = json.dumps(cfg, sort_keys=True, default=str).replace(prefix, "")
+    return json.loads(text)
+
+
+def result_path(out: Path, model: ModelRef, config_hash: str) -> Path:
+    return out / "results" / f"{model.sha256}-{config_hash}.json"
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None  # absent or unreadable: computed again, then replaced atomically
+    return data if data.get("result_version") == RESULT_VERSION else None
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def evaluate(model: ModelRef, s: Settings, out: Path, lm: Any = None, log=print) -> tuple[list[dict], int]:
+    """Run every planned task not already computed for this model; returns (all results, number computed)."""
+    planned, notes = planned_tasks(s)
+    for note in notes:
+        log(f"note: {note}")
+    todo, results = [], []
+    for p in planned:
+        cfg = task_config(p, s)
+        h = fingerprint(cfg)
+        path = result_path(out, model, h)
+        cached = load_result(path)
+        if cached is not None:
+            results.append(cached)
+        else:
+            todo.append((p, cfg, h, path))
+    if todo:
+        lm = lm or _load_lm(model, s)
+    for p, cfg, h, path in todo:
+        log(f"evaluating {p.name} ({p.lm_eval_task}, {p.source}) on {model.path.name} [{model.sha256[:12]}]")
+        res = _run_task(lm, p, cfg, h, model, s)
+        atomic_write_json(path, res)
+        results.append(res)
+    return results, len(todo)
+
+
+def _load_lm(model: ModelRef, s: Settings):
+    from moxin.eval.adapter import MoxinLM
+
+    return MoxinLM(path=str(model.path), batch_size=s.batch_size, dtype=s.dtype, device=s.device,
+                   max_length=s.max_length)
+
+
+def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: Settings) -> dict[str, Any]:
+    import logging
+
+    import lm_eval
+    from lm_eval import simple_evaluate
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # moxin shows its own progress; keep lm-eval's chatter out
+    t0 = time.perf_counter()
+    try:
+        out = simple_evaluate(model=lm, tasks=[p.lm_eval_task], num_fewshot=p.num_fewshot, limit=s.limit,
+                              task_manager=_tm(s), random_seed=s.seed, numpy_random_seed=s.seed,
+                              torch_random_seed=s.seed, fewshot_random_seed=s.seed, log_samples=False,
+                              apply_chat_template=s.apply_chat_template, bootstrap_iters=BOOTSTRAP_ITERS,
+                              batch_size=s.batch_size)
+    except (KeyError, ValueError, FileNotFoundError, ConnectionError, OSError) as e:
+        raise EvalError(f"lm-eval could not run task {p.lm_eval_task!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    seconds = time.perf_counter() - t0
+    metrics, stderr = _metrics(out["results"].get(p.lm_eval_task, {}))
+    return {
+        "result_version": RESULT_VERSION, "task": p.name, "lm_eval_task": p.lm_eval_task, "source": p.source,
+        "suite": p.suite, "model": model.record(), "task_config_hash": config_hash, "task_config": cfg,
+        "lm_eval_version": lm_eval.__version__, "num_fewshot": out.get("n-shot", {}).get(p.lm_eval_task, p.num_fewshot),
+        "batch_size": s.batch_size, "dtype": s.dtype, "seed": s.seed, "apply_chat_template": s.apply_chat_template,
+        "limit": s.limit, "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
+        "time_s": round(seconds, 3), "metrics": metrics, "stderr": stderr,
+        "lm_eval_config": out.get("configs", {}).get(p.lm_eval_task), "environment": environment(),
+        "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """lm-eval's 'acc,none' keys → 'acc' (filters other than none keep their name: 'exact_match,strict-match')."""
+    metrics, stderr = {}, {}
+    for key, value in raw.items():
+        if "," not in key or not isinstance(value, (int, float)):  # metrics are 'name,filter'; skip alias etc.
+            continue
+        name, _, filt = key.partition(",")
+        target = stderr if name.endswith("_stderr") else metrics
+        name = name.removesuffix("_stderr")
+        label = name if filt in ("", "none") else f"{name},{filt}"
+        target[label] = None if value != value else float(value)  # NaN → null in JSON
+    return metrics, stderr
