@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from conftest import PII
+from datahelpers import PII, corpus, corpus_run  # noqa: F401 (fixtures)
 
 
 def _processed(run, source):

@@ -128,9 +128,11 @@ def train_tokenizer_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: 
 
 def _save_index(processed: Path, res: ProcessResult, val_fraction: float) -> dict[str, np.ndarray]:
     if sum(len(s.offsets) for s in res.sources.values()) == 0:
-        raise DataError(f"data: no documents left after the steps; counts: "
-                        f"{json.dumps(res.ledger.step_table(list(res.sources)))[:400]}; see the drop reasons "
-                        f"(data.quality.*, decontam_action) and read errors: {res.ledger.error_lines[:3]}")
+        table = res.ledger.step_table(list(res.sources))
+        reasons = ", ".join(f"{st['step']}.{k} {v}" for st in table for k, v in st["dropped"].items())
+        raise DataError(f"data: no documents left after the steps ({table[0]['docs_in']} records read; dropped: "
+                        f"{reasons}); first read errors: {res.ledger.error_lines[:3]}; fix the inputs or relax "
+                        f"data.quality.* / data.decontam_action")
     splits = assign_splits(res, val_fraction)
     for name, sr in res.sources.items():
         _save_npy(processed / f"{name}.offsets.npy", np.asarray(sr.offsets, dtype=np.int64).reshape(-1, 2))
