@@ -396,7 +396,6 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
 
     `eval_data_dir` is where the evaluation data named in the results lives (default: $MOXIN_EVAL_DATA_DIR);
     `recipe_path` the recipe the run was built with when the run does not hold it."""
-    from moxin.config import to_toml
     from moxin.release import cards
     from moxin.release.mof import write_mof
 
@@ -420,7 +419,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     with atomic_dir(out) as tmp, (prog or _nullcontext()):
         cp = Copier(tree_size(*[c.path for c in cks], run / "data", run / "eval", run / "tokenizer"), prog)
         parts = _steps(cks, final, cfg, run, tmp, cp, data_dirs)
-        atomic_write_text(tmp / "config" / "recipe.toml", to_toml(recipe) if recipe else "")
+        write_config(tmp, recipe, where)
         code = copy_code(tmp, cp)
         write_paper(tmp, cfg, Path(where).parent if where else None)
         meta = _facts(run, cks, final, cfg, recipe, code, parts["omitted"])
@@ -441,6 +440,19 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     notes = [f"evaluation data not found (pass --eval-data-dir): {', '.join(parts['eval_missing'])}"] \
         if parts["eval_missing"] else []
     return {**rep, "notes": notes}
+
+
+def write_config(out: Path, recipe: dict[str, Any], where: str) -> None:
+    """config/recipe.toml when the recipe is known (with where it came from), else config/run.json (the resolved
+    configuration the trainer recorded)."""
+    import json
+
+    from moxin.config import to_toml
+
+    if where.endswith(".toml") and recipe:
+        atomic_write_text(out / "config" / "recipe.toml", f"# recipe: {Path(where).name}\n" + to_toml(recipe))
+    elif recipe:
+        atomic_write_text(out / "config" / "run.json", json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 
 
 def _progress():

@@ -115,17 +115,18 @@ def _eval_rows(f: dict[str, Any], bias: bool) -> list[list[str]]:
             if any(w in task.lower() for w in BIAS_WORDS) != bias:
                 continue
             for metric, value in sorted(metrics.items()):
-                rows.append([_code(r.checkpoint), num(r.step) if r.step is not None else "", task, metric, num(value)])
+                rows.append([_code(r.checkpoint), _opt(r.step), task, metric, num(value), _opt(r.items)])
     return rows
 
 
 def _evaluation(f: dict[str, Any]) -> list[str]:
-    out = ["## Evaluation", "", "Scores from `eval/results/*.json`, per checkpoint.", ""]
-    out += _table(["checkpoint", "step", "task", "metric", "value"], _eval_rows(f, bias=False)) + [""]
+    out = ["## Evaluation", "", "Scores from `eval/results/*.json`, per checkpoint, with the number of items scored "
+           "(a run evaluated with a limit scores fewer items than the task has).", ""]
+    out += _table(["checkpoint", "step", "task", "metric", "value", "items"], _eval_rows(f, bias=False)) + [""]
     out += [f"![{Path(p).stem}]({p})" for p in f["plots"] if not p.startswith("plots/loss")] + [""]
     out += ["## Bias", "", "Bias benchmarks among the results (CrowS-Pairs, BBQ and similar)."
             " A model this small scores near chance; treat these as a measurement of the method, not of fitness.", ""]
-    return out + _table(["checkpoint", "step", "task", "metric", "value"], _eval_rows(f, bias=True)) + [""]
+    return out + _table(["checkpoint", "step", "task", "metric", "value", "items"], _eval_rows(f, bias=True)) + [""]
 
 
 def _licences(f: dict[str, Any]) -> list[str]:
@@ -155,7 +156,7 @@ def _reproduce(f: dict[str, Any]) -> list[str]:
         cmd.append(f"moxin verify . --reproduce {pre[-2].step}..{pre[-1].step}   # re-train and compare bitwise")
     code = f["release"].get("code", {})
     dirty = " The source tree had uncommitted changes when this release was made." if code.get("git_dirty") else ""
-    return ["## How to reproduce", "", "Everything needed is in this folder: the recipe (`config/recipe.toml`), the "
+    return ["## How to reproduce", "", "Everything needed is in this folder: the recipe or resolved configuration (`config/`), the "
             "tokenized data (`data/`), the code (`code/`, with its version in `code/VERSION.json`) and every "
             f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}", "", "```sh", *cmd, "```", ""]
 

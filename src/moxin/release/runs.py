@@ -187,6 +187,8 @@ class EvalResult:
     step: int | None
     metrics: dict[str, dict[str, float]]  # task → metric → value
     data: list[dict[str, Any]]  # [{'task', 'path', 'sha256'?, 'license'?}] evaluation data used, when recorded
+    items: int | None = None  # items scored (fewer than the task has when a --limit was used)
+    stage: str = ""
 
 
 def _task_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -226,12 +228,17 @@ def read_eval_result(path: Path) -> EvalResult:
     else:
         metrics = _task_metrics(doc.get("results") or {})
         data = list(doc.get("data") or [])
-    return EvalResult(path, _checkpoint_label(model), model.get("step"), metrics, data)
+    items = doc.get("items")
+    return EvalResult(path, _checkpoint_label(model), model.get("step"), metrics, data,
+                      items if isinstance(items, int) else None, str(model.get("stage") or ""))
 
 
 def eval_results(eval_dir: Path) -> list[EvalResult]:
+    """Every result, ordered by stage (pretrain first), step and task."""
     folder = eval_dir / "results"
-    return [read_eval_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    res = [read_eval_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted(res, key=lambda r: (r.stage != "pretrain", r.stage, r.step if r.step is not None else -1,
+                                      sorted(r.metrics)))
 
 
 # ------------------------------------------------------------------------------------------------ recipe
