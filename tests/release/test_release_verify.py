@@ -159,3 +159,23 @@ def test_reproduce_catches_a_changed_optimizer_value_even_when_everything_is_res
     (problem,) = checks["reproduce"].problems
     assert problem.startswith("checkpoint pretrain/checkpoints/step-00000004: re-running steps 2..4 gives weights "
                               "not bitwise equal (max |difference| ")
+
+
+def test_every_file_is_covered_a_changed_byte_in_any_of_them_is_named(release_copy):
+    from moxin.release.verify import check_checksums
+
+    files = sorted(p for p in release_copy.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    assert len(files) > 100
+    for p in files:
+        original = p.read_bytes()
+        if original:
+            _flip_byte(p, offset=len(original) - 1)
+        else:  # empty files (e.g. code/src/moxin/build/__init__.py) are covered too
+            p.write_bytes(b"\n")
+        rel = p.relative_to(release_copy).as_posix()
+        assert check_checksums(release_copy).problems == [f"changed file: {rel} (SHA-256 differs from SHA256SUMS)"]
+        p.write_bytes(original)
+    sums = release_copy / "SHA256SUMS"
+    _flip_byte(sums, offset=0)  # the first hash digit: that line no longer matches its file
+    (problem,) = check_checksums(release_copy).problems
+    assert problem.startswith("changed file: ") or problem.startswith("SHA256SUMS:1:")

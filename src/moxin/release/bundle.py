@@ -66,7 +66,8 @@ def release_config(recipe: dict[str, Any], where: str, overrides: list[str] | No
     from moxin.config import apply_overrides, from_dict
 
     data = apply_overrides({"release": dict(recipe.get("release") or {})}, list(overrides or []))
-    return from_dict(ReleaseConfig, data["release"], where or "<run>", prefix="release.")
+    where = (where or "the run's recorded recipe") + (" (with --set overrides)" if overrides else "")
+    return from_dict(ReleaseConfig, data["release"], where, prefix="release.")
 
 
 def copy_stages(run: Path, cks: list[Checkpoint], final: Checkpoint, out: Path, cfg: ReleaseConfig,

@@ -250,11 +250,15 @@ def recorded_recipe(run: Path, final: Checkpoint | None = None) -> tuple[dict[st
     for p in (run / "recipe.toml", run / "config" / "recipe.toml", run / "pretrain" / "recipe.toml"):
         if p.is_file():
             return tomllib.loads(p.read_text("utf-8")), str(p)
-    for p in (run / "pretrain" / "run.json",):
-        if p.is_file():
-            doc = read_json(p, "run record")
-            if isinstance(doc.get("recipe"), dict):
-                return doc["recipe"], str(p)
+    rec = ((final.state.get("lineage") or {}).get("recipe") or {}) if final is not None else {}
+    path = Path(str(rec.get("path") or "")) if isinstance(rec, dict) else Path()
+    if rec and path.is_file() and (not rec.get("sha256") or sha256_file(path) == rec["sha256"]):
+        return tomllib.loads(path.read_text("utf-8")), str(path)  # the recipe a fine-tune recorded, unchanged since
+    p = run / "pretrain" / "run.json"
+    if p.is_file():
+        doc = read_json(p, "run record")
+        if isinstance(doc.get("recipe"), dict):
+            return doc["recipe"], str(p)
     if final is not None and isinstance(final.state.get("config"), dict):
         return final.state["config"], str(final.path / "train_state.json")
     return {}, ""
