@@ -8,10 +8,29 @@ from pathlib import Path
 TASKS = ["hellaswag_local", "arc_easy_local", "piqa_local", "winogrande_local"]
 
 
+VOCAB = 2048
+
+
+def make_tokenizer(shared: Path, out: Path) -> Path:
+    """A byte-level BPE (2,048 tokens) trained on WikiText-2 test text: seconds to build, realistic English splits."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = (shared / "wikitext2" / "wiki.test.raw").read_text("utf-8").splitlines()[:1500]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(text, trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(out)
+    return out
+
+
 def tiny_cfg(window: int | None = 16):
     from moxin.model.config import ModelConfig
 
-    return ModelConfig(vocab_size=49152, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, max_seq_len=512,
+    return ModelConfig(vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, max_seq_len=512,
                        sliding_window=window, tie_embeddings=True, arch="mistral" if window else "llama",
                        rope_theta=10000.0)
 
@@ -27,3 +46,37 @@ def write_checkpoint(folder: Path, model, tokenizer_dir: Path, step: int, tokens
         atomic_write_json(tmp / "train_state.json", {"step": step, "tokens_seen": tokens_seen, "phase": 0})
         write_manifest(tmp, {"kind": "checkpoint", "step": step})
     return folder
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """`moxin ARGS` in-process → (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from moxin.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(result: tuple[int, str, str], *needles: str) -> str:
+    code, out, err = result
+    assert code == 2, (code, out[-2000:], err[-2000:])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def data_copy(shared: Path, dest: Path, *names: str) -> Path:
+    """A data folder holding links to some of ../shared/data's folders (the rest is absent)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (dest / n).symlink_to(shared / n, target_is_directory=True)
+    return dest

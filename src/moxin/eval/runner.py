@@ -95,7 +95,13 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
     yaml_cfg = _portable(getattr(entry, "cfg", None), getattr(entry, "yaml_path", None))
     data_files = {}
     if p.source == "local" and p.spec and p.spec.data:
-        data_files = {rel: sha256_file(s.data_dir / rel) for rel in FILES[p.spec.data] if (s.data_dir / rel).is_file()}
+        from moxin.eval.local_data import data_file
+
+        rels = FILES[p.spec.data]
+        present = [rel for rel in rels if (s.data_dir / rel).is_file()]
+        for rel in rels if p.spec.data != "bbq" or not present else []:  # BBQ: any subset of its categories
+            data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
+        data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
     return {"task": p.lm_eval_task, "yaml": yaml_cfg, "source": p.source, "data_files": data_files,
             "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
             "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
