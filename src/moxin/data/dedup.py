@@ -21,9 +21,7 @@ class MinHasher:
     """MinHash signatures computed with numpy, with datasketch's "legacy" (universal hashing mod 2^61-1) permutations."""
 
     def __init__(self, num_perm: int = 128, seed: int = 1) -> None:
-        from datasketch import MinHash
-
-        a, b = MinHash(num_perm=num_perm, seed=seed, scheme="legacy").permutations
+        a, b = _minhash(num_perm=num_perm, seed=seed).permutations
         self.a, self.b, self.num_perm, self.seed = a.astype(np.uint64), b.astype(np.uint64), num_perm, seed
 
     def signature(self, uh: np.ndarray) -> np.ndarray | None:
@@ -51,9 +49,7 @@ class FuzzyIndex:
         self.sigs: dict[str, np.ndarray] = {}
 
     def seen(self, key: str, sig: np.ndarray) -> tuple[str, float] | None:
-        from datasketch import MinHash
-
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, hashvalues=sig, scheme="legacy")
+        m = _minhash(num_perm=self.num_perm, seed=self.seed, hashvalues=sig)
         best = None
         for other in sorted(self.lsh.query(m)):  # sorted: the reported match is deterministic
             j = float(np.mean(self.sigs[other] == sig))
@@ -63,6 +59,16 @@ class FuzzyIndex:
             self.lsh.insert(key, m)
             self.sigs[key] = sig
         return best
+
+
+def _minhash(**kw):
+    """datasketch >= 2 needs the permutation scheme named; 1.x only has this one ("legacy")."""
+    from datasketch import MinHash
+
+    try:
+        return MinHash(scheme="legacy", **kw)
+    except TypeError:
+        return MinHash(**kw)
 
 
 def jaccard(a: set, b: set) -> float:

@@ -137,6 +137,44 @@ class Processor:
         self.found: dict[str, set[int]] = {}
 
     def run(self) -> ProcessResult:
+        self.prepare()
+        pool = mp.get_context("fork").Pool(self.cfg.workers) if self.cfg.workers > 1 else None
+        try:
+            results = {s.name: self._source(s, pool, i) for i, s in enumerate(self.cfg.sources)}
+        finally:
+            if pool is not None:
+                pool.terminate()
+        return self.result(results)
+
+    def _source(self, src: SourceConfig, pool, index: int) -> SourceResult:
+        meter = Meter()
+        task = self.progress.add_task(f"data {src.name}", total=None) if self.progress else None
+        docs = read_source(src, self.ledger, f"data.sources[{index}] ({src.name})", meter)
+        pairs = _analyzed(pool, _with_kind(docs, source_kind(src)))
+        res = self.consume(src.name, pairs, lambda: task is not None and self.progress.update(
+            task, completed=meter.position))
+        if task is not None:
+            self.progress.update(task, total=meter.position, completed=meter.position)
+        return res
+
+    def consume(self, name: str, pairs: Iterable[tuple[Document, Analysis]], tick=None) -> SourceResult:
+        """Account (doc, analysis) pairs in order and write the kept ones to processed/<name>.jsonl."""
+        res = SourceResult(name)
+        with open(self.out / f"{name}.jsonl", "wb") as fh:
+            for doc, a in pairs:
+                if self._account(name, doc, a):
+                    line = (json.dumps({"id": doc.id, "lang": a.lang, "where": doc.metadata.get("where", ""),
+                                        "text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8")
+                    res.offsets.append((fh.tell(), len(line)))
+                    fh.write(line)
+                    res.split_u.append(int.from_bytes(a.digest[:8], "big") / 2**64)
+                    res.digests.append(a.digest)
+                if tick is not None:
+                    tick()
+        return res
+
+    def prepare(self) -> None:
+        """Build the shared state (hashers, eval indexes) and the decontamination report skeleton."""
         hasher = UnitHasher()
         _S.cfg, _S.hasher = self.cfg, hasher
         _S.minhasher = MinHasher(self.cfg.fuzzy_num_perm) if self.cfg.dedup_fuzzy else None
@@ -146,40 +184,12 @@ class Processor:
             self.decontam[ev.name] = {"path": ev.path, "items": ev.items, "items_too_short": ev.too_short,
                                       "items_found": 0, "docs_by_source": {}, "example_items": []}
             self.found[ev.name] = set()
-        pool = mp.get_context("fork").Pool(self.cfg.workers) if self.cfg.workers > 1 else None
-        try:
-            results = {s.name: self._source(s, pool, i) for i, s in enumerate(self.cfg.sources)}
-        finally:
-            if pool is not None:
-                pool.terminate()
+
+    def result(self, results: dict[str, SourceResult]) -> ProcessResult:
         for name, found in self.found.items():
             self.decontam[name]["items_found"] = len(found)
             self.decontam[name]["example_items"] = sorted(found)[:20]
         return ProcessResult(self.ledger, results, self.decontam)
-
-    def _source(self, src: SourceConfig, pool, index: int) -> SourceResult:
-        res = SourceResult(src.name)
-        meter = Meter()
-        kind = "code" if src.type == "python-stdlib" else src.kind
-        task = self.progress.add_task(f"data {src.name}", total=None) if self.progress else None
-        docs = read_source(src, self.ledger, f"data.sources[{index}] ({src.name})", meter)
-        path = self.out / f"{src.name}.jsonl"
-        with open(path, "wb") as fh:
-            for doc, a in _analyzed(pool, _with_kind(docs, kind)):
-                kept = self._account(src.name, doc, a)
-                if kept:
-                    line = (json.dumps({"id": doc.id, "lang": a.lang, "where": doc.metadata.get("where", ""),
-                                       "text": doc.text}, ensure_ascii=False)
-                            + "\n").encode("utf-8")
-                    res.offsets.append((fh.tell(), len(line)))
-                    fh.write(line)
-                    res.split_u.append(int.from_bytes(a.digest[:8], "big") / 2**64)
-                    res.digests.append(a.digest)
-                if task is not None:
-                    self.progress.update(task, completed=meter.position)
-        if task is not None:
-            self.progress.update(task, total=meter.position, completed=meter.position)
-        return res
 
     def _account(self, s: str, doc: Document, a: Analysis) -> bool:
         """Apply the step decisions in order, counting every drop and change. True if the document is kept."""
@@ -240,6 +250,10 @@ class Processor:
         L.leave(s, "decontaminate", doc)
         L.kept_language(s, a.lang)
         return True
+
+
+def source_kind(src: SourceConfig) -> str:
+    return "code" if src.type == "python-stdlib" else src.kind
 
 
 def _with_kind(docs: Iterable[Document], kind: str) -> Iterator[Document]:

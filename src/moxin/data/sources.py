@@ -146,13 +146,14 @@ def _commonpath(paths: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ readers
-def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources",
-                meter: Meter | None = None) -> Iterator[Document]:
-    """Stream the documents of one source, recording unreadable records in `ledger`."""
+def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", meter: Meter | None = None,
+                only: set[int] | None = None) -> Iterator[Document]:
+    """Stream the documents of one source, recording unreadable records in `ledger`. `only`: read just these
+    file indices (of `source_files`), for sharded runs (moxin.data.scale)."""
     reader = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet,
               "python-stdlib": _read_stdlib, "hf": _read_hf}[cfg.type]
     n = 0
-    for doc in reader(cfg, ledger, where, meter or Meter()):
+    for doc in reader(cfg, ledger, where, meter or Meter(), only):
         doc.metadata.setdefault("source", cfg.name)
         yield doc
         n += 1
@@ -160,10 +161,11 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources",
             return
 
 
-def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
+                only: set[int] | None) -> Iterator[Document]:
     files = source_files(cfg, where)
     root = _common_root(files)
-    for f in files:
+    for f in _selected(files, only):
         rel = f.relative_to(root).as_posix()
         empty = True
         try:
@@ -217,6 +219,10 @@ def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_i
     return Document(doc_id, text, {"where": at})
 
 
+def _selected(files: list[Path], only: set[int] | None) -> list[Path]:
+    return files if only is None else [f for k, f in enumerate(files) if k in only]
+
+
 def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str:
     """Text files: invalid UTF-8 bytes become U+FFFD, counted with the line of the first bad byte."""
     try:
@@ -228,10 +234,11 @@ def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str
         return data.decode("utf-8", errors="replace")
 
 
-def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
+               only: set[int] | None) -> Iterator[Document]:
     files = source_files(cfg, where)
     root = _common_root(files)
-    for f in files:
+    for f in _selected(files, only):
         rel = f.relative_to(root).as_posix()
         try:
             with _open(f) as fh:
@@ -269,9 +276,10 @@ def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
         yield start, "\n\n".join(buf)
 
 
-def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
+                 only: set[int] | None) -> Iterator[Document]:
     root = stdlib_root()
-    for f in _stdlib_files():
+    for f in _selected(_stdlib_files(), only):
         data = f.read_bytes()
         meter.done(f)
         if not data.strip():
@@ -280,12 +288,13 @@ def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) ->
         yield Document(f"{cfg.name}/{f.relative_to(root).as_posix()}", text, {"where": f"{f}:1", "kind": "code"})
 
 
-def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
+                  only: set[int] | None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     files = source_files(cfg, where)
     root = _common_root(files)
-    for f in files:
+    for f in _selected(files, only):
         rel = f.relative_to(root).as_posix()
         try:
             pf = pq.ParquetFile(f)
@@ -308,8 +317,11 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -
         meter.done(f)
 
 
-def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter) -> Iterator[Document]:
+def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
+             only: set[int] | None) -> Iterator[Document]:
     """Hugging Face `datasets`: a local `save_to_disk` folder, or a hub dataset when the hub is reachable."""
+    if only is not None and 0 not in only:  # one stream: the shard holding "file" 0 reads it
+        return
     try:
         import datasets
     except ImportError:
