@@ -130,3 +130,16 @@ def test_same_run_gives_the_same_release_bytes(tiny_run, built_release, tmp_path
     assert differ == [], differ[:6]
     a, b = (json.loads((r / "release.json").read_text()) for r in (built_release, tmp_path / "again"))
     assert {k: v for k, v in a.items() if k != "code"} == {k: v for k, v in b.items() if k != "code"}
+
+
+def test_hf_export_in_the_release_gives_the_final_models_logits(built_release):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moxin.interop import load_model
+
+    ids = AutoTokenizer.from_pretrained(built_release / "hf")("Once upon a time", return_tensors="pt").input_ids
+    hf = AutoModelForCausalLM.from_pretrained(built_release / "hf").eval()
+    ours = load_model(built_release / "model").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours(ids), rtol=1e-5, atol=1e-5)

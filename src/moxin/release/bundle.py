@@ -440,6 +440,9 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
         write_checksums(tmp)
     notes = [f"evaluation data not found (pass --eval-data-dir): {', '.join(parts['eval_missing'])}"] \
         if parts["eval_missing"] else []
+    if meta["code"].get("git_dirty"):
+        notes.append(f"the moxin source tree had uncommitted changes (commit {meta['code'].get('git_commit')}); "
+                     "code/ holds the code as it was, and the cards say so")
     return {**rep, "notes": notes}
 
 
