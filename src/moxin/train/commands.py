@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from moxin.errors import ConfigError
@@ -39,7 +40,8 @@ def pretrain(recipe: Recipe, resume: str = "auto", allow_data_change: bool = Fal
     from moxin.train.pretrain import run
 
     status = run(recipe, resume=resume, allow_data_change=allow_data_change, progress=progress, log=log)
-    log(f"{status}; see {Path(recipe.run.out_dir) / recipe.run.name / 'pretrain'}")
+    if os.environ.get("RANK", "0") == "0":
+        log(f"{status}; see {Path(recipe.run.out_dir) / recipe.run.name / 'pretrain'}")
     return 0
 
 
