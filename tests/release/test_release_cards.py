@@ -25,7 +25,7 @@ def _numbers_in(obj, out: set[str]) -> None:
         for m in NUMBER.finditer(obj):
             out.add(m.group(0))
     elif isinstance(obj, dict):
-        for k, v in obj.items():
+        for v in obj.values():
             _numbers_in(v, out)
     elif isinstance(obj, list):
         for v in obj:

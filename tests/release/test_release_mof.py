@@ -64,8 +64,9 @@ def test_a_non_commercial_source_fails_class_one_naming_it(tiny_run, tmp_path, s
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     manifest = json.loads((run / "data" / "manifest.json").read_text())
-    manifest["sources"].append({"name": "sciq", "type": "jsonl", "license": licence_from_source_md(shared_data / "sciq"),
-                                "path": str(shared_data / "sciq"), "docs_kept": 1000, "tokens": {"train": 0}})
+    lic = licence_from_source_md(shared_data / "sciq")
+    manifest["sources"].append({"name": "sciq", "type": "jsonl", "license": lic, "path": str(shared_data / "sciq"),
+                                "docs_kept": 1000, "tokens": {"train": 0}})
     write_manifest(run / "data", {k: v for k, v in manifest.items() if k != "files"})
     rep = build_release(run, tmp_path / "rel", progress=False, eval_data_dir=shared_data)
     assert rep["class"] == "II"
@@ -98,7 +99,8 @@ def test_schema_rules_reject_what_the_tool_rejects(built_release):
 
     assert any("missing required 'framework'" in e for e in broken(lambda d: d.pop("framework")))
     assert any("missing required 'producer'" in e for e in broken(lambda d: d["release"].pop("producer")))
-    assert any("'Model Openness Frame'" in e for e in broken(lambda d: d["framework"].update(name="Model Openness Frame")))
+    assert any("'Model Openness Frame'" in e
+               for e in broken(lambda d: d["framework"].update(name="Model Openness Frame")))
     assert any("architecture" in e for e in broken(lambda d: d["release"].update(architecture="mamba")))
     assert any("treatment" in e for e in broken(lambda d: d["release"].update(treatment="finetuned")))
     assert any("type" in e for e in broken(lambda d: d["release"].update(type="text")))
@@ -106,7 +108,8 @@ def test_schema_rules_reject_what_the_tool_rejects(built_release):
     assert any("must not be empty" in e for e in broken(lambda d: d["release"].update(name="")))
     assert any("at most 17" in e for e in broken(lambda d: d["release"]["components"].append(
         dict(d["release"]["components"][0]))))
-    assert any("Model weights" in e for e in broken(lambda d: d["release"]["components"][0].update(name="Model weights")))
+    assert any("Model weights" in e
+               for e in broken(lambda d: d["release"]["components"][0].update(name="Model weights")))
     assert any("missing required 'description'" in e for e in broken(
         lambda d: d["release"]["components"][0].pop("description")))
     assert any("expected string" in e for e in broken(lambda d: d["release"].update(version=1)))

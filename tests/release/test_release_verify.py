@@ -82,7 +82,7 @@ def test_changed_optimizer_value_fails_naming_the_checkpoint_even_when_resealed(
     save_file(tensors, str(path))
     assert any(p == f"changed file: {ck}/optimizer.safetensors (SHA-256 differs from SHA256SUMS)"
                for p in _problems(release_copy))
-    write_checksums(release_copy)  # someone re-seals the outer checksums: the checkpoint's own manifest still catches it
+    write_checksums(release_copy)  # the outer checksums re-sealed: the checkpoint's own manifest still catches it
     problems = _problems(release_copy)
     assert problems == [f"checkpoint {ck}: optimizer.safetensors: SHA-256 mismatch (file changed or corrupted)"]
     assert torch.is_tensor(tensors[key])
@@ -155,7 +155,8 @@ def test_reproduce_catches_a_changed_optimizer_value_even_when_everything_is_res
     write_checksums(release_copy)
     checks = {c.name: c for c in verify_release(release_copy, reproduce="2..4")}
     assert checks["checksums"].ok
-    assert any("checkpoint pretrain/checkpoints/step-00000004: lineage parent" in p for p in checks["manifests"].problems)
+    lineage = "checkpoint pretrain/checkpoints/step-00000004: lineage parent"
+    assert any(lineage in p for p in checks["manifests"].problems)
     (problem,) = checks["reproduce"].problems
     assert problem.startswith("checkpoint pretrain/checkpoints/step-00000004: re-running steps 2..4 gives weights "
                               "not bitwise equal (max |difference| ")

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from moxin.provenance import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from moxin.release.config import ReleaseConfig
 from moxin.release.runs import (Checkpoint, ReleaseError, all_checkpoints, eval_results, final_checkpoint,
-                                read_json, recorded_recipe)
+                                recorded_recipe)
 
 CODE_SUFFIXES = {".py", ".toml", ".jinja", ".json", ".md", ".txt"}
 LIBRARIES = ("torch", "numpy", "safetensors", "tokenizers", "transformers", "gguf", "rich", "matplotlib", "pyyaml",
@@ -147,7 +147,8 @@ def copy_code(out: Path, cp: Copier) -> dict[str, Any]:
     from moxin.provenance import code_version
 
     pkg = Path(moxin.__file__).resolve().parent
-    cp.tree(pkg, out / "code" / "src" / "moxin", skip=lambda p: p.suffix not in CODE_SUFFIXES or "__pycache__" in p.parts)
+    cp.tree(pkg, out / "code" / "src" / "moxin",
+            skip=lambda p: p.suffix not in CODE_SUFFIXES or "__pycache__" in p.parts)
     repo = pkg.parent.parent
     for name in ("pyproject.toml", "LICENSE", "README.md"):
         if (repo / name).is_file() and (repo / "src" / "moxin").resolve() == pkg:
@@ -265,7 +266,8 @@ def write_licences(out: Path, licences: dict[str, str | None]) -> None:
         for name, lic in entries:
             ids_here = [t.split(" WITH ")[0] for t in terms(lic)]
             ids.update(ids_here)
-            lines.append(f"| {name} | `{lic or 'none stated'}` | " + ", ".join(licence_filename(t) for t in ids_here) + " |")
+            files = ", ".join(licence_filename(t) for t in ids_here)
+            lines.append(f"| {name} | `{lic or 'none stated'}` | {files} |")
         atomic_write_text(out / "LICENSES" / f"{key}.md", "\n".join(lines) + "\n")
     for spdx in sorted(ids):
         atomic_write_text(out / licence_filename(spdx), licence_text(spdx))

@@ -73,7 +73,8 @@ def _architecture(f: dict[str, Any]) -> list[str]:
             for k in ("arch", "vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len",
                       "sliding_window", "tie_embeddings") if k in m]
     out = ["## Architecture", "", f"A decoder-only transformer with {num(rel['parameters'])} parameters "
-           f"({num(rel['parameters_without_embeddings'])} without embeddings); configuration in `model/model_config.json`.", ""]
+           f"({num(rel['parameters_without_embeddings'])} without embeddings); configuration in "
+           "`model/model_config.json`.", ""]
     return out + _table(["setting", "value"], rows) + [""]
 
 
@@ -136,7 +137,8 @@ def _licences(f: dict[str, Any]) -> list[str]:
     cls = mof.get("class", "none")
     out = ["## Openness and licences", "",
            f"Model Openness Framework class computed from this release's files: **Class {cls}** "
-           f"({mof.get('class_name', 'none')}). Details in `mof.json`; the Model Openness Tool's file is `mof.yml`.", ""]
+           f"({mof.get('class_name', 'none')}). Details in `mof.json`; the Model Openness Tool's file is "
+           "`mof.yml`.", ""]
     for k, reasons in (mof.get("reasons") or {}).items():
         out += [f"Class {k} is not met: " + "; ".join(reasons), ""]
     return out + _table(["component", "class", "present", "licence", "verdict"], rows) + [""]
@@ -156,7 +158,8 @@ def _reproduce(f: dict[str, Any]) -> list[str]:
         cmd.append(f"moxin verify . --reproduce {pre[-2].step}..{pre[-1].step}   # re-train and compare bitwise")
     code = f["release"].get("code", {})
     dirty = " The source tree had uncommitted changes when this release was made." if code.get("git_dirty") else ""
-    return ["## How to reproduce", "", "Everything needed is in this folder: the recipe or resolved configuration (`config/`), the "
+    return ["## How to reproduce", "", "Everything needed is in this folder: the recipe or resolved configuration "
+            "(`config/`), the "
             "tokenized data (`data/`), the code (`code/`, with its version in `code/VERSION.json`) and every "
             f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}", "", "```sh", *cmd, "```", ""]
 
@@ -188,9 +191,10 @@ def data_card(root: Path) -> str:
     rows = [[s.name, _code(s.license), audit(s.license, "data").verdict, _opt(s.documents),
              _opt(s.tokens.get("train", s.tokens.get("all"))), _opt(s.tokens.get("val")),
              _code(s.origin) if s.origin else ""] for s in f["sources"] + f["finetune"]]
-    ev = read_json(root / "eval" / "data" / "sources.json") if (root / "eval" / "data" / "sources.json").is_file() else []
-    erows = [[e["name"], ", ".join(e.get("tasks") or []), _code(e.get("license")), audit(e.get("license"), "data").verdict,
-              _code(e.get("origin", ""))] for e in ev]
+    src_json = root / "eval" / "data" / "sources.json"
+    ev = read_json(src_json) if src_json.is_file() else []
+    erows = [[e["name"], ", ".join(e.get("tasks") or []), _code(e.get("license")),
+              audit(e.get("license"), "data").verdict, _code(e.get("origin", ""))] for e in ev]
     out = [f"# Data card: {f['release']['name']}", "",
            "Training data sources, their licences (audited for data: an OSI licence is open but written for code, "
            "so it passes with a warning; non-commercial licences fail), counts and origins, from `data/manifest.json`.",

@@ -31,7 +31,8 @@ def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: P
     from moxin.release.bundle import build_release
 
     t0 = time.perf_counter()
-    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir, recipe_path=recipe_file)
+    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir,
+                        recipe_path=recipe_file)
     secs = time.perf_counter() - t0
     print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
           f"({rep['class_name']})")

@@ -41,4 +41,5 @@ class ReleaseConfig:
                 raise ConfigError(f"{prefix}{key} in {where}: {value!r} is not a known SPDX licence id; use e.g. "
                                   "Apache-2.0, CDLA-Permissive-2.0, CC-BY-4.0 or a LicenseRef-... id")
         if self.sample_max_new_tokens < 0:
-            raise ConfigError(f"{prefix}sample_max_new_tokens in {where} must be >= 0, got {self.sample_max_new_tokens}")
+            raise ConfigError(f"{prefix}sample_max_new_tokens in {where} must be >= 0, "
+                              f"got {self.sample_max_new_tokens}")

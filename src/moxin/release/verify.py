@@ -75,8 +75,9 @@ def check_mof(root: Path) -> Check:
         return c
     now = report(root)
     if now["class"] != stored.get("class"):
+        why = "; ".join(r for rs in now["reasons"].values() for r in rs)[:200]
         c.problems.append(f"mof.json claims Class {stored.get('class')} but the contents give Class {now['class']}"
-                          + (f" ({'; '.join(r for rs in now['reasons'].values() for r in rs)[:200]})" if now["reasons"] else ""))
+                          + (f" ({why})" if why else ""))
     old = {x["name"]: x for x in stored.get("components", [])}
     for comp in now["components"]:
         was = old.get(comp["name"], {})
@@ -98,7 +99,8 @@ def check_mof(root: Path) -> Check:
 
 
 # ------------------------------------------------------------------------------------------------ manifests
-def _checkpoint_problems(root: Path, ck, fingerprint: str | None, by_sha: dict[str, Any], omitted: set[str]) -> list[str]:
+def _checkpoint_problems(root: Path, ck, fingerprint: str | None, by_sha: dict[str, Any],
+                         omitted: set[str]) -> list[str]:
     rel = ck.path.relative_to(root).as_posix()
     probs = [p.replace(str(ck.path) + "/", "") for p in verify_manifest(ck.path)
              if not any(o in p for o in omitted)]
@@ -144,8 +146,8 @@ def check_manifests(root: Path) -> Check:
         if final.get("sha256") and ck.sha != final["sha256"]:
             c.problems.append(f"checkpoint {ck.path.relative_to(root).as_posix()}: sha {ck.sha[:12]}… is not the "
                               f"release.json record {final['sha256'][:12]}…")
-        if (root / "model" / "model.safetensors").is_file() and \
-                sha256_file(root / "model" / "model.safetensors") != sha256_file(ck.path / "model" / "model.safetensors"):
+        weights = root / "model" / "model.safetensors"
+        if weights.is_file() and sha256_file(weights) != sha256_file(ck.path / "model" / "model.safetensors"):
             c.problems.append(f"model/model.safetensors differs from the final checkpoint {ck.name}")
     c.summary = f"{len(cks)} checkpoints, data fingerprint {fp[:12] if fp else 'none'}…"
     return c
@@ -172,7 +174,8 @@ def reproducer() -> Callable[..., Any]:
     try:
         from moxin.train.reproduce import reproduce
     except ImportError as e:
-        raise ReleaseError(f"verify --reproduce needs moxin.train.reproduce, which this installation lacks ({e})") from None
+        raise ReleaseError(f"verify --reproduce needs moxin.train.reproduce, which this installation lacks "
+                           f"({e})") from None
     return reproduce
 
 
