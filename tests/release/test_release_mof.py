@@ -114,3 +114,17 @@ def test_schema_rules_reject_what_the_tool_rejects(built_release):
         lambda d: d["release"]["components"][0].pop("description")))
     assert any("expected string" in e for e in broken(lambda d: d["release"].update(version=1)))
     assert MOT_SCHEMA["properties"]["release"]["properties"]["components"]["maxItems"] == 17
+
+
+def test_non_commercial_evaluation_data_fails_class_two_naming_it(release_copy, shared_data):
+    from moxin.release.licences import licence_from_source_md
+
+    path = release_copy / "eval" / "data" / "sources.json"
+    sources = json.loads(path.read_text())
+    sources.append({"name": "sciq", "license": licence_from_source_md(shared_data / "sciq"), "tasks": ["sciq"],
+                    "files": [], "origin": str(shared_data / "sciq")})
+    path.write_text(json.dumps(sources))
+    rep = report(release_copy)
+    assert rep["class"] == "III"
+    (reason,) = rep["reasons"]["II"]
+    assert reason.startswith("Evaluation data:") and "source 'sciq'" in reason and "CC-BY-NC-3.0" in reason

@@ -38,7 +38,7 @@ LIBRARIES = ("torch", "numpy", "safetensors", "tokenizers", "transformers", "ggu
 
 # ------------------------------------------------------------------------------------------------ copying
 class Copier:
-    """Copies files with one progress bar over bytes (rate and ETA), hard-linking when asked."""
+    """Copies files with one progress bar over bytes (rate and ETA)."""
 
     def __init__(self, total: int, progress) -> None:
         self.progress = progress

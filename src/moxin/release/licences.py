@@ -234,4 +234,5 @@ def licence_text(spdx: str) -> str:
 
 
 def licence_filename(spdx: str) -> str:
-    return "LICENSES/" + re.sub(r"[^A-Za-z0-9.+-]", "_", spdx) + ".txt"
+    """LICENSES/<id>.txt; an exception (`X WITH Y`) is covered by X's text."""
+    return "LICENSES/" + re.sub(r"[^A-Za-z0-9.+-]", "_", spdx.split(" WITH ")[0].strip()) + ".txt"
