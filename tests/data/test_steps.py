@@ -94,3 +94,24 @@ def test_mixture_weights_caps_and_rounding():
     assert resolve_mixture({"a": 1, "b": 1, "c": 1}, {"a": 100, "b": 100, "c": 100}, 100) == got
     with pytest.raises(DataError, match="source 'z' has a weight but no tokenized data"):
         resolve_mixture({"z": 1}, {"a": 5}, 10)
+
+
+def test_curated_source_skips_quality_rules_only(tmp_path):
+    import json
+
+    from moxin.data.config import DataConfig, SourceConfig
+    from moxin.data.process import Processor
+
+    f = tmp_path / "a.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["short note one", "short note two",
+                                                                  "short note one", "mail: x.y@corp-mail.com"]))
+    for flag, kept in ((True, 0), (False, 3)):
+        cfg = DataConfig(sources=[SourceConfig(name="a", type="jsonl", license="MIT", path=str(f), quality=flag)],
+                         workers=1)
+        out = tmp_path / str(flag)
+        out.mkdir()
+        res = Processor(cfg, out).run()
+        steps = {s["step"]: s for s in res.ledger.source_steps("a")}
+        assert steps["decontaminate"]["docs_out"] == kept
+        if not flag:  # dedup and PII still apply
+            assert steps["dedup_exact"]["dropped"] == {"duplicate": 1} and steps["pii"]["modified"] == {"email": 1}

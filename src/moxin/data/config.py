@@ -30,6 +30,7 @@ class SourceConfig:
     weight: float = 1.0  # relative share of the token budget (see moxin.data.mixture)
     epochs: float | None = None  # cap on passes over this source; None → data.max_epochs
     kind: Literal["auto", "prose", "code"] = "auto"  # which quality rules apply; python-stdlib is code
+    quality: bool = True  # false: skip the quality filters for a curated source (e.g. your own documentation)
     doc_chars: int = 0  # text files: 0 → one document per file, else pack paragraphs into docs of ≤ doc_chars
     hf_name: str = ""  # hf: dataset config name
     hf_split: str = "train"  # hf: split to read

@@ -62,7 +62,7 @@ def analyze(doc: Document) -> Analysis:
     toks = units(text)
     uh = _S.hasher(toks)  # (L,) unit hashes
     ulens = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))  # (L,)
-    reason = quality.check(text, lang, uh, ulens, cfg.quality)
+    reason = quality.check(text, lang, uh, ulens, cfg.quality) if doc.metadata.get("quality", True) else None
     a = Analysis(text, text != doc.text, lang, reason, hashlib.sha256(text.encode("utf-8")).digest())
     if reason is not None:
         return a
@@ -150,7 +150,7 @@ class Processor:
         meter = Meter()
         task = self.progress.add_task(f"data {src.name}", total=None) if self.progress else None
         docs = read_source(src, self.ledger, f"data.sources[{index}] ({src.name})", meter)
-        pairs = _analyzed(pool, _with_kind(docs, source_kind(src)))
+        pairs = _analyzed(pool, tag(docs, src))
         res = self.consume(src.name, pairs, lambda: task is not None and self.progress.update(
             task, completed=meter.position))
         if task is not None:
@@ -252,11 +252,11 @@ class Processor:
         return True
 
 
-def source_kind(src: SourceConfig) -> str:
-    return "code" if src.type == "python-stdlib" else src.kind
-
-
-def _with_kind(docs: Iterable[Document], kind: str) -> Iterator[Document]:
+def tag(docs: Iterable[Document], src: SourceConfig) -> Iterator[Document]:
+    """Per-source facts the steps need: the source kind (python-stdlib is code) and whether quality rules apply."""
+    kind = "code" if src.type == "python-stdlib" else src.kind
     for d in docs:
         d.metadata.setdefault("kind", kind)
+        if not src.quality:
+            d.metadata["quality"] = False
         yield d

@@ -32,7 +32,7 @@ import numpy as np
 
 from moxin.data.config import DataConfig
 from moxin.data.document import Document, Ledger
-from moxin.data.process import STEPS, Analysis, ProcessResult, Processor, _S, analyze, source_kind
+from moxin.data.process import STEPS, Analysis, ProcessResult, Processor, _S, analyze, tag
 from moxin.data.sources import read_source, source_files
 from moxin.errors import ConfigError
 
@@ -98,8 +98,7 @@ class AnalyzeShard(PipelineStep):
             for fi in range(rank, n_files, world_size):
                 rec = _Recorder()
                 seq = 0
-                for doc in read_source(src, rec, f"data.sources[{si}] ({src.name})", only={fi}):
-                    doc.metadata.setdefault("kind", source_kind(src))
+                for doc in tag(read_source(src, rec, f"data.sources[{si}] ({src.name})", only={fi}), src):
                     for err in rec.pending:
                         yield {"key": [si, fi, seq], "error": err}
                         seq += 1

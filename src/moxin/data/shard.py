@@ -1,5 +1,6 @@
 """Tokenize processed documents into token shards (`moxin.data.tokens.TokenWriter`), using both cores:
-`tokenizers`' `encode_batch_fast` runs a batch on all threads (Rust, GIL released) while the next batch is read.
+`tokenizers`' `encode_batch_fast` runs a batch on all threads (Rust, GIL released) in a background thread while the
+previous batch is written.
 
 Per source the processed file is read in order; each document goes to `train` or `val` by its split flag, so
 `tokens/<source>/<split>-docs.npy` row i is the i-th document of that split in processed order, and
@@ -16,7 +17,7 @@ import numpy as np
 
 from moxin.data.tokens import TokenWriter
 
-BATCH_BYTES = 4 << 20
+BATCH_BYTES = 8 << 20
 SPLITS = ("train", "val")
 
 
@@ -26,25 +27,31 @@ def load_bpe(tokenizer_dir: Path):
     return Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
 
 
-def _read_batches(path: Path, split: np.ndarray) -> Iterator[list[tuple[str, str, str]]]:
-    """[(doc id, split name, text)] batches of about BATCH_BYTES from processed/<source>.jsonl."""
-    batch, size = [], 0
+def _read_batches(path: Path, split: np.ndarray) -> Iterator[tuple[list[tuple[str, str]], list[str], int]]:
+    """([(doc id, split name)], [text], bytes read) batches of about BATCH_BYTES from processed/<source>.jsonl."""
+    keys, texts, size = [], [], 0
     with open(path, "rb") as fh:
         for i, line in enumerate(fh):
             rec = json.loads(line)
-            batch.append((rec["id"], SPLITS[int(split[i])], rec["text"]))
+            keys.append((rec["id"], SPLITS[int(split[i])]))
+            texts.append(rec["text"])
             size += len(line)
             if size >= BATCH_BYTES:
-                yield batch
-                batch, size = [], 0
-    if batch:
-        yield batch
+                yield keys, texts, size
+                keys, texts, size = [], [], 0
+    if keys:
+        yield keys, texts, size
 
 
-def encode(tok, texts: list[str]) -> list[np.ndarray]:
-    """Token ids per text, without special tokens (EOS is added by TokenWriter)."""
-    encs = tok.encode_batch_fast(texts, add_special_tokens=False)
-    return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+def encode(tok, texts: list[str]) -> list[list[int]]:
+    """Token ids per text, without special tokens (EOS is added by TokenWriter). `encode_batch_fast` skips the
+    character offsets, which shards do not need."""
+    return [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def _encoded(batches, tok) -> Iterator[tuple[list[tuple[str, str]], list[list[int]], int]]:
+    for keys, texts, size in batches:
+        yield keys, encode(tok, texts), size
 
 
 def tokenize_processed(processed: Path, out: Path, sources: list[str], splits: dict[str, np.ndarray], tok,
@@ -53,14 +60,15 @@ def tokenize_processed(processed: Path, out: Path, sources: list[str], splits: d
     writer = TokenWriter(out, vocab_size=tok.get_vocab_size(), eos_id=eos_id, shard_tokens=shard_tokens)
     total = sum((processed / f"{s}.jsonl").stat().st_size for s in sources)
     task = progress.add_task("tokenize", total=total) if progress else None
-    with ThreadPoolExecutor(1) as ex:  # reads+parses batch k+1 while Rust encodes batch k
+    with ThreadPoolExecutor(1) as ex:  # reads and encodes batch k+1 (the GIL is released) while k is written
         for s in sources:
-            batches = _read_batches(processed / f"{s}.jsonl", splits[s])
+            batches = _encoded(_read_batches(processed / f"{s}.jsonl", splits[s]), tok)
             nxt = ex.submit(next, batches, None)
             while (batch := nxt.result()) is not None:
                 nxt = ex.submit(next, batches, None)
-                for (doc_id, split, _), ids in zip(batch, encode(tok, [t for _, _, t in batch])):
+                keys, ids_list, size = batch
+                for (doc_id, split), ids in zip(keys, ids_list):
                     writer.add(s, split, doc_id, ids)
                 if task is not None:
-                    progress.advance(task, sum(len(t.encode("utf-8")) for _, _, t in batch))
+                    progress.advance(task, size)
     return writer.close()
