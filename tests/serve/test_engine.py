@@ -1,6 +1,7 @@
 """The engine: batched decoding equals single-sequence decoding, stop sequences, penalties, seeds, streaming text."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -47,6 +48,38 @@ def test_concurrent_requests_are_batched_and_equal_single_greedy(toy, engine):
         assert r.token_ids == ref, i
         assert r.finish_reason == "length" and r.prompt_tokens == len(prompts[i])
         assert r.text == tok.decode(ref, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+@pytest.mark.parametrize("preset_name", ["tiny", "llama-tiny"])  # rolling buffer (window 16) and full attention
+def test_requests_join_a_running_batch(preset_name):
+    import dataclasses
+
+    from moxin.model import build, preset
+
+    model = build(dataclasses.replace(preset(preset_name), init_std=0.2), seed=7).eval()
+    engine = Engine(model, None, max_batch=4, gather_s=0.0, join_headroom=64)
+    try:
+        g = torch.Generator().manual_seed(3)
+        first = torch.randint(0, 512, (12,), generator=g).tolist()
+        later = [torch.randint(0, 512, (n,), generator=g).tolist() for n in (3, 9, 30, 5)]  # 30: too long to join
+        q = __import__("queue").Queue()
+        engine.submit(first, SamplingParams(max_tokens=200, ignore_eos=True), q.put)  # decodes while others come
+        while not engine.batches:
+            time.sleep(0.001)
+        results = {}
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+            i, engine.generate(later[i], SamplingParams(max_tokens=10 + i, ignore_eos=True)))) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert engine.joined >= 1 and max(engine.batches) > 1
+        assert isinstance(q.get(timeout=60), Completion)
+        for i, p in enumerate(later):
+            ref = generate(model, torch.tensor([p]), 10 + i)[0, len(p):].tolist()
+            assert results[i].token_ids == ref, i
+    finally:
+        engine.close()
 
 
 def test_stop_sequence_and_streaming_text(toy, engine):

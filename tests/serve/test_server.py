@@ -3,6 +3,7 @@ malformed requests get OpenAI-style 4xx errors and the server keeps serving."""
 
 import json
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,11 +140,20 @@ def test_load_200_requests_8_clients_then_200_malformed(server):
     expected = {p: engine.generate(tok.encode(p), SamplingParams(max_tokens=8)).text for p in prompts}
     batches_before = len(engine.batches)
 
+    local = threading.local()  # one keep-alive connection per client thread, as real clients do
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "c"):
+            local.c = httpx.Client(base_url=srv.url, timeout=TIMEOUT)
+            opened.append(local.c)
+        return local.c
+
+    opened: list[httpx.Client] = []
+
     def one(i: int) -> tuple[float, int, bool]:
         p = prompts[i % len(prompts)]
         t0 = time.perf_counter()
-        with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as c:
-            r = c.post("/v1/completions", json={"model": "toy", "prompt": p, "max_tokens": 8, "temperature": 0})
+        r = client().post("/v1/completions", json={"model": "toy", "prompt": p, "max_tokens": 8, "temperature": 0})
         dt = time.perf_counter() - t0
         ok = r.status_code == 200 and r.json()["choices"][0]["text"] == expected[p]
         return dt, r.json()["usage"]["completion_tokens"] if ok else 0, ok
@@ -163,11 +173,12 @@ def test_load_200_requests_8_clients_then_200_malformed(server):
 
     def bad(i: int) -> int:
         path, body, _ = MALFORMED[i % len(MALFORMED)]
-        with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as c:
-            return _post(c, path, body).status_code
+        return _post(client(), path, body).status_code
 
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(bad, range(200)))
+    for c in opened:
+        c.close()
     assert all(400 <= c < 500 for c in codes), sorted(set(codes))
     with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as c:  # still serving
         r = c.post("/v1/completions", json={"model": "toy", "prompt": prompts[0], "max_tokens": 8, "temperature": 0})

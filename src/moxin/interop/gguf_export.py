@@ -141,8 +141,23 @@ def _write_model_fields(w, cfg, name: str, ctx: int, file_type) -> None:
     w.add_file_type(file_type)
 
 
+def _progress(items, total: int, what: str, show: bool):
+    """Iterate `items`, with a rich progress bar (rate, ETA) on stderr when `show`."""
+    if not show:
+        yield from items
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
 def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_length: int | None = None,
-            name: str = "moxin", pre: str | None = None) -> dict[str, Any]:
+            name: str = "moxin", pre: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Write a llama-architecture GGUF file atomically; returns what was written (tensor count, bytes, vocab)."""
     import gguf
 
@@ -166,7 +181,7 @@ def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_lengt
         _write_model_fields(w, cfg, name, ctx, ftype)
         _write_tokenizer(w, tok)
         tensors = gguf_tensors(model)
-        for tname, arr in tensors.items():
+        for tname, arr in _progress(tensors.items(), len(tensors), f"encoding {dtype}", progress):
             data, raw = _encode(arr, dtype)
             w.add_tensor(tname, data, raw_dtype=raw)
         w.write_header_to_file()

@@ -49,7 +49,7 @@ class ChatSession:
                 else:
                     out.write(ev)
                     out.flush()
-        except ServeError:
+        except BaseException:  # an error or Ctrl-C: the unanswered message leaves the history
             self.history.pop()
             raise
         self.history.append({"role": "assistant", "content": done.text})
@@ -83,5 +83,7 @@ def repl(session: ChatSession, inp: TextIO, out: TextIO, interactive: bool = Fal
             session.reply(text, out)
         except ServeError as e:
             out.write(f"\n(error: {e})")
+        except KeyboardInterrupt:  # Ctrl-C stops this reply (its request is cancelled), not the chat
+            out.write("\n(interrupted)")
         out.write("\n")
         out.flush()

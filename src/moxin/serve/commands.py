@@ -127,7 +127,8 @@ def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"
     name = checkpoint.stem if checkpoint.is_file() else checkpoint.resolve().name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre)
+        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre,
+                       progress=True)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "

@@ -1,14 +1,18 @@
 """The generation engine: one scheduler thread owns the model; requests from any thread are queued, grouped into a
 batch (up to `max_batch`), prefilled together with left padding, decoded together, and each row finishes on its own
-(EOS, stop sequence, max tokens, cancel). Finished rows leave the batch and their KV rows are dropped, so the
-remaining rows decode at the smaller batch size. Requests arriving mid-batch wait for the next batch: simple and
-correct rather than clever (no continuous batching).
+(EOS, stop sequence, max tokens, cancel). Finished rows leave the batch and their KV rows are dropped.
+
+Requests arriving while a batch decodes join it between steps (continuous batching): the newcomer is prefilled
+alone, and its keys/values are placed in the batch cache as if it had been left-padded from the start (its token j
+at padded index written - L + j, slot index mod S). That needs L <= tokens written so far, and, for a cache without
+rolling buffer, room for its max_tokens; a request that does not fit waits for the next batch.
 
 Each request owns its sampling state (temperature, top-k, top-p, repetition/frequency/presence penalties, a seeded
 generator), so its tokens do not depend on which other requests shared its batch."""
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
@@ -66,6 +70,7 @@ class Request:
     params: SamplingParams
     sink: Callable[[Event], None]
     cancelled: bool = False
+    done: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
     def cancel(self) -> None:
@@ -127,6 +132,7 @@ class _Row:
         return "length" if len(self.text.ids) >= self.p.max_tokens else None
 
     def finish(self, reason: str) -> None:
+        self.req.done = True
         rest = self.text.flush()
         if rest and reason != "cancelled":
             self.req.sink(rest)
@@ -143,12 +149,13 @@ class Engine:
         max_batch: the most requests decoded together
         eos_ids: token ids that end a generation (default: the tokenizer's EOS)
         gather_s: after the first waiting request, wait this long for others to join its batch
+        join_headroom: extra cache slots (without a rolling buffer) so later requests can join a running batch
         head: output projection applied to the model's final hidden states instead of the model's own (the int8
             head of `moxin.serve.quant.quantize_int8`)
     """
 
     def __init__(self, model, tokenizer=None, max_batch: int = 8, eos_ids: list[int] | None = None,
-                 gather_s: float = 0.002, head=None) -> None:
+                 gather_s: float = 0.002, head=None, join_headroom: int = 256) -> None:
         self.model = model.eval()
         self.head = head
         self.tok = tokenizer
@@ -159,8 +166,13 @@ class Engine:
         self.eos = set(eos_ids)
         self.context = model.cfg.max_seq_len
         self.vocab = model.cfg.vocab_size
-        self.batches: list[int] = []  # size of every batch run (tests and stats read it)
+        self.join_headroom = join_headroom
+        self.batches: list[int] = []  # the most rows each batch decoded at once (tests and stats read it)
+        self.joined = 0  # requests that joined a running batch
         self._queue: queue.Queue[Request | None] = queue.Queue()
+        self._deferred: collections.deque[Request] = collections.deque()  # did not fit the running batch
+        self._closing = False
+        self._in_flight: list[Request] = []
         self._thread = threading.Thread(target=self._loop, name="moxin-engine", daemon=True)
         self._thread.start()
 
@@ -216,44 +228,51 @@ class Engine:
         self._thread.join(timeout=30)
 
     # ------------------------------------------------------------------------------------------ scheduler
+    def _next(self, timeout: float | None) -> Request | None:
+        """The next waiting request (deferred ones first); None when there is none in time or the engine closes."""
+        if self._deferred:
+            return self._deferred.popleft()
+        if self._closing:
+            return None
+        try:
+            req = self._queue.get(timeout=timeout) if timeout is None or timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if req is None:
+            self._closing = True
+        return req
+
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
+            first = self._next(None)
             if first is None:
                 return
             batch = [first]
             deadline = time.perf_counter() + self.gather_s
             while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
-                    break
+                nxt = self._next(max(0.0, deadline - time.perf_counter()))
                 if nxt is None:
-                    self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(nxt)
             batch = [r for r in batch if not r.cancelled]
             if not batch:
                 continue
+            self._in_flight = list(batch)
             try:
                 self._run(batch)
             except Exception as e:  # noqa: BLE001 - report to every waiting caller, keep serving
-                for r in batch:
-                    r.sink(e)
+                for r in self._in_flight:
+                    if not r.done:
+                        r.sink(e)
 
     @torch.inference_mode()
     def _run(self, reqs: list[Request]) -> None:
         self.batches.append(len(reqs))
         rows = [_Row(r, self.tok, self.vocab, self.eos) for r in reqs]
         B, T = len(reqs), max(len(r.prompt) for r in reqs)
-        tokens = torch.zeros(B, T, dtype=torch.long)
-        positions = torch.full((B, T), -1, dtype=torch.long)  # -1: left padding
-        for i, r in enumerate(reqs):
-            n = len(r.prompt)
-            tokens[i, T - n:] = torch.tensor(r.prompt)
-            positions[i, T - n:] = torch.arange(n)
+        tokens, positions = _left_pad([r.prompt for r in reqs], T)
         max_new = max(r.params.max_tokens for r in reqs)
-        cache = KVCache.for_model(self.model, B, max_len=T + max_new)
+        cache = KVCache.for_model(self.model, B, max_len=T + max_new + self.join_headroom)
         logits = self._logits(tokens, positions, cache)  # (B, V)
         next_pos = positions[:, -1] + 1  # (B,)
         while True:
@@ -272,9 +291,49 @@ class Engine:
                 _select_rows(cache, idx)
                 rows, next_pos = [rows[i] for i in keep], next_pos[idx]
                 picked = [picked[i] for i in keep]
+            for row, tok in self._admit(cache, len(rows)):
+                rows.append(row)
+                picked.append(tok)
+                next_pos = torch.cat([next_pos, torch.tensor([len(row.req.prompt)])])
+            self.batches[-1] = max(self.batches[-1], len(rows))
             step = torch.tensor(picked)[:, None]  # (B', 1)
             logits = self._logits(step, next_pos[:, None], cache)
             next_pos = next_pos + 1
+
+    def _admit(self, cache: KVCache, active: int) -> list[tuple[_Row, int]]:
+        """Prefill (together) the waiting requests that fit into the running batch; their rows and first tokens."""
+        reqs: list[Request] = []
+        while active + len(reqs) < self.max_batch:
+            req = self._next(0)
+            if req is None:
+                break
+            if req.cancelled:
+                continue
+            L = len(req.prompt)
+            if L > cache.written or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
+                self._deferred.appendleft(req)  # keeps its place in line for the next batch
+                break
+            reqs.append(req)
+        if not reqs:
+            return []
+        self._in_flight.extend(reqs)
+        T = max(len(r.prompt) for r in reqs)
+        tokens, positions = _left_pad([r.prompt for r in reqs], T)
+        p = cache.k  # (layers, B, K, S, D)
+        fresh = KVCache(p.shape[0], len(reqs), p.shape[2], p.shape[4], T, None, p.device, p.dtype)
+        logits = self._logits(tokens, positions, fresh)  # (n, V)
+        out: list[tuple[_Row, int]] = []
+        for i, req in enumerate(reqs):
+            row = _Row(req, self.tok, self.vocab, self.eos)
+            tok = row.pick(logits[i])
+            reason = row.advance(tok)
+            if reason is not None:
+                row.finish(reason)
+                continue
+            _append_row(cache, fresh, i, len(req.prompt))
+            self.joined += 1
+            out.append((row, tok))
+        return out
 
     def _logits(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """tokens, positions (B, T) → fp32 logits (B, V) of each row's last token."""
@@ -293,3 +352,32 @@ def _select_rows(cache: KVCache, idx: torch.Tensor) -> None:
     cache.k = cache.k.index_select(1, idx)
     cache.v = cache.v.index_select(1, idx)
     cache.slot_pos = cache.slot_pos.index_select(0, idx)
+
+
+def _left_pad(prompts: list[list[int]], T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and RoPE positions (B, T), left-padded; padding has position -1."""
+    tokens = torch.zeros(len(prompts), T, dtype=torch.long)
+    positions = torch.full((len(prompts), T), -1, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        tokens[i, T - len(p):] = torch.tensor(p)
+        positions[i, T - len(p):] = torch.arange(len(p))
+    return tokens, positions
+
+
+def _append_row(cache: KVCache, fresh: KVCache, row: int, L: int) -> None:
+    """Add row `row` of the non-rolling, left-padded cache `fresh` (L real tokens, positions 0..L-1) as a new row of
+    `cache`, laid out as if it had been left-padded to the batch: token j at padded index written - L + j, in slot
+    index mod S."""
+    S, W0, T = cache.size, cache.written, fresh.written
+    idx = torch.arange(W0 - L, W0)  # padded indices of the new tokens in `cache`
+    j = torch.arange(L)[idx >= W0 - S]  # a rolling buffer keeps only the last S
+    slots, src = idx[j] % S, T - L + j  # where they go, where they are in `fresh`
+    shape = (cache.k.shape[0], 1, *cache.k.shape[2:])  # (layers, 1, K, S, D)
+    k, v = cache.k.new_zeros(shape), cache.v.new_zeros(shape)
+    k[:, :, :, slots] = fresh.k[:, row:row + 1, :, src]
+    v[:, :, :, slots] = fresh.v[:, row:row + 1, :, src]
+    pos = torch.full((1, S), -1, dtype=cache.slot_pos.dtype)
+    pos[0, slots] = j
+    cache.k = torch.cat([cache.k, k], 1)
+    cache.v = torch.cat([cache.v, v], 1)
+    cache.slot_pos = torch.cat([cache.slot_pos, pos], 0)
