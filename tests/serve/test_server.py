@@ -183,3 +183,39 @@ def test_load_200_requests_8_clients_then_200_malformed(server):
     with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as c:  # still serving
         r = c.post("/v1/completions", json={"model": "toy", "prompt": prompts[0], "max_tokens": 8, "temperature": 0})
     assert r.status_code == 200 and r.json()["choices"][0]["text"] == expected[prompts[0]]
+
+
+def test_moxin_serve_command_in_a_real_process(toy_ckpt):
+    """`moxin serve` binds 127.0.0.1, needs the API key from MOXIN_API_KEY, answers, and stops on SIGINT."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MOXIN_API_KEY": "k3y"}
+    proc = subprocess.Popen([sys.executable, "-m", "moxin.cli", "serve", str(toy_ckpt), "--port", str(port),
+                             "--name", "toy", "--max-tokens-limit", "32"], env=env, cwd=Path(__file__).parents[2],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+            time.sleep(0.3)
+        assert httpx.get(url + "/v1/models", timeout=10).status_code == 401
+        r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y"}, timeout=10)
+        assert r.json()["data"][0]["id"] == "toy"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "serving 'toy' on http://127.0.0.1:" in err and "API key required" in err
