@@ -12,7 +12,8 @@ Run: .venv/bin/python benchmarks/serve.py [--model smollm2|small] [--quick]   (p
 - Decode tokens/s excludes prefill: time(N+1 new tokens) - time(1 new token), each the best of alternated repeats
   (see _common.best_of; the machine is shared, so ratios matter more than absolute figures).
 - Bandwidth bound: bytes of weights one decode step reads (every linear layer and the output head) divided by the
-  measured read bandwidth (best of summing a 512 MiB tensor). Batch 8 reads the same weights once per step.
+  measured read bandwidth (best of summing a 512 MiB tensor), and against 45 GB/s, the idle machine's figure.
+  Batch 8 reads the same weights once per step.
 - int8 quality: logits vs the fp32 model on WikiText-2 test text (max/mean abs difference, top-1 agreement) and
   perplexity of fp32, bf16 and int8 on the same tokens."""
 
@@ -207,7 +208,9 @@ def main() -> None:
     base = speeds["transformers_bf16"]
     bytes_step = {"moxin_bf16": weight_bytes_per_step(model, 2), "transformers_bf16": weight_bytes_per_step(model, 2),
                   "moxin_int8": weight_bytes_per_step(model, 1)}
+    quiet = 45.0  # GB/s: this machine kind's best read bandwidth when idle (../shared/NOTES.md)
     for name, s in speeds.items():
+        s["fraction_of_quiet_bound_45gbs"] = {"batch1": round(s["batch1_tok_s"] * bytes_step[name] / (quiet * 1e9), 3)}
         bound = out["bandwidth_gbs"] * 1e9 / bytes_step[name]
         s["speedup_vs_transformers_bf16"] = {"batch1": round(s["batch1_tok_s"] / base["batch1_tok_s"], 2),
                                              "streams8": round(s["streams8_tok_s"] / base["streams8_tok_s"], 2)}
