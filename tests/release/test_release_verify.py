@@ -180,3 +180,17 @@ def test_every_file_is_covered_a_changed_byte_in_any_of_them_is_named(release_co
     _flip_byte(sums, offset=0)  # the first hash digit: that line no longer matches its file
     (problem,) = check_checksums(release_copy).problems
     assert problem.startswith("changed file: ") or problem.startswith("SHA256SUMS:1:")
+
+
+def test_release_without_data_is_refused_naming_what_is_missing(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("data"))
+    info = json.loads((run / "pretrain" / "run.json").read_text())
+    assert Path(info["data_dir"]) == tiny_run / "data"  # recorded by the trainer: used when <run>/data is absent
+    info["data_dir"] = str(tmp_path / "gone")
+    (run / "pretrain" / "run.json").write_text(json.dumps(info))
+    code, _, err = run_cli("release", str(run), str(tmp_path / "out"))
+    assert code == 2 and "no tokenized data for" in err and "data/tokens.json" in err
+    assert not (tmp_path / "out").exists()

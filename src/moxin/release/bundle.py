@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 from moxin.provenance import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from moxin.release.config import ReleaseConfig
-from moxin.release.runs import (Checkpoint, ReleaseError, all_checkpoints, eval_results, final_checkpoint,
-                                recorded_recipe)
+from moxin.release.runs import (Checkpoint, ReleaseError, all_checkpoints, data_dir_of, eval_results,
+                                final_checkpoint, recorded_recipe)
 
 CODE_SUFFIXES = {".py", ".toml", ".jinja", ".json", ".md", ".txt"}
 LIBRARIES = ("torch", "numpy", "safetensors", "tokenizers", "transformers", "gguf", "rich", "matplotlib", "pyyaml",
@@ -381,15 +381,13 @@ def _package_licence() -> str:
 
 
 def _steps(cks, final, cfg, run, out, cp, data_dirs) -> dict[str, Any]:
+    data = data_dir_of(run)
     omitted = copy_stages(run, cks, final, out, cfg, cp)
     cp.tree(final.path / "model", out / "model")
     tok = final.path / "tokenizer" if (final.path / "tokenizer").is_dir() else run / "tokenizer"
     if tok.is_dir():
         cp.tree(tok, out / "tokenizer")
-    if not (run / "data").is_dir():
-        raise ReleaseError(f"{run / 'data'} not found: a release needs the data stage's output (manifest.json, "
-                           "tokens.json, tokens/); run `moxin data` for this run first")
-    cp.tree(run / "data", out / "data")
+    cp.tree(data, out / "data")
     return {"omitted": omitted, "eval_missing": copy_eval(run, out, cp, data_dirs)}
 
 
@@ -416,11 +414,12 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     else:
         recipe, where = recorded_recipe(run, final)
     cfg = release_config(recipe, where, overrides)
+    data_dir_of(run)  # fail before copying anything when the data cannot be found
     env_dir = os.environ.get("MOXIN_EVAL_DATA_DIR")
     data_dirs = [Path(p) for p in (eval_data_dir, env_dir) if p]
     prog = _progress() if progress else None
     with atomic_dir(out) as tmp, (prog or _nullcontext()):
-        cp = Copier(tree_size(*[c.path for c in cks], run / "data", run / "eval", run / "tokenizer"), prog)
+        cp = Copier(tree_size(*[c.path for c in cks], data_dir_of(run), run / "eval", run / "tokenizer"), prog)
         parts = _steps(cks, final, cfg, run, tmp, cp, data_dirs)
         write_config(tmp, recipe, where)
         code = copy_code(tmp, cp)

@@ -173,6 +173,18 @@ def finetune_datasets(root: Path) -> list[Source]:
     return out
 
 
+def data_dir_of(run: Path) -> Path:
+    """The tokenized data the run trained on: <run>/data, or the data_dir its pretrain run.json records."""
+    if (run / "data" / "tokens.json").is_file():
+        return run / "data"
+    info = run / "pretrain" / "run.json"
+    recorded = Path(str(read_json(info, "run record").get("data_dir") or "")) if info.is_file() else None
+    if recorded and (recorded / "tokens.json").is_file():
+        return recorded
+    raise ReleaseError(f"no tokenized data for {run}: neither {run / 'data' / 'tokens.json'} nor the data_dir in "
+                       f"{info} exists; a release ships the data it was trained on (run `moxin data` first)")
+
+
 def data_fingerprint(data_dir: Path) -> str | None:
     """The data fingerprint: SHA-256 of tokens.json (moxin.data.tokens.TokenData.fingerprint)."""
     p = data_dir / "tokens.json"
