@@ -77,18 +77,19 @@ def mof_check(out: Path, require: str | None = None) -> None:
                            + "; ".join(r for rs in rep["reasons"].values() for r in rs))
 
 
-def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None) -> None:
+def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True) -> None:
     """Verify a release: checksums, MOF class against the contents, manifests, and optionally re-run training.
 
     Args:
         out: a release folder written by `moxin release`
         reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
+        progress: show a progress bar while hashing
     """
     from moxin.release.verify import verify_release
 
     t0 = time.perf_counter()
-    checks = verify_release(Path(out), reproduce, tolerance)
+    checks = verify_release(Path(out), reproduce, tolerance, progress=progress)
     for c in checks:
         print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}")
         for p in c.problems[:20]:

@@ -35,7 +35,8 @@ class Check:
 
 
 # ------------------------------------------------------------------------------------------------ checksums
-def check_checksums(root: Path) -> Check:
+def check_checksums(root: Path, advance: Callable[[int], None] = lambda n: None) -> Check:
+    """`advance(bytes)` is called after each file is hashed (for a progress bar)."""
     c = Check("checksums")
     sums = root / SUMS
     if not sums.is_file():
@@ -52,8 +53,10 @@ def check_checksums(root: Path) -> Check:
     for rel, digest in sorted(listed.items()):
         if rel not in present:
             c.problems.append(f"missing file: {rel}")
-        elif sha256_file(root / rel) != digest:
-            c.problems.append(f"changed file: {rel} (SHA-256 differs from {SUMS})")
+        else:
+            if sha256_file(root / rel) != digest:
+                c.problems.append(f"changed file: {rel} (SHA-256 differs from {SUMS})")
+            advance((root / rel).stat().st_size)
     c.problems += [f"extra file: {rel} (not in {SUMS})" for rel in sorted(present - set(listed))]
     c.summary = f"{len(listed)} files"
     return c
@@ -203,11 +206,22 @@ def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Ch
 
 
 # ------------------------------------------------------------------------------------------------ all
-def verify_release(root: Path, reproduce: str | None = None, tolerance: float | None = None) -> list[Check]:
+def _checksums_with_bar(root: Path) -> Check:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != SUMS)
+    with Progress(TextColumn("checksums"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("hash", total=total)
+        return check_checksums(root, lambda n: bar.advance(task, n))
+
+
+def verify_release(root: Path, reproduce: str | None = None, tolerance: float | None = None,
+                   progress: bool = False) -> list[Check]:
     root = Path(root)
     if not root.is_dir():
         raise ReleaseError(f"release folder not found: {root}")
-    checks = [check_checksums(root), check_mof(root), check_manifests(root)]
+    checks = [_checksums_with_bar(root) if progress else check_checksums(root), check_mof(root), check_manifests(root)]
     if reproduce:
         checks.append(check_reproduce(root, reproduce, tolerance))
     return checks
