@@ -115,3 +115,12 @@ def test_curated_source_skips_quality_rules_only(tmp_path):
         assert steps["decontaminate"]["docs_out"] == kept
         if not flag:  # dedup and PII still apply
             assert steps["dedup_exact"]["dropped"] == {"duplicate": 1} and steps["pii"]["modified"] == {"email": 1}
+
+
+def test_section_marks_are_not_duplicate_paragraphs():
+    from moxin.data.quality import _lines
+
+    body = [f"第{i}章。" + "彼は町の外れにある古い家に住んでいた。"[i:] + str(i) * 3 for i in range(8)]
+    text = "\n\n".join(x for i, b in enumerate(body) for x in ("＊", "一二三四五六七八"[i % 2], b))
+    assert _lines(text, QualityConfig()) is None  # 14 repeated marks among 24 paragraphs: headings, not copies
+    assert _lines("\n\n".join(body[:2] * 4), QualityConfig()) == "gopher_dup_lines"

@@ -64,12 +64,18 @@ def _lines(text: str, cfg: QualityConfig) -> str | None:
         return "gopher_bullet_lines"
     if sum(1 for ln in lines if ln.endswith(("...", "…"))) > cfg.max_ellipsis_lines * len(lines):
         return "gopher_ellipsis_lines"
-    if len(lines) >= 4 and len(lines) - len(set(lines)) > cfg.max_dup_line_frac * len(lines):
+    # Section marks ("一", "＊", "* * *", "II.") repeat by design: they are not duplicated content.
+    body = [ln for ln in lines if not _separator(ln)]
+    if len(body) >= 4 and len(body) - len(set(body)) > cfg.max_dup_line_frac * len(body):
         return "gopher_dup_lines"
-    paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+    paras = [p.strip() for p in text.split("\n\n") if p.strip() and not _separator(p.strip())]
     if len(paras) >= 4 and len(paras) - len(set(paras)) > cfg.max_dup_para_frac * len(paras):
         return "gopher_dup_paragraphs"
     return None
+
+
+def _separator(line: str) -> bool:
+    return len(line) <= 4 or not any(ch.isalnum() for ch in line)
 
 
 def _words(text: str, lang: str, cfg: QualityConfig) -> str | None:
