@@ -120,20 +120,48 @@ def hf_runner(hf, prompts: list[list[int]], pad: int):
     return one, eight
 
 
+def llama_cpp_runner(model, tok, prompts: list[list[int]]):
+    """llama.cpp (llama-cpp-python) on moxin's f16 GGUF export of the same weights, batch 1 only; None when the
+    package is not installed or the model has no tokenizer to embed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    if tok is None:
+        return None
+    from moxin.interop.gguf_export import to_gguf
+
+    path = Path(tempfile.mkdtemp(prefix="moxin-bench-gguf-")) / "model.gguf"
+    to_gguf(model, tok, path, dtype="f16", pre="smollm")
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=torch.get_num_threads(), verbose=False)
+
+    def one(n: int) -> list[int]:
+        out: list[int] = []
+        for t in llm.generate(prompts[0], temp=0.0, top_k=1, reset=True):
+            out.append(int(t))
+            if len(out) >= n:
+                break
+        return out
+
+    return one, None
+
+
 def decode_speeds(runners: dict, new: int, repeats: int) -> dict[str, dict[str, float]]:
     """tokens/s at batch 1 and 8 streams, prefill excluded: (N tokens) / (t(N+1) - t(1))."""
     fns = {}
     for name, (one, eight) in runners.items():
         fns[f"{name}|1|long"] = lambda one=one: one(new + 1)
         fns[f"{name}|1|short"] = lambda one=one: one(1)
-        fns[f"{name}|8|long"] = lambda eight=eight: eight(new + 1)
-        fns[f"{name}|8|short"] = lambda eight=eight: eight(1)
+        if eight is not None:
+            fns[f"{name}|8|long"] = lambda eight=eight: eight(new + 1)
+            fns[f"{name}|8|short"] = lambda eight=eight: eight(1)
     t = best_of(fns, repeats=repeats)
     out = {}
     for name in runners:
         b1 = new / max(1e-9, t[f"{name}|1|long"] - t[f"{name}|1|short"])
-        b8 = 8 * new / max(1e-9, t[f"{name}|8|long"] - t[f"{name}|8|short"])
-        out[name] = {"batch1_tok_s": round(b1, 1), "streams8_tok_s": round(b8, 1)}
+        out[name] = {"batch1_tok_s": round(b1, 1)}
+        if f"{name}|8|long" in t:
+            out[name]["streams8_tok_s"] = round(8 * new / max(1e-9, t[f"{name}|8|long"] - t[f"{name}|8|short"]), 1)
     return out
 
 
@@ -202,21 +230,26 @@ def main() -> None:
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
     runners = {k: moxin_runner(e, prompts) for k, e in engines.items()}
     runners["transformers_bf16"] = hf_runner(hf, prompts, pad)
+    llama = llama_cpp_runner(model, tok, prompts) if args.model == "smollm2" else None
+    out["llama_cpp"] = "measured (f16 GGUF export, batch 1)" if llama else "llama-cpp-python not installed: skipped"
+    if llama:
+        runners["llama_cpp_f16"] = llama
 
     out["bandwidth_gbs"] = round(read_bandwidth_gbs(), 1)
     speeds = decode_speeds(runners, new, repeats)
     base = speeds["transformers_bf16"]
     bytes_step = {"moxin_bf16": weight_bytes_per_step(model, 2), "transformers_bf16": weight_bytes_per_step(model, 2),
-                  "moxin_int8": weight_bytes_per_step(model, 1)}
+                  "moxin_int8": weight_bytes_per_step(model, 1), "llama_cpp_f16": weight_bytes_per_step(model, 2)}
     quiet = 45.0  # GB/s: this machine kind's best read bandwidth when idle (../shared/NOTES.md)
     for name, s in speeds.items():
         s["fraction_of_quiet_bound_45gbs"] = {"batch1": round(s["batch1_tok_s"] * bytes_step[name] / (quiet * 1e9), 3)}
         bound = out["bandwidth_gbs"] * 1e9 / bytes_step[name]
-        s["speedup_vs_transformers_bf16"] = {"batch1": round(s["batch1_tok_s"] / base["batch1_tok_s"], 2),
-                                             "streams8": round(s["streams8_tok_s"] / base["streams8_tok_s"], 2)}
+        s["speedup_vs_transformers_bf16"] = {"batch1": round(s["batch1_tok_s"] / base["batch1_tok_s"], 2)}
         s["bandwidth_bound_tok_s"] = {"batch1": round(bound, 1), "streams8": round(8 * bound, 1)}
-        s["fraction_of_bound"] = {"batch1": round(s["batch1_tok_s"] / bound, 3),
-                                  "streams8": round(s["streams8_tok_s"] / (8 * bound), 3)}
+        s["fraction_of_bound"] = {"batch1": round(s["batch1_tok_s"] / bound, 3)}
+        if "streams8_tok_s" in s:
+            s["speedup_vs_transformers_bf16"]["streams8"] = round(s["streams8_tok_s"] / base["streams8_tok_s"], 2)
+            s["fraction_of_bound"]["streams8"] = round(s["streams8_tok_s"] / (8 * bound), 3)
     out["decode"] = speeds
     out["batch_sizes_seen"] = {k: sorted(set(e.batches)) for k, e in engines.items()}
     ref_tokens = runners["transformers_bf16"][0](new)
