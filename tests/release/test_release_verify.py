@@ -194,3 +194,16 @@ def test_release_without_data_is_refused_naming_what_is_missing(tiny_run, tmp_pa
     code, _, err = run_cli("release", str(run), str(tmp_path / "out"))
     assert code == 2 and "no tokenized data for" in err and "data/tokens.json" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_without_optimizer_state_says_so(tiny_run, tmp_path, shared_data):
+    from moxin.release.bundle import build_release
+
+    out = tmp_path / "rel"
+    build_release(tiny_run, out, overrides=["release.optimizer_state=false", "release.hf_export=false",
+                                            "release.sample_max_new_tokens=0"], progress=False,
+                  eval_data_dir=shared_data)
+    assert not list(out.rglob("optimizer.safetensors"))
+    assert all(c.ok for c in verify_release(out)), "omitted optimizer files are recorded, not reported as missing"
+    code, _, err = run_cli("verify", str(out), "--reproduce", "2..4")
+    assert code == 2 and "pretrain/checkpoints/step-00000002 has no optimizer.safetensors" in err

@@ -192,6 +192,10 @@ def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Ch
     for s in (k, m):
         if s not in steps:
             raise ReleaseError(f"--reproduce {span}: no pretrain checkpoint at step {s} in {root} (have {steps})")
+    start = root / "pretrain" / "checkpoints" / f"step-{k:08d}"
+    if not (start / "optimizer.safetensors").is_file():
+        raise ReleaseError(f"--reproduce {span}: {start.relative_to(root)} has no optimizer.safetensors (released "
+                           "with release.optimizer_state = false?); re-running training needs the optimizer state")
     result = reproducer()(root, k, m, data_dir=root / "data")
     target = f"pretrain/checkpoints/step-{m:08d}"
     tol = 0.0 if tolerance is None and not torch.cuda.is_available() else (tolerance if tolerance is not None else 1e-5)
