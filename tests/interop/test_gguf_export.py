@@ -201,3 +201,18 @@ def test_smollm2_round_trip_through_export(tmp_path):
     with torch.no_grad():
         a, b = model(ids), back(ids)
     assert (a - b).abs().max() < 0.05 and torch.equal(a.argmax(-1), b.argmax(-1))  # f16 rounding only
+
+
+@pytest.mark.parametrize("dtype,tol", [("f32", 1e-4), ("q8_0", 0.05)])
+def test_transformers_gguf_loader_reads_the_export(tmp_path, llama_model, tok, dtype, tol):
+    """An independent reader (transformers' GGUF loader: its own Q/K un-permutation and metadata mapping) gives
+    moxin's logits."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / f"m-{dtype}.gguf"
+    to_gguf(llama_model, tok, out, dtype=dtype)
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32).eval()
+    x = torch.randint(0, 512, (2, 24), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        diff = (hf(x).logits - llama_model(x)).abs().max().item()
+    assert diff < tol, diff
