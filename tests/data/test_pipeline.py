@@ -148,3 +148,16 @@ def test_tokenizer_loads_in_transformers_with_chat_template(corpus_run):
     chat = tk.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert np.dtype(m["tokens"]["dtype"]) == np.uint16
+
+
+def test_mixture_for_a_phase_from_the_manifest(corpus_run):
+    from moxin.data.mixture import mixture_for
+    from moxin.data.tokens import TokenData
+
+    run, m = corpus_run
+    td = TokenData(run / "data")
+    total = sum(td.length(s) for s in td.sources)
+    got = mixture_for(run / "data", 2 * total)  # equal weights: small sources hit their 4-epoch cap first
+    assert sum(e.tokens for e in got.values()) == 2 * total
+    assert max(e.epochs for e in got.values()) <= 4.0 and got["aozora"].available == td.length("aozora")
+    assert mixture_for(run / "data", 2 * total) == got

@@ -11,8 +11,10 @@ Pure arithmetic, no randomness: the same inputs give the same result in every pr
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from moxin.errors import DataError
 
@@ -79,3 +81,21 @@ def _round(alloc: dict[str, float], names: list[str], total: int, cap: dict[str,
             out[n] += 1
             rest -= 1
     return out
+
+
+def mixture_for(data_dir: str | Path, budget_tokens: int) -> dict[str, MixtureEntry]:
+    """The recipe's per-source weights and epoch caps, as recorded in `<data>/manifest.json`, resolved against
+    the train tokens on disk: what a training phase of `budget_tokens` should draw from each source."""
+    from moxin.data.tokens import TokenData
+
+    data_dir = Path(data_dir)
+    try:
+        manifest = json.loads((data_dir / "manifest.json").read_text("utf-8"))
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(f"{data_dir / 'manifest.json'} is missing or unreadable ({e}); run `moxin data`") from None
+    td = TokenData(data_dir)
+    default = manifest["config"].get("max_epochs", 4.0)
+    sources = [s for s in manifest["sources"] if s["name"] in td.sources]
+    return resolve_mixture({s["name"]: float(s["weight"]) for s in sources},
+                           {s["name"]: td.length(s["name"], "train") for s in sources}, budget_tokens,
+                           {s["name"]: float(s["epochs"] or default) for s in sources})
