@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import torch
 import pytest
 
 from moxin.serve.engine import Engine, SamplingParams
@@ -219,3 +220,38 @@ def test_moxin_serve_command_in_a_real_process(toy_ckpt):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert "serving 'toy' on http://127.0.0.1:" in err and "API key required" in err
+
+
+class _SlowModel(torch.nn.Module):
+    """The toy model, 0.2 s per forward (sleeping, like torch compute, releases the GIL)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m, self.cfg, self.embed = model, model.cfg, model.embed
+
+    def forward(self, *args, **kwargs):
+        time.sleep(0.2)
+        return self.m(*args, **kwargs)
+
+
+def test_generation_never_blocks_the_event_loop(toy):
+    model, tok = toy
+    engine = Engine(_SlowModel(model), tok, max_batch=2)
+    try:
+        with BackgroundServer(create_app(engine, tok, ServerConfig("toy"))) as srv:
+            body = {"model": "toy", "prompt": "hello", "max_tokens": 10, "temperature": 0}
+            with ThreadPoolExecutor(1) as pool:
+                t0 = time.perf_counter()
+                long = pool.submit(httpx.post, srv.url + "/v1/completions", json=body, timeout=TIMEOUT)
+                time.sleep(0.3)
+                lat = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    assert httpx.get(srv.url + "/health", timeout=TIMEOUT).status_code == 200
+                    lat.append(time.perf_counter() - t)
+                assert not long.done()  # the generation (≥ 2.2 s) is still running
+                assert long.result().json()["usage"]["completion_tokens"] == 10
+                assert time.perf_counter() - t0 > 2.0
+            assert max(lat) < 1.0, lat  # answered while the engine thread was busy
+    finally:
+        engine.close()
