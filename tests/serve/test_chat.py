@@ -69,3 +69,20 @@ def test_chat_int8_and_bf16_run_in_process(toy_ckpt, monkeypatch, capsys):
         assert main(["chat", str(toy_ckpt), "--temperature", "0", "--max-tokens", "5", *flags]) == 0
         out = capsys.readouterr().out
         assert out.count("assistant: ") == 1 and len(out.split("assistant: ")[1].strip()) > 0
+
+
+def test_chat_without_a_chat_template_is_a_clear_error(toy_ckpt, tmp_path):
+    import json
+    import shutil
+
+    from conftest import run_cli
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(toy_ckpt, ckpt)
+    (ckpt / "tokenizer" / "chat_template.jinja").unlink(missing_ok=True)
+    cfg_path = ckpt / "tokenizer" / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("chat_template", None)
+    cfg_path.write_text(json.dumps(cfg))
+    code, _, err = run_cli("chat", str(ckpt))
+    assert code == 2 and "has no chat template" in err and "moxin generate" in err
