@@ -52,3 +52,17 @@ def test_errors_name_the_problem(tmp_path):
     shard = tmp_path / "tokens" / "a" / "train-00000.bin"
     shard.write_bytes(b"\x00" * shard.stat().st_size)
     assert any("SHA-256 mismatch" in p for p in TokenData(tmp_path).verify())
+
+
+def test_finish_writes_a_source_early_with_the_same_bytes(tmp_path):
+    _write(tmp_path / "x", DOCS)
+    w = TokenWriter(tmp_path / "y", vocab_size=300, eos_id=0, shard_tokens=7)
+    for source, split, doc_id, ids in sorted(DOCS, key=lambda d: d[0]):
+        w.add(source, split, doc_id, ids)
+        if doc_id == "a/3":
+            w.finish("a")
+            assert not any(k[0] == "a" for k in w.streams)
+    w.close()
+    assert TokenData(tmp_path / "x").fingerprint == TokenData(tmp_path / "y").fingerprint
+    with pytest.raises(DataError, match="already finished"):
+        w.add("a", "train", "a/9", [1])

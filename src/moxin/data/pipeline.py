@@ -183,7 +183,7 @@ def run_data_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, ru
     with _progress(progress) as bar, atomic_dir(run_dir / "data", overwrite=True) as tmp:
         processed = tmp / "processed"
         processed.mkdir()
-        res = Processor(data_cfg, processed, bar).run()
+        res = Processor(data_cfg, processed, bar, {k: v["bytes"] for k, v in per_source.items()}).run()
         splits = _save_index(processed, res, data_cfg.val_fraction)
         texts = [] if tok_cfg.path else tokenizer_sample(processed, splits, tok_cfg.sample_bytes, seed)
         tok_manifest = ensure_tokenizer(tok_cfg, texts, run_dir / "tokenizer", seed)

@@ -128,8 +128,9 @@ def _analyzed(pool, docs: Iterable[Document]) -> Iterator[tuple[Document, Analys
 class Processor:
     """Runs the steps over every source and writes processed/<source>.jsonl under `out`."""
 
-    def __init__(self, cfg: DataConfig, out: Path, progress=None) -> None:
+    def __init__(self, cfg: DataConfig, out: Path, progress=None, totals: dict[str, int] | None = None) -> None:
         self.cfg, self.out, self.progress = cfg, out, progress
+        self.totals = totals or {}  # input bytes on disk per source: the progress bar's total (rate and ETA)
         self.ledger = Ledger(STEPS, per_reason=cfg.samples_per_reason)
         self.exact: dict[bytes, str] = {}
         self.fuzzy = FuzzyIndex(cfg.fuzzy_threshold, cfg.fuzzy_num_perm) if cfg.dedup_fuzzy else None
@@ -148,7 +149,8 @@ class Processor:
 
     def _source(self, src: SourceConfig, pool, index: int) -> SourceResult:
         meter = Meter()
-        task = self.progress.add_task(f"data {src.name}", total=None) if self.progress else None
+        task = (self.progress.add_task(f"data {src.name}", total=self.totals.get(src.name) or None)
+                if self.progress else None)
         docs = read_source(src, self.ledger, f"data.sources[{index}] ({src.name})", meter)
         pairs = _analyzed(pool, tag(docs, src))
         res = self.consume(src.name, pairs, lambda: task is not None and self.progress.update(

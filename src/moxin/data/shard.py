@@ -71,4 +71,5 @@ def tokenize_processed(processed: Path, out: Path, sources: list[str], splits: d
                     writer.add(s, split, doc_id, ids)
                 if task is not None:
                     progress.advance(task, size)
+            writer.finish(s)
     return writer.close()

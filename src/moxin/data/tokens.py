@@ -99,10 +99,13 @@ class TokenWriter:
         self.vocab_size, self.eos_id, self.shard_tokens = vocab_size, eos_id, shard_tokens
         self.dtype = token_dtype(vocab_size)
         self.streams: dict[tuple[str, str], _Stream] = {}
+        self.finished: dict[tuple[str, str], dict] = {}
 
     def add(self, source: str, split: str, doc_id: str, ids) -> None:
         """Store one document's token ids; EOS is appended here."""
         key = (source, split)
+        if key in self.finished:
+            raise DataError(f"TokenWriter: source {source!r} was already finished; add all its documents first")
         if key not in self.streams:
             self.streams[key] = _Stream(self.folder / "tokens" / source, split, self.dtype, self.shard_tokens)
         arr = np.empty(len(ids) + 1, dtype=np.int64)
@@ -110,11 +113,19 @@ class TokenWriter:
         arr[-1] = self.eos_id
         self.streams[key].add(doc_id, arr)
 
+    def finish(self, source: str) -> None:
+        """Write out a source's last partial shards now (optional; `close` does it otherwise). Bounds memory to
+        one shard buffer per split of the source being written, however many sources there are."""
+        for key in sorted(k for k in self.streams if k[0] == source):
+            self.finished[key] = self.streams.pop(key).close()
+
     def close(self) -> dict:
         meta = {"format": 1, "dtype": self.dtype.name, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
                 "shard_tokens": self.shard_tokens, "sources": {}}
-        for (source, split), stream in sorted(self.streams.items()):
-            meta["sources"].setdefault(source, {})[split] = stream.close()
+        for key in list(self.streams):
+            self.finished[key] = self.streams.pop(key).close()
+        for (source, split), info in sorted(self.finished.items()):
+            meta["sources"].setdefault(source, {})[split] = info
         atomic_write_json(self.folder / META_NAME, meta)
         return meta
 
