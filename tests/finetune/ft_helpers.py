@@ -30,3 +30,48 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
     return code, out.getvalue(), err.getvalue()
+
+
+def sub_env() -> dict[str, str]:
+    """One thread in every run (as tests/train does): in-process and subprocess runs then compute identically."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(k, None)
+    return env
+
+
+def cli_cmd(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "moxin.cli", *args]
+
+
+def run_sub(*args: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(cli_cmd(*args), env=sub_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def kill_after(args: list[str], metrics: Path, step: int, timeout: float = 300) -> int:
+    """Start `moxin ARGS`, SIGKILL it once metrics.jsonl has logged `step` (modelled on tests/train's helper);
+    returns the last logged step."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cli_cmd(*args), env=sub_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        if metrics.exists():
+            rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            last = rows[-1]["step"] if rows else -1
+            if last >= step:
+                break
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return last

@@ -56,15 +56,18 @@ def exact_reward(completion: str, answer: str) -> float:
 REWARDS: dict[str, Callable[[str, str], float]] = {"numeric": numeric_reward, "exact": exact_reward}
 
 
-def arithmetic_task(path: Path, n: int, seed: int = 0, max_operand: int = 9) -> Path:
-    """Write n toy problems "What is a + b?" in GSM8K format (answer ends with '#### a+b'), deterministically."""
+def arithmetic_task(path: Path, n: int, seed: int = 0, max_operand: int = 9, total: int | None = None) -> Path:
+    """Write n toy problems "What is a + b?" in GSM8K format (the answer is the line '#### a+b'),
+    deterministically; with `total`, only pairs summing to it (the easiest verifiable task: a policy gets there
+    by learning one answer). Duplicates are possible (the data step removes them)."""
     from moxin.provenance import atomic_write_text
 
     rng = random.Random(seed)
     lines = []
     for _ in range(n):
-        a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
-        lines.append(json.dumps({"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}))
+        a = rng.randint(0, max_operand if total is None else total)
+        b = rng.randint(0, max_operand) if total is None else total - a
+        lines.append(json.dumps({"question": f"What is {a} + {b}?", "answer": f"#### {a + b}"}))
     atomic_write_text(path, "\n".join(lines) + "\n")
     return Path(path)
 

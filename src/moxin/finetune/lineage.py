@@ -114,6 +114,7 @@ def _input_sha(row: dict[str, Any]) -> str | None:
 
 def chain(ckpt: Path, limit: int = 32) -> list[dict[str, Any]]:
     """The checkpoint, its parent, the parent's parent, ... down to a pretraining run or an imported model."""
+    read_state(ckpt)  # a clear error when ckpt is not a checkpoint
     out: list[dict[str, Any]] = []
     path: Path | None = Path(ckpt)
     while path is not None and len(out) < limit:
