@@ -207,3 +207,13 @@ def test_reproduce_without_optimizer_state_says_so(tiny_run, tmp_path, shared_da
     assert all(c.ok for c in verify_release(out)), "omitted optimizer files are recorded, not reported as missing"
     code, _, err = run_cli("verify", str(out), "--reproduce", "2..4")
     assert code == 2 and "pretrain/checkpoints/step-00000002 has no optimizer.safetensors" in err
+
+
+def test_cli_release_then_verify(tiny_run, tmp_path, shared_data):
+    out = tmp_path / "rel"
+    code, stdout, err = run_cli("release", str(tiny_run), str(out), "--eval-data-dir", str(shared_data),
+                                "--no-progress", "--set", "release.sample_max_new_tokens=2")
+    assert code == 0, err
+    assert f"wrote {out} in " in stdout and "MOF Class I (Open Science)" in stdout
+    code, stdout, err = run_cli("verify", str(out), "--no-progress")
+    assert code == 0 and "ok   manifests: 4 checkpoints" in stdout, err
