@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ft_helpers import run_cli, write_recipe
+from ft_helpers import pretrain_ckpt, run_cli, tok_dir, write_recipe  # noqa: F401 (fixtures)
 from moxin.provenance import verify_manifest
 
 SFT_STEPS, DPO_STEPS = 12, 10

@@ -11,7 +11,7 @@ from moxin.finetune.config import DatasetConfig, EvalSetConfig, FinetuneConfig
 from moxin.finetune.data import detect_format, gsm8k_answer, normalise
 from moxin.finetune.prepare import prepare
 
-from ft_helpers import run_cli, write_jsonl, write_recipe
+from ft_helpers import pretrain_ckpt, run_cli, tok, tok_dir, write_jsonl, write_recipe  # noqa: F401 (fixtures)
 
 
 def _cfg(mode, paths, **kw):

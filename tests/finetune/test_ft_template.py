@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from ft_helpers import tok, tok_dir  # noqa: F401 (fixtures)
 from moxin.finetune.template import (IGNORE, encode_chat, encode_prompt, end_of_turn_id, pack, render,
                                      shift_labels)
 
