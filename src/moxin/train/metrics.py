@@ -19,6 +19,7 @@ def measure_peak_flops(dtype_name: str = "fp32", n: int = 1024, repeats: int = 5
 
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     dev = "cuda" if torch.cuda.is_available() else "cpu"
+    n = n if dev == "cpu" else max(n, 8192)  # a GPU needs big matrices to approach its peak
     a = torch.randn(n, n, device=dev).to(dtype)
     b = torch.randn(n, n, device=dev).to(dtype)
     torch.mm(a, b)
@@ -48,8 +49,13 @@ class MetricsLog:
                     and json.loads(ln).get("step", 0) < resume_step]
             atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # needs the `tensorboard` package
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                from moxin.errors import ConfigError
 
+                raise ConfigError("pretrain.tensorboard = true needs the tensorboard package: pip install tensorboard "
+                                  "(or set it to false; metrics.jsonl and loss.png are always written)") from None
             self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
         self._f = open(self.path, "a", encoding="utf-8")
 

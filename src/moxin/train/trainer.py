@@ -229,7 +229,9 @@ class Trainer:
         main = self.dist.is_main
         peak = self.cfg.peak_flops or measure_peak_flops(self.cfg.precision)
         self.state_extra["mfu_peak_flops"] = {"per_device": peak, "source": "recipe" if self.cfg.peak_flops else
-                                              f"measured torch.mm 1024x1024 {self.cfg.precision} at start"}
+                                              f"measured at start: best of 5 square torch.mm in {self.cfg.precision}"}
+        self.log(f"MFU is measured against {peak / 1e9:,.1f} GFLOP/s per device "
+                 f"({self.state_extra['mfu_peak_flops']['source']})")
         metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.step, enabled=main, tensorboard=self.cfg.tensorboard)
         bar = Progress(self.plan.total_steps, self.step, enabled=main and self.progress)
         status = "done"
