@@ -45,6 +45,9 @@ def init_distributed() -> Dist:
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+        # Bit-exact resume on GPU needs deterministic kernels (CPU kernels already are); untested here (no GPU).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     if world <= 1:
         return Dist(device=device)
     if not dist.is_initialized():
