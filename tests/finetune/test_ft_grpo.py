@@ -57,12 +57,15 @@ def test_rollout_batch_is_consistent(tok, pretrain_ckpt):
 
 @pytest.mark.slow
 def test_grpo_raises_mean_reward(tmp_path, pretrain_ckpt):
-    task = arithmetic_task(tmp_path / "arith.jsonl", 40, seed=1, total=2)
+    # SFT teaches the answer format on sums of 0..9 + 0..9; GRPO then has to find the one right answer for the
+    # problems summing to 2, which the SFT model gives only now and then
+    warm = arithmetic_task(tmp_path / "warm.jsonl", 300, seed=1, max_operand=9)
+    task = arithmetic_task(tmp_path / "arith.jsonl", 40, seed=2, total=2)
     recipe = write_recipe(tmp_path, f'''[finetune]
 parent = "{pretrain_ckpt}"
 
 [finetune.sft]
-data = [{{path = "{task}", license = "CC0-1.0"}}]
+data = [{{path = "{warm}", license = "CC0-1.0"}}]
 steps = 30
 global_batch = 16
 micro_batch = 16
@@ -73,9 +76,9 @@ val_fraction = 0.0
 [finetune.grpo]
 parent = "sft"
 data = [{{path = "{task}", license = "CC0-1.0"}}]
-steps = 10
-global_batch = 32
-micro_batch = 32
+steps = 16
+global_batch = 48
+micro_batch = 48
 group_size = 16
 max_new_tokens = 6
 lr = 3e-3
@@ -89,7 +92,8 @@ val_fraction = 0.0
     out = tmp_path / "runs" / "ft" / "finetune" / "grpo"
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     rewards = [r["reward"] for r in rows]
-    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.15, rewards
+    # measured here: 0.02, 0.04, 0.0, 0.08 ... 0.27, 0.19, 0.17, 0.15 (a tiny random-init model: slow and noisy)
+    assert rewards[0] < 0.2 and np.mean(rewards[-4:]) > np.mean(rewards[:4]) + 0.08, rewards
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and max(r["kl"] for r in rows) > 0
-    state = json.loads((out / "checkpoints" / "step-00000010" / "train_state.json").read_text())
+    state = json.loads((out / "checkpoints" / "step-00000016" / "train_state.json").read_text())
     assert state["mode"] == "grpo" and state["lineage"]["base"]["path"].endswith("sft/checkpoints/step-00000030")
