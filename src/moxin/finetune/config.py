@@ -48,7 +48,7 @@ class EvalSetConfig:
 class DatasetConfig:
     """One fine-tuning data file: JSONL (.gz/.xz/.zst) or a JSON array, with its licence (SPDX)."""
 
-    path: str
+    path: str  # relative to the recipe file; "{run}/..." is inside the run folder (data an earlier stage wrote)
     license: str
     format: Format = "auto"
     name: str = ""  # default: the file name without extensions

@@ -52,6 +52,15 @@ def context(recipe: Recipe, mode: str) -> Context:
                    lin.parent_record(parent_path, fcfg.parent_license))
 
 
+def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
+    """Data paths: `{run}` stands for this run's folder (data that earlier stages generated), else as in the
+    recipe (relative to the recipe file)."""
+    def resolve(p: str) -> Path:
+        return Path(p.replace("{run}", str(run_dir))) if "{run}" in p else recipe.resolve_path(p)
+
+    return resolve
+
+
 # ------------------------------------------------------------------------------------------------ parent
 def load_parent(path: Path) -> nn.Module:
     """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32."""
@@ -286,8 +295,8 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     ctx, seed = context(recipe, mode), recipe.run.seed
     log(f"parent: {ctx.parent['kind']} {ctx.parent_path} (sha256 {ctx.parent['sha256'][:12]}…)")
     tok = load_tok(ctx, log)
-    prep = prepare(recipe.finetune, mode, tok, recipe.resolve_path, ctx.out if dist.is_main else None, seed,
-                   write=dist.is_main, log=log)
+    prep = prepare(recipe.finetune, mode, tok, resolver(recipe, ctx.run_dir), ctx.out if dist.is_main else None,
+                   seed, write=dist.is_main, log=log)
     if dist.is_main:
         save_tokenizer(tok, ctx.out / "tokenizer")
     barrier()
