@@ -45,8 +45,14 @@ def _read_batches(path: Path, split: np.ndarray) -> Iterator[tuple[list[tuple[st
 
 def encode(tok, texts: list[str]) -> list[list[int]]:
     """Token ids per text, without special tokens (EOS is added by TokenWriter). `encode_batch_fast` skips the
-    character offsets, which shards do not need."""
-    return [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    character offsets, which shards do not need. Longest texts go first so that no thread is left alone with
+    one long book at the end of a batch (the results are put back in input order)."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    encs = tok.encode_batch_fast([texts[i] for i in order], add_special_tokens=False)
+    out: list[list[int]] = [[] for _ in texts]
+    for i, e in zip(order, encs):
+        out[i] = e.ids
+    return out
 
 
 def _encoded(batches, tok) -> Iterator[tuple[list[tuple[str, str]], list[list[int]], int]]:
