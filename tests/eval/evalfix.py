@@ -80,3 +80,33 @@ def data_copy(shared: Path, dest: Path, *names: str) -> Path:
     for n in names:
         (dest / n).symlink_to(shared / n, target_is_directory=True)
     return dest
+
+
+def train_steps(model, tokenizer, texts: list[str], steps: int, lr: float = 3e-3, seed: int = 0, seq: int = 64):
+    """Plain AdamW on next-token loss over `texts` (each its own sequence, EOS-terminated, right-padded)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    ids = [tokenizer.encode(t)[: seq - 1] + [tokenizer.eos_token_id] for t in texts]
+    x = torch.full((len(ids), seq), tokenizer.eos_token_id)
+    mask = torch.zeros(len(ids), seq, dtype=torch.bool)
+    for i, row in enumerate(ids):
+        x[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        logits = model(x[:, :-1])  # (B, T-1, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+        loss = (loss * mask[:, 1:].flatten()).sum() / mask[:, 1:].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss.detach())
+
+
+def wiki_texts(shared: Path, n: int, start: int = 0) -> list[str]:
+    lines = [ln for ln in (shared / "wikitext2" / "wiki.test.raw").read_text("utf-8").splitlines() if len(ln) > 80]
+    return lines[start: start + n]

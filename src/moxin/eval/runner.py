@@ -146,6 +146,7 @@ def evaluate(model: ModelRef, s: Settings, out: Path, lm: Any = None, log=print)
         else:
             todo.append((p, cfg, h, path))
     if todo:
+        _check_local_data([p for p, *_ in todo], s)  # malformed data fails here, before any model is loaded
         lm = lm or _load_lm(model, s)
     for p, cfg, h, path in todo:
         log(f"evaluating {p.name} ({p.lm_eval_task}, {p.source}) on {model.path.name} [{model.sha256[:12]}]")
@@ -153,6 +154,14 @@ def evaluate(model: ModelRef, s: Settings, out: Path, lm: Any = None, log=print)
         atomic_write_json(path, res)
         results.append(res)
     return results, len(todo)
+
+
+def _check_local_data(planned: list[Planned], s: Settings) -> None:
+    from moxin.eval import local_data
+
+    for p in planned:
+        if p.source == "local" and p.spec and p.spec.data:
+            getattr(local_data, p.spec.data)(str(s.data_dir))  # memoised: lm-eval's later call costs nothing
 
 
 def _load_lm(model: ModelRef, s: Settings):
