@@ -120,3 +120,17 @@ def test_cli_strict_error_is_one_line(tmp_path, tok_dir, pretrain_ckpt):
                                     f'on_bad_record = "error"\ndata = [{{path = "{path}", license = "MIT"}}]\n')
     code, out, err = run_cli("finetune", "sft", str(recipe), "--no-progress")
     assert code == 2 and "bad.jsonl:1: unknown_role:robot" in err and "Traceback" not in err
+
+
+def test_shared_sft_and_math_sets_load(shared_data, tok):
+    f = _cfg("sft", [shared_data / "dolly_hhrlhf_small" / "dolly_hhrlhf_train_small.jsonl",
+                     shared_data / "gsm8k" / "train.jsonl"], seq_len=100_000)
+    for d in f.sft.data:
+        d.max_records = 40
+    prep = prepare(f, "sft", tok, Path, None, 0, write=False)
+    assert {n: (c.format, c.records_in, c.kept) for n, c in prep.ledger.sets.items()} == {
+        "dolly_hhrlhf_train_small": ("prompt-response", 40, 40), "train": ("math", 40, 40)}
+    g = _cfg("grpo", [shared_data / "gsm8k" / "train.jsonl"], seq_len=4096)
+    g.grpo.data[0].max_records = 20
+    prep = prepare(g, "grpo", tok, Path, None, 0, write=False)
+    assert len(prep.train) == 20 and prep.train[0][1] == "72"  # Natalia's clips: '#### 72'

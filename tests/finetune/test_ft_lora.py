@@ -104,3 +104,25 @@ def test_sigkill_resume_is_bit_exact(tmp_path, shared_data, pretrain_ckpt, rank,
     la = [json.loads(x)["loss"] for x in (a.parent.parent / "metrics.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert la == lb
+
+
+@pytest.mark.slow
+def test_fsdp2_two_ranks_match_one_process(tmp_path, shared_data, pretrain_ckpt):
+    """LoRA SFT under torchrun (2 gloo ranks, FSDP2) gives the single-process losses."""
+    import subprocess
+    import sys
+
+    from ft_helpers import sub_env
+
+    data = shared_data / "rasbt_instruction_data" / "instruction-data.json"
+    losses = {}
+    for world in (1, 2):
+        recipe = _recipe(tmp_path / f"w{world}", pretrain_ckpt, data, 4)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world), "--master_port",
+               str(29400 + world), "-m", "moxin.cli", "finetune", "sft", str(recipe), "--no-progress",
+               "--set", "finetune.sft.steps=3"]
+        proc = subprocess.run(cmd, env=sub_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics = tmp_path / f"w{world}" / "runs" / "ft" / "finetune" / "sft" / "metrics.jsonl"
+        losses[world] = [json.loads(x)["loss"] for x in metrics.read_text().splitlines()]
+    assert len(losses[2]) == 3 and losses[2] == pytest.approx(losses[1], abs=1e-5)
