@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, cpu_load  # noqa: E402
+from _common import best_of, cpu_load
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS_HF = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -60,10 +60,9 @@ class Fixed:
 
 
 def moxin_step_fn(lora_rank: int, batch, lr: float, tmp: Path):
-    from moxin.finetune.config import LoRAConfig
+    from moxin.finetune.config import LoRAConfig, SFTConfig
     from moxin.finetune.lora import apply_lora
     from moxin.finetune.run import plan
-    from moxin.finetune.config import SFTConfig
     from moxin.finetune.tasks import SFTTask
     from moxin.interop import load_model
     from moxin.interop.gguf import smollm2_path

@@ -1,17 +1,15 @@
 """Formats, drop reasons with file:line, strict errors, decontamination and the data manifest."""
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
+from ft_helpers import pretrain_ckpt, run_cli, tok, tok_dir, write_jsonl, write_recipe  # noqa: F401 (fixtures)
 
 from moxin.errors import ConfigError, DataError
 from moxin.finetune.config import DatasetConfig, EvalSetConfig, FinetuneConfig
 from moxin.finetune.data import detect_format, gsm8k_answer, normalise
 from moxin.finetune.prepare import prepare
-
-from ft_helpers import pretrain_ckpt, run_cli, tok, tok_dir, write_jsonl, write_recipe  # noqa: F401 (fixtures)
 
 
 def _cfg(mode, paths, **kw):

@@ -8,9 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from ft_helpers import pretrain_ckpt, run_cli, tok, tok_dir, write_recipe  # noqa: F401 (fixtures)
-from moxin.finetune.grpo import GRPOBatches, arithmetic_task, last_number, numeric_reward
+
+from moxin.finetune.grpo import (
+    GRPOBatches,
+    arithmetic_task,
+    last_number,
+    numeric_reward,
+)
 
 
 def test_numeric_reward():
@@ -22,8 +27,8 @@ def test_numeric_reward():
 
 def test_rollout_batch_is_consistent(tok, pretrain_ckpt):
     from moxin.finetune.config import GRPOConfig, LoRAConfig
-    from moxin.finetune.losses import token_logps
     from moxin.finetune.lora import apply_lora
+    from moxin.finetune.losses import token_logps
     from moxin.finetune.template import encode_prompt, end_of_turn_id
     from moxin.interop import load_model
 

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from ft_helpers import (  # noqa: F401
+    kill_after,
+    pretrain_ckpt,
+    run_cli,
+    run_sub,
+    tok_dir,
+    write_recipe,
+)
 
-from ft_helpers import kill_after, pretrain_ckpt, run_cli, run_sub, tok_dir, write_recipe  # noqa: F401
 from moxin.finetune.config import LoRAConfig
 from moxin.finetune.lora import LoRALinear, apply_lora, has_lora, merge_lora
 from moxin.model import build, preset

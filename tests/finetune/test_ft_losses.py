@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from moxin.finetune.losses import dpo_loss, group_advantages, grpo_loss, kl_k3, token_logps
+from moxin.finetune.losses import (
+    dpo_loss,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+    token_logps,
+)
 
 
 def test_dpo_loss_matches_hand_computation():

@@ -1,12 +1,18 @@
 """Assistant-only masks from the chat template, and packing that keeps examples apart."""
 
 import numpy as np
-import pytest
 import torch
-
 from ft_helpers import tok, tok_dir  # noqa: F401 (fixtures)
-from moxin.finetune.template import (IGNORE, encode_chat, encode_prompt, end_of_turn_id, pack, render,
-                                     shift_labels)
+
+from moxin.finetune.template import (
+    IGNORE,
+    encode_chat,
+    encode_prompt,
+    end_of_turn_id,
+    pack,
+    render,
+    shift_labels,
+)
 
 CONV = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Spell freind."},
         {"role": "assistant", "content": "friend"}, {"role": "user", "content": "And recieve?"},

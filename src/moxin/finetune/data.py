@@ -23,12 +23,13 @@ import io
 import json
 import lzma
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from moxin.errors import ConfigError, DataError
-from moxin.finetune.config import DatasetConfig, EvalSetConfig, Format
+from moxin.finetune.config import DatasetConfig
 
 ROLES = ("system", "user", "assistant")
 MODE_FORMATS = {"sft": ("chat", "instruction", "prompt-response", "math", "preference"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +128,8 @@ def sft_eval(prep: Prepared, cfg, pad_id: int):
     return evaluate
 
 
-def dpo_setup(ctx: Context, prep: Prepared, model: nn.Module, seed: int, pad_id: int, log: Log):
+def dpo_setup(ctx: Context, prep: Prepared, model: nn.Module, seed: int, pad_id: int, log: Log,
+              progress: bool = True):
     """Batches with the reference log-probs, computed once with the parent (before any update) and cached."""
     from moxin.finetune.tasks import reference_logps
 
@@ -140,9 +142,9 @@ def dpo_setup(ctx: Context, prep: Prepared, model: nn.Module, seed: int, pad_id:
     cached = _read_ref_cache(ctx.out / "reference_logps.safetensors", key)
     if cached is None:
         log(f"reference log-probs: computing for {len(prep.train)} + {len(prep.val)} pairs (once; cached)")
-        cached = {"train": reference_logps(model, train, len(prep.train), cfg.micro_batch).numpy()}
+        cached = {"train": reference_logps(model, train, len(prep.train), cfg.micro_batch, progress).numpy()}
         if val:
-            cached["val"] = reference_logps(model, val, len(prep.val), cfg.micro_batch).numpy()
+            cached["val"] = reference_logps(model, val, len(prep.val), cfg.micro_batch, progress).numpy()
         _write_ref_cache(ctx.out / "reference_logps.safetensors", cached, key)
     else:
         log("reference log-probs: reused the cache (same parent and data)")
@@ -220,7 +222,7 @@ def grpo_setup(ctx: Context, prep: Prepared, model: nn.Module, tok, seed: int, p
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log):
+def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log, progress: bool = True):
     """The model (LoRA applied, parallelised), the task, the batch source, the evaluator and the LoRA record."""
     from moxin.finetune.tasks import DPOTask, SFTTask
     from moxin.parallel import parallelize
@@ -239,7 +241,7 @@ def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log):
         task, batches, evaluate = SFTTask(), sft_batches(prep, cfg, seed, pad_id), sft_eval(prep, cfg, pad_id)
     elif mode == "dpo":
         # LoRA starts with B = 0, so the adapted model's outputs are exactly the parent's: a valid reference.
-        batches, val = dpo_setup(ctx, prep, model, seed, pad_id, log)
+        batches, val = dpo_setup(ctx, prep, model, seed, pad_id, log, progress and dist.is_main)
         task, evaluate = DPOTask(cfg.beta, cfg.label_smoothing), dpo_eval(val, cfg)
     else:
         from moxin.finetune.grpo import GRPOTask
@@ -306,11 +308,12 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
         prep.manifest_path = ctx.out / "data" / "manifest.json"
         prep.manifest_sha256 = sha256_file(prep.manifest_path)
     torch.manual_seed(seed)
-    model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, dist, log)
+    model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, dist, log, progress)
     steps = total_steps(ctx.cfg, len(prep.train) if mode != "sft" or not ctx.cfg.packing else
                         len(batches.packed.input_ids), mode)
-    config = {"mode": mode, "finetune": to_dict(dataclasses.replace(recipe.finetune)), "seed": seed,
-              "model": dataclasses.asdict(model.cfg) if hasattr(model, "cfg") else None}
+    shared = {k: v for k, v in to_dict(recipe.finetune).items() if k not in lin.MODES}
+    config = {"mode": mode, "finetune": shared, mode: to_dict(ctx.cfg), "seed": seed,
+              "model": dataclasses.asdict(_model_cfg(model))}
     # The Trainer measures the matmul peak (with torch.randn) at the start of fit(), i.e. after resume() restored
     # the RNG, which would shift the RNG stream of a resumed run (LoRA dropout); measuring here, before resume,
     # keeps the resumed stream identical.

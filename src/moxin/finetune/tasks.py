@@ -66,12 +66,15 @@ class DPOTask:
 
 
 @torch.no_grad()
-def reference_logps(model: nn.Module, batches: Any, n: int, micro: int, log=lambda m: None) -> torch.Tensor:
+def reference_logps(model: nn.Module, batches: Any, n: int, micro: int, progress: bool = False) -> torch.Tensor:
     """(n, 2) summed log-probs of chosen and rejected under `model` (the frozen reference), micro-batch by micro."""
+    from rich.progress import track
+
     was = model.training
     model.eval()
     out = torch.empty(n, 2, dtype=torch.float64)
-    for i in range(0, n, micro):
+    starts = range(0, n, micro)
+    for i in track(starts, description="reference log-probs", disable=not progress, transient=True):
         idx = list(range(i, min(n, i + micro)))
         pc, pr = pair_logps(model, batches.collate(idx))
         out[idx, 0], out[idx, 1] = pc.double(), pr.double()
