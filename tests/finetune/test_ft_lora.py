@@ -133,3 +133,24 @@ def test_fsdp2_two_ranks_match_one_process(tmp_path, shared_data, pretrain_ckpt)
         metrics = tmp_path / f"w{world}" / "runs" / "ft" / "finetune" / "sft" / "metrics.jsonl"
         losses[world] = [json.loads(x)["loss"] for x in metrics.read_text().splitlines()]
     assert len(losses[2]) == 3 and losses[2] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_imported_hf_parent_and_its_lineage(tmp_path, shared_data, tok_dir):
+    """A Hugging Face folder as the parent: fine-tuned, recorded by file hashes, printed with its licence."""
+    import shutil
+
+    from moxin.interop.hf import to_hf
+
+    hf = tmp_path / "hf"
+    to_hf(build(preset("llama-tiny"), seed=5), hf)
+    for f in tok_dir.iterdir():
+        shutil.copy(f, hf / f.name)
+    recipe = _recipe(tmp_path, hf, shared_data / "rasbt_instruction_data" / "instruction-data.json", 0)
+    code, _, err = run_cli("finetune", "sft", str(recipe), "--no-progress", "--set", "finetune.sft.steps=2",
+                           "--set", 'finetune.parent_license="Apache-2.0"')
+    assert code == 0, err
+    ck = tmp_path / "runs" / "ft" / "finetune" / "sft" / "checkpoints" / "step-00000002"
+    base = json.loads((ck / "train_state.json").read_text())["lineage"]["base"]
+    assert base["kind"] == "hf" and "model.safetensors" in base["files"] and base["license"] == "Apache-2.0"
+    code, out, _ = run_cli("lineage", str(ck))
+    assert code == 0 and "imported (hf)" in out and "licence: Apache-2.0" in out and "verified" in out
