@@ -45,7 +45,18 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
     evals = {e.name: source_fingerprint_file(e.path) for e in data_cfg.decontaminate}
     process_fp = fingerprint({"data": to_dict(data_cfg), "seed": seed, "evals": evals,
                               "sources": {k: v["fingerprint"] for k, v in per.items()}})
-    return fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg)}), process_fp, per
+    tok_files = _reused_tokenizer_fp(tok_cfg.path) if tok_cfg.path else None
+    return fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg), "tokenizer_files": tok_files}), \
+        process_fp, per
+
+
+def _reused_tokenizer_fp(path: str) -> dict[str, str]:
+    """SHA-256 of the files of a reused tokenizer (`tokenizer.path`), so editing it invalidates the stage."""
+    from moxin.provenance import sha256_file
+
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+    return {f.name: sha256_file(f) for f in files}
 
 
 def source_fingerprint_file(path: str) -> str:
@@ -154,7 +165,9 @@ def ensure_tokenizer(tok_cfg: TokenizerConfig, texts: list[str], tok_dir: Path, 
         h.update(b)
     old = load_manifest(tok_dir)
     cfg_hash = fingerprint(to_dict(tok_cfg))
-    if old and old.get("config_hash") == cfg_hash and (tok_cfg.path or old.get("sample", {}).get("sha256") == h.hexdigest()):
+    # A reused tokenizer (tokenizer.path) is copied again every time: it is cheap, and its files may have changed.
+    if old and old.get("config_hash") == cfg_hash and not tok_cfg.path and \
+            old.get("sample", {}).get("sha256") == h.hexdigest():
         from moxin.provenance import verify_manifest
 
         if not verify_manifest(tok_dir):
