@@ -44,7 +44,7 @@ def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
     from moxin.data.pipeline import run_data_stage
 
     cfg = recipe.data.resolved(recipe.resolve_path)
-    tok = _tok_cfg(recipe)
+    tok = tokenizer_config(recipe)
     t0 = time.perf_counter()
     m = run_data_stage(cfg, tok, recipe.run.seed, run_dir(recipe), force=force)
     dt = time.perf_counter() - t0
@@ -53,7 +53,8 @@ def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
           f"{m['tokens']['val_tokens']:,} val tokens → {run_dir(recipe) / 'data'} ({dt:.1f} s)")
 
 
-def _tok_cfg(recipe: Recipe):
+def tokenizer_config(recipe: Recipe):
+    """The recipe's [tokenizer] section with `path` (a reused tokenizer) resolved against the recipe file."""
     import dataclasses
 
     tk = recipe.tokenizer
@@ -77,7 +78,7 @@ def tokenizer(recipe: Recipe, dry_run: bool = False) -> None:
         return
     from moxin.data.pipeline import train_tokenizer_stage
 
-    m = train_tokenizer_stage(recipe.data.resolved(recipe.resolve_path), _tok_cfg(recipe), recipe.run.seed,
+    m = train_tokenizer_stage(recipe.data.resolved(recipe.resolve_path), tokenizer_config(recipe), recipe.run.seed,
                               run_dir(recipe))
     print(f"tokenizer: vocab {m['vocab_size']}, sha256 {m['tokenizer_sha256'][:16]}… → {run_dir(recipe) / 'tokenizer'}")
 
