@@ -215,7 +215,7 @@ def grpo_setup(ctx: Context, prep: Prepared, model: nn.Module, tok, seed: int, p
         if prep.val else None
 
     def evaluate(m: nn.Module, step: int) -> dict[str, float]:
-        val.policy = m
+        val.policy, val.fixed_length = m, batches.fixed_length  # FSDP: every rank runs the same forwards
         return {"val_reward": eval_reward(val, list(range(len(prep.val))))}
 
     return batches, (evaluate if val else None)
