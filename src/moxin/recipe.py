@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moxin.build.config import BuildConfig
 from moxin.data.config import DataConfig
+from moxin.eval.config import EvalConfig
 from moxin.finetune.config import FinetuneConfig
 from moxin.model.config import ModelConfig, tiny
 from moxin.release.config import ReleaseConfig
@@ -30,7 +32,9 @@ class Recipe:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
 
     # Set by `load_recipe`, not read from TOML: the file it came from (paths in the recipe resolve against it).
     source_path: Path | None = field(default=None, init=False, repr=False, compare=False, metadata={"toml": False})

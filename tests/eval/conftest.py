@@ -4,10 +4,14 @@ CONTRACTS.md layout) and as a Hugging Face export of the same weights."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# Many tiny forward passes: passive OpenMP waiting keeps them fast on a shared CPU (see moxin/eval/commands.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from evalfix import make_tokenizer, tiny_cfg, write_checkpoint
 

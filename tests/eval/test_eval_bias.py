@@ -47,7 +47,7 @@ def scores(tmp_path_factory, tokenizer_dir, shared_data):
     base = build(tiny_cfg(), seed=1)
     train_steps(base, tok, wiki_texts(shared_data, 16), 20)  # a small language model first
     biased = copy.deepcopy(base)
-    train_steps(biased, tok, _crows_stereotypes(shared_data, N) + _bbq_biased_answers(N, shared_data), 40, seq=160)
+    train_steps(biased, tok, _crows_stereotypes(shared_data, N) + _bbq_biased_answers(N, shared_data), 100, seq=160)
     root = tmp_path_factory.mktemp("bias")
     s = Settings(tasks=["bias"], data_dir=shared_data, limit=N, batch_size=32)
     out = {}

@@ -50,6 +50,8 @@ class MoxinLM(TemplateLM):
             tokenizer = tokenizer or load_tokenizer(path)
             model = model or load_model(path, dtype=torch_dtype(str(dtype)))
         self.path = str(path) if path else None
+        if str(device or "cpu").startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"  # lm-eval's CLI defaults to cuda; like its `hf` model, fall back to the CPU
         self._device = torch.device(device or "cpu")
         self.model = model.to(self._device).eval()
         self.tokenizer = tokenizer
@@ -176,7 +178,8 @@ class MoxinLM(TemplateLM):
             cpos = torch.zeros(R, Tn, dtype=torch.long)
             for r, (g, c, _) in enumerate(conts):
                 ctoks[r, : len(c) - 1] = torch.tensor(c[:-1])
-                cpos[r] = len(batch[g][0]) + torch.arange(Tn)  # right padding keeps increasing positions
+                cpos[r] = len(batch[g][0]) + torch.arange(Tn)
+                cpos[r, len(c) - 1:] = -1  # right padding: position -1 (never attended, never past max_seq_len)
             h = self.model(ctoks.to(dev), positions=cpos.to(dev), cache=cache, return_hidden=True)  # (R, Tn, D)
             lens = torch.tensor([len(c) - 1 for _, c, _ in conts])
             keep = torch.arange(Tn)[None, :] < lens[:, None]  # (R, Tn)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from moxin.errors import EvalError
+
+
+# Evaluation is many small forward passes; on a shared CPU, OpenMP's spinning threads wait out each other's time
+# slices and every op costs tens of ms (measured 30-80x slower under load). Passive waiting avoids that; it must be
+# set before torch starts its thread pool, and an explicit setting by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | None = None, limit: int | None = None,
@@ -40,10 +47,9 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
         device: torch device (cpu, cuda, cuda:1, ...)
         max_length: longest sequence the model sees (default: the model's max_seq_len)
     """
+    from moxin.commands import torch_dtype
     from moxin.eval import identity
     from moxin.eval.runner import Settings, evaluate, resolve_source
-
-    from moxin.commands import torch_dtype
 
     torch_dtype(dtype)  # validate early, before any model is loaded
     if limit is not None and limit < 1:
@@ -97,3 +103,17 @@ def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
                           str(r["num_fewshot"] or 0), metric, "nan" if value is None else f"{value:.4f}",
                           str(r.get("items") or ""), f"{r['time_s']:.1f}")
     Console(soft_wrap=True).print(table)
+
+
+def evaluate_run_from_config(run: Path, cfg, data_dir: Path | None = None) -> None:
+    """The build's eval stage: a recipe's [eval] section (an `EvalConfig`) over a run's checkpoints.
+
+    `data_dir` is the section's data_dir already resolved against the recipe file (`recipe.resolve_path`)."""
+    from moxin.eval import identity
+    from moxin.eval.runner import Settings, resolve_source
+
+    s = resolve_source(Settings(tasks=list(cfg.tasks), data_dir=data_dir, limit=cfg.limit, batch_size=cfg.batch_size,
+                                dtype=cfg.dtype, num_fewshot=cfg.num_fewshot,
+                                apply_chat_template=cfg.apply_chat_template))
+    ckpts = identity.checkpoints_of(run)
+    _evaluate_run(run, ckpts if cfg.all_checkpoints else ckpts[-1:], s, run / "eval")

@@ -5,6 +5,7 @@ model hash and task config hash is reused, so re-running an evaluation computes 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -54,14 +55,16 @@ def hf_reachable(timeout: float = 3.0) -> bool:
 
 
 def resolve_source(s: Settings) -> Settings:
-    """Local data when --data-dir is given; otherwise lm-eval's built-in tasks, which need Hugging Face."""
-    if s.data_dir is not None:
-        from moxin.eval.local_data import data_dir
+    """Local data when --data-dir (or MOXIN_EVAL_DATA_DIR) is given; otherwise lm-eval's built-in tasks (Hugging Face)."""
+    from moxin.eval.local_data import ENV, data_dir
 
+    if s.data_dir is None and os.environ.get(ENV):
+        s.data_dir = Path(os.environ[ENV])
+    if s.data_dir is not None:
         s.data_dir = data_dir(s.data_dir)
     elif not hf_reachable():
-        raise EvalError("Hugging Face datasets are not reachable (offline); pass --data-dir DIR with the evaluation "
-                        "data laid out like ../shared/data")
+        raise EvalError(f"Hugging Face datasets are not reachable (offline); pass --data-dir DIR (or set {ENV}) with "
+                        f"the evaluation data laid out like ../shared/data")
     return s
 
 
@@ -180,11 +183,12 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # moxin shows its own progress; keep lm-eval's chatter out
     t0 = time.perf_counter()
     try:
-        out = simple_evaluate(model=lm, tasks=[p.lm_eval_task], num_fewshot=p.num_fewshot, limit=s.limit,
-                              task_manager=_tm(s), random_seed=s.seed, numpy_random_seed=s.seed,
-                              torch_random_seed=s.seed, fewshot_random_seed=s.seed, log_samples=False,
-                              apply_chat_template=s.apply_chat_template, bootstrap_iters=BOOTSTRAP_ITERS,
-                              batch_size=s.batch_size)
+        with quiet_env_probe():
+            out = simple_evaluate(model=lm, tasks=[p.lm_eval_task], num_fewshot=p.num_fewshot, limit=s.limit,
+                                  task_manager=_tm(s), random_seed=s.seed, numpy_random_seed=s.seed,
+                                  torch_random_seed=s.seed, fewshot_random_seed=s.seed, log_samples=False,
+                                  apply_chat_template=s.apply_chat_template, bootstrap_iters=BOOTSTRAP_ITERS,
+                                  batch_size=s.batch_size)
     except (KeyError, ValueError, FileNotFoundError, ConnectionError, OSError) as e:
         raise EvalError(f"lm-eval could not run task {p.lm_eval_task!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     seconds = time.perf_counter() - t0
@@ -199,6 +203,20 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
         "lm_eval_config": out.get("configs", {}).get(p.lm_eval_task), "environment": environment(),
         "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+@contextlib.contextmanager
+def quiet_env_probe():
+    """lm-eval ends every simple_evaluate with torch's collect_env, which shells out to pip (~2-7 s per task per
+    checkpoint). moxin records the environment itself (`environment()` in every result), so skip the probe."""
+    import lm_eval.evaluator as ev
+
+    saved = ev.add_env_info
+    ev.add_env_info = lambda results: None
+    try:
+        yield
+    finally:
+        ev.add_env_info = saved
 
 
 def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
