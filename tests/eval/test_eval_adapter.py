@@ -87,6 +87,7 @@ def test_registered_for_lm_eval():
     assert get_model("moxin") is MoxinLM
 
 
+@pytest.mark.slow  # lm-eval's own CLI indexes its ~14,000 built-in tasks first
 def test_python_m_lm_eval_cli(tiny_checkpoint, shared_data, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "moxin.eval.lm_eval_cli", "run", "--model", "moxin", "--model_args",

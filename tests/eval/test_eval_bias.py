@@ -11,6 +11,7 @@ import pytest
 from evalfix import tiny_cfg, train_steps, wiki_texts, write_checkpoint
 
 N = 24  # items per task
+pytestmark = pytest.mark.slow  # two trainings and two evaluations of CrowS-Pairs and BBQ
 
 
 def _crows_stereotypes(shared, n: int) -> list[str]:

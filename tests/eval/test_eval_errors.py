@@ -58,3 +58,9 @@ def test_bad_flags(tiny_checkpoint, shared_data, tmp_path):
     one_line_error(run_cli("eval", str(tmp_path / "none"), "--data-dir", str(shared_data)), "does not exist")
     one_line_error(run_cli("eval", str(tiny_checkpoint), "--tasks", "mmlu", "--data-dir", str(shared_data)),
                    "'mmlu' has no local data")
+
+
+def test_recipe_eval_section_is_validated():
+    one_line_error(run_cli("config", "tiny", "--set", "eval.dtype=fp8"), "eval.dtype", "'fp8'", "float32")
+    one_line_error(run_cli("config", "tiny", "--set", "eval.limit=0"), "eval.limit", "at least 1")
+    one_line_error(run_cli("config", "tiny", "--set", "eval.tasks=['piqa:x']"), "eval.tasks", "n-shot")
