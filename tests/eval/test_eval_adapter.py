@@ -122,3 +122,16 @@ def test_user_task_folder_with_relative_data_path(tiny_checkpoint, tmp_path, mon
     assert code == 0, err[-3000:]
     (res,) = [json.loads(p.read_text()) for p in (tmp_path / "res" / "results").glob("*.json")]
     assert res["task"] == "my_even" and res["items"] == 6 and 0.0 <= res["metrics"]["acc"] <= 1.0
+
+
+def test_hf_folder_scores_like_the_checkpoint(lm, tiny_hf_export):
+    """Evaluation also runs on Hugging Face folders (and .gguf files, see test_eval_smollm2): same weights, same
+    scores."""
+    from lm_eval.api.instance import Instance
+
+    from moxin.eval.adapter import MoxinLM
+
+    hf = MoxinLM(path=str(tiny_hf_export), show_progress=False)
+    reqs = [Instance("loglikelihood", {}, ("The river", c), i) for i, c in enumerate((" rose", " fell slowly"))]
+    for (a, ga), (b, gb) in zip(lm.loglikelihood(reqs), hf.loglikelihood(reqs), strict=True):
+        assert abs(a - b) < 1e-5 and ga == gb
