@@ -64,6 +64,7 @@ def test_sft_lowers_held_out_assistant_loss(chain):
     assert after < before - 0.5, (before, after)
     ck = chain / "sft" / "checkpoints" / f"step-{SFT_STEPS:08d}"
     assert verify_manifest(ck) == [] and (ck / "tokenizer" / "tokenizer.json").is_file()
+    assert "<|im_start|>" in (ck / "tokenizer" / "chat_template.jinja").read_text()  # stored with the tokenizer
     state = json.loads((ck / "train_state.json").read_text())
     assert state["kind"] == "finetune" and state["mode"] == "sft"
     assert state["lineage"]["base"]["kind"] == "checkpoint" and state["lineage"]["code"]["package"] == "moxin"
