@@ -11,8 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+from moxintest import REPO, SHARED_DATA, run_cli  # noqa: F401 - re-exported for older imports
 
 
 @pytest.fixture(scope="session")
@@ -51,19 +50,3 @@ def hf_llama_dir(tmp_path_factory) -> Path:
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                       max_position_embeddings=128)
     return _save(LlamaForCausalLM(cfg).eval(), tmp_path_factory.mktemp("hf-llama"))
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run `moxin ARGS` in-process; returns (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from moxin.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse usage errors
-            code = e.code if isinstance(e.code, int) else 1
-    return code, out.getvalue(), err.getvalue()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_cli
+from moxintest import REPO, run_cli
 
 
 def _one_line_error(code, out, err, *needles):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from moxintest import run_cli
 
 from moxin.interop.gguf import from_gguf, smollm2_path, unpermute_qk
 from moxin.interop.gguf_export import gguf_tensors, to_gguf

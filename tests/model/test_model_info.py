@@ -3,7 +3,7 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-from conftest import run_cli
+from moxintest import run_cli
 from moxin.interop.hf import config_to_hf
 from moxin.model import PRESETS, Transformer, flops_per_token, num_params, preset
 

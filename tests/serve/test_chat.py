@@ -75,7 +75,7 @@ def test_chat_without_a_chat_template_is_a_clear_error(toy_ckpt, tmp_path):
     import json
     import shutil
 
-    from conftest import run_cli
+    from moxintest import run_cli
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(toy_ckpt, ckpt)

@@ -3,7 +3,7 @@
 import shutil
 
 import torch
-from conftest import run_cli
+from moxintest import run_cli
 
 from moxin.interop import load_model
 from serve_toy import CHATML, make_checkpoint

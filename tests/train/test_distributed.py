@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from moxintest import run_cli
 from helpers import one_thread, small_tokens, sub_env, write_recipe  # noqa: F401 (fixture)
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.train import checkpoint as ckpt

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from moxintest import run_cli
 from helpers import one_thread, python_docs, shakespeare_docs, small_tokens, write_bytes_tokens, write_recipe  # noqa: F401
 from moxin.config import load_recipe
 from moxin.errors import CheckpointError

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from moxintest import run_cli
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
 from moxin.train import checkpoint as ckpt
 from moxin.train.metrics import read_metrics
