@@ -21,6 +21,7 @@ from moxin.errors import MoxinError
 
 # command words → "module:function". A group (e.g. "model") lists its subcommands.
 COMMANDS: dict[str, str] = {
+    "build": "moxin.build.commands:build",
     "config": "moxin.commands:config",
     "model info": "moxin.commands:model_info",
     "import": "moxin.commands:import_model",
@@ -88,7 +89,10 @@ def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
         tp = _unwrap_optional(hints.get(pname, str))
         help_text = helps.get(pname, "")
         if _is_recipe(tp):
-            parser.add_argument("recipe", metavar="RECIPE", help=help_text or "recipe TOML file, or a shipped recipe name")
+            default = getattr(fn, "default_recipe", None)
+            parser.add_argument("recipe", metavar="RECIPE", nargs="?" if default else None, default=default,
+                                help=(help_text or "recipe TOML file, or a shipped recipe name")
+                                + (f" (default: {default})" if default else ""))
             parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                                 help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)")
             continue
