@@ -1,9 +1,18 @@
-"""Helpers for the evaluation tests (a module with a unique name: `conftest` is ambiguous across test folders)."""
+"""Helpers and fixtures for the evaluation tests (a module with a unique name, not a nested conftest.py, which would
+shadow tests/conftest.py for `from conftest import ...`). Test modules import the fixtures they use by name:
+a small BPE tokenizer, a tiny random moxin checkpoint (the CONTRACTS.md layout) and its Hugging Face export."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
+
+import pytest
+
+# Many tiny forward passes: passive OpenMP waiting keeps them fast on a shared CPU (see moxin/eval/commands.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TASKS = ["hellaswag_local", "arc_easy_local", "piqa_local", "winogrande_local"]
 
@@ -110,3 +119,39 @@ def train_steps(model, tokenizer, texts: list[str], steps: int, lr: float = 3e-3
 def wiki_texts(shared: Path, n: int, start: int = 0) -> list[str]:
     lines = [ln for ln in (shared / "wikitext2" / "wiki.test.raw").read_text("utf-8").splitlines() if len(ln) > 80]
     return lines[start: start + n]
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, shared_data) -> Path:
+    return make_tokenizer(shared_data, tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tokenizer_dir) -> Path:
+    from moxin.model.transformer import build
+
+    model = build(tiny_cfg(), seed=3)
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "step-00000010", model, tokenizer_dir, 10, 5120)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_export(tmp_path_factory, tiny_checkpoint, tokenizer_dir) -> Path:
+    """The same weights exported for transformers, with the tokenizer beside them."""
+    from moxin.interop import load_model
+    from moxin.interop.hf import to_hf
+
+    out = tmp_path_factory.mktemp("hf-export")
+    to_hf(load_model(tiny_checkpoint), out)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy2(f, out / f.name)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["sliding_window"] == 16
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_task_manager(shared_data):
+    from lm_eval.tasks import TaskManager
+
+    from moxin.eval.catalog import TASKS_DIR
+
+    return TaskManager(include_path=[str(TASKS_DIR)], include_defaults=False, metadata={"data_dir": str(shared_data)})

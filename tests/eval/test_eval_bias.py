@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from evalfix import tiny_cfg, train_steps, wiki_texts, write_checkpoint
+from evalfix import tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
 
 N = 24  # items per task
 pytestmark = pytest.mark.slow  # two trainings and two evaluations of CrowS-Pairs and BBQ

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from evalfix import data_copy, one_line_error, run_cli
+from evalfix import data_copy, one_line_error, run_cli, tiny_checkpoint, tokenizer_dir  # noqa: F401
 
 
 def test_unknown_task_suggests_nearest(tiny_checkpoint, shared_data, tmp_path):

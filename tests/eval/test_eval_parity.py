@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalfix import TASKS
+from evalfix import TASKS, local_task_manager, tiny_checkpoint, tiny_hf_export, tokenizer_dir  # noqa: F401
 
 LIMIT = 20
 pytestmark = pytest.mark.slow  # ~20 s of CPU: two lm-eval runs (moxin and transformers) over four tasks
