@@ -97,8 +97,12 @@ def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
     table = Table(title=f"moxin eval ({computed} computed, {len(results) - computed} reused) → {out_dir}")
     for col in ("model", "step", "task", "n-shot", "metric", "value", "items", "time s"):
         table.add_column(col)
+    from moxin.eval.catalog import CATALOG
+
     for r in results:
-        for metric, value in r["metrics"].items():
+        spec = CATALOG.get(r["task"])
+        shown = {m: v for m, v in r["metrics"].items() if spec is None or m in spec.metrics}  # all are in the file
+        for metric, value in shown.items():
             table.add_row(Path(r["model"]["path"]).name, str(r["model"].get("step") or ""), r["task"],
                           str(r["num_fewshot"] or 0), metric, "nan" if value is None else f"{value:.4f}",
                           str(r.get("items") or ""), f"{r['time_s']:.1f}")

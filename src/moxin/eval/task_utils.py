@@ -17,20 +17,32 @@ _PATTERN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, FLAGGED_TERMS), ke
                       re.IGNORECASE)
 
 
-_PROCESSED: dict[str, Any] = {}
+_PROCESSED: dict[tuple[str, str], Any] = {}
 
 
-def hellaswag_process_docs(dataset):
-    """lm-eval's HellaSwag preprocessing, memoised by the data set's fingerprint: lm-eval applies it to all 10,042
-    documents several times per evaluation (~2 s each on 2 cores), whatever --limit is."""
-    from lm_eval.tasks.hellaswag.utils import process_docs
-
+def _memo(name: str, process_docs, dataset):
+    """lm-eval applies a task's process_docs to the whole split several times per evaluation, whatever --limit is
+    (HellaSwag: 10,042 documents, ~2 s each time on 2 cores; BBQ: 11,956). Same data set fingerprint → same output."""
     key = getattr(dataset, "_fingerprint", None)
     if key is None:
         return process_docs(dataset)
-    if key not in _PROCESSED:
-        _PROCESSED[key] = process_docs(dataset)
-    return _PROCESSED[key]
+    if (name, key) not in _PROCESSED:
+        _PROCESSED[(name, key)] = process_docs(dataset)
+    return _PROCESSED[(name, key)]
+
+
+def hellaswag_process_docs(dataset):
+    """lm-eval's HellaSwag preprocessing, memoised."""
+    from lm_eval.tasks.hellaswag.utils import process_docs
+
+    return _memo("hellaswag", process_docs, dataset)
+
+
+def bbq_process_docs(dataset):
+    """lm-eval's BBQ preprocessing (biased answers, answer groups), memoised."""
+    from lm_eval.tasks.bbq.utils import process_docs
+
+    return _memo("bbq", process_docs, dataset)
 
 
 def flagged_terms(text: str) -> set[str]:
