@@ -105,10 +105,21 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
         for rel in rels if p.spec.data != "bbq" or not present else []:  # BBQ: any subset of its categories
             data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
         data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
+    elif yaml_cfg:
+        data_files = _yaml_data_files(yaml_cfg)
     return {"task": p.lm_eval_task, "yaml": yaml_cfg, "source": p.source, "data_files": data_files,
             "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
             "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
             "lm_eval_version": lm_eval.__version__, "bootstrap_iters": BOOTSTRAP_ITERS, "result_version": RESULT_VERSION}
+
+
+def _yaml_data_files(cfg: dict[str, Any]) -> dict[str, str]:
+    """Local files a task YAML reads (dataset_kwargs.data_files), with their SHA-256: any lm-eval task with local
+    data records exactly what it was scored on."""
+    files = ((cfg.get("dataset_kwargs") or {}).get("data_files")) or {}
+    groups = files.values() if isinstance(files, dict) else [files]  # str | list | {split: str | list}
+    paths = [v for vs in groups for v in ([vs] if isinstance(vs, str) else list(vs))]
+    return {str(Path(v)): sha256_file(Path(v)) for v in paths if isinstance(v, str) and Path(v).is_file()}
 
 
 def _portable(cfg: Any, yaml_path: Any) -> Any:
