@@ -83,3 +83,17 @@ def test_v4_style_config_reads(hf_mistral_dir, tmp_path):
     cfg.pop("dtype", None)
     (v4 / "config.json").write_text(json.dumps(cfg))
     assert from_hf(v4).cfg.rope_theta == 5000.0 == from_hf(hf_mistral_dir).cfg.rope_theta
+
+
+def test_native_weights_are_byte_deterministic_across_processes(tmp_path):
+    """Same weights → same file bytes in two separate processes (hash-seeded metadata order would break this)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from moxin.model import build, preset; from moxin.interop.native import save_model; "
+            "save_model(build(preset('tiny'), seed=1), sys.argv[1])")
+    for i in range(3):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"m{i}")], check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(i)})
+    blobs = {(tmp_path / f"m{i}" / "model.safetensors").read_bytes() for i in range(3)}
+    assert len(blobs) == 1

@@ -60,6 +60,22 @@ metadata:
 """
 
 
+SELFDATA_SOURCE = """# Data generated from the corpus itself by `moxin build`
+
+## Origin
+Source `{source}` of this run's data stage, read back from its token shards: `sft.jsonl` (docstring → function
+pairs from the train split), `codecomp.jsonl` (next-line multiple choice from held-out functions) and
+`heldout.jsonl` (held-out documents for perplexity).
+
+## License
+{licence}
+"""
+
+
+def _licence_of(ctx: "BuildContext", source: str) -> str:
+    return next(s.license for s in ctx.recipe.data.sources if s.name == source)
+
+
 @dataclass
 class BuildContext:
     recipe: Recipe
@@ -126,10 +142,12 @@ def selfdata_stage(ctx: BuildContext) -> Stage:
             selfdata.write_jsonl(tmp / "sft.jsonl", selfdata.sft_records(train))
             selfdata.write_jsonl(tmp / "codecomp.jsonl", selfdata.completion_items(held_fns, seed=ctx.recipe.run.seed))
             selfdata.write_jsonl(tmp / "heldout.jsonl", [{"id": d, "text": t[:4000]} for d, t in held[:64] if t.strip()])
+            atomic_write_text(tmp / "SOURCE.md", SELFDATA_SOURCE.format(source=source, licence=_licence_of(ctx, source)))
             atomic_write_text(tmp / "moxin_codecomp.yaml", CODECOMP_YAML)
             atomic_write_text(tmp / "moxin_heldout.yaml", HELDOUT_YAML)
             write_manifest(tmp, {"stage": "selfdata", "source": source, "data": output_fingerprint(ctx.run_dir / "data"),
-                                 "sft_pairs": len(train), "codecomp_items": len(held_fns), "license": "PSF-2.0"})
+                                 "sft_pairs": len(train), "codecomp_items": len(held_fns),
+                                 "license": _licence_of(ctx, source)})
         ctx.log(f"selfdata: {len(train)} SFT pairs from {source}/train, code-completion from {len(held_fns)} "
                 f"held-out functions")
 
@@ -199,7 +217,6 @@ def eval_stage(ctx: BuildContext) -> Stage:
 
         ckpts = checkpoints_of(ctx.run_dir)
         _evaluate_run(ctx.run_dir, ckpts if ctx.recipe.eval.all_checkpoints else ckpts[-1:], settings(), out)
-        write_manifest(out, {"stage": "eval"}, name="manifest.json")
 
     def inputs():
         return {"eval": ctx.section("eval"), "selfdata": output_fingerprint(ctx.run_dir / "selfdata"),
@@ -207,7 +224,8 @@ def eval_stage(ctx: BuildContext) -> Stage:
                 "finetune": [output_fingerprint(ctx.run_dir / "finetune" / (ctx.recipe.finetune.mode(m).name or m)
                                                 / "run.json") for m in finetune_modes(ctx.recipe)]}
 
-    return Stage("eval", inputs, run, [out], "every checkpoint: held-out perplexity, code completion, benchmarks")
+    return Stage("eval", inputs, run, [out / "table.csv"], "every checkpoint: held-out perplexity, code completion, "
+                 "benchmarks")
 
 
 def release_stage(ctx: BuildContext) -> Stage:
@@ -230,7 +248,7 @@ def release_stage(ctx: BuildContext) -> Stage:
 
 
 def _upstream(ctx: BuildContext) -> list[str | None]:
-    paths = [ctx.run_dir / "data", ctx.run_dir / "pretrain" / "run.json", ctx.run_dir / "eval"]
+    paths = [ctx.run_dir / "data", ctx.run_dir / "pretrain" / "run.json", ctx.run_dir / "eval" / "table.csv"]
     paths += [ctx.run_dir / "finetune" / (ctx.recipe.finetune.mode(m).name or m) / "run.json"
               for m in finetune_modes(ctx.recipe)]
     return [output_fingerprint(p) for p in paths]

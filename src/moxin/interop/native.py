@@ -28,7 +28,7 @@ def save_model(model: Transformer, folder: str | Path, dtype: torch.dtype | None
     sd = model.state_dict()
     if dtype is not None:
         sd = {k: v.to(dtype) for k, v in sd.items()}
-    write_safetensors(folder / WEIGHTS_NAME, sd, metadata={"format": "pt", "producer": "moxin"})
+    write_safetensors(folder / WEIGHTS_NAME, sd, metadata={"format": "pt"})
     atomic_write_json(folder / CONFIG_NAME, to_json_dict(model.cfg))
 
 

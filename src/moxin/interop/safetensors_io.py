@@ -25,6 +25,10 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomic write. At most one metadata key: safetensors serialises metadata from a hash map whose order changes
+    between processes, so two keys would make the bytes (and every checkpoint hash) non-deterministic."""
+    if metadata is not None and len(metadata) > 1:
+        raise ValueError(f"write_safetensors takes at most one metadata key (byte determinism), got {sorted(metadata)}")
     data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write_bytes(path, save(data, metadata=metadata))
 

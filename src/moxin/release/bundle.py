@@ -21,6 +21,7 @@ Layout of a release::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -37,6 +38,35 @@ LIBRARIES = ("torch", "numpy", "safetensors", "tokenizers", "transformers", "ggu
 
 
 # ------------------------------------------------------------------------------------------------ copying
+# Wall-clock measurements differ between any two runs of the same build; the release leaves them out of the stage
+# logs it ships (they stay in the run folder), so a rebuilt or resumed build gives the same release bytes.
+WALL_CLOCK_KEYS = frozenset({"created", "time_s", "step_time", "tokens_per_s", "flops_per_s", "mfu", "resumed_from",
+                             "seconds", "elapsed_s"})
+
+
+def _is_log(src: Path) -> bool:
+    """Stage logs and eval results; never files inside a checkpoint (their manifest lists their hashes)."""
+    parts = src.parts
+    if "checkpoints" in parts or "final" in parts:
+        return False
+    return src.name in ("metrics.jsonl", "run.json") or (src.suffix == ".json" and "results" in parts[-2:-1])
+
+
+def _strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in WALL_CLOCK_KEYS}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def without_wall_clock(text: str, suffix: str) -> str:
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return "".join(json.dumps(_strip(r), sort_keys=True) + "\n" for r in rows)
+    return json.dumps(_strip(json.loads(text)), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 class Copier:
     """Copies files with one progress bar over bytes (rate and ETA)."""
 
@@ -46,7 +76,10 @@ class Copier:
 
     def file(self, src: Path, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        if _is_log(src):
+            atomic_write_text(dst, without_wall_clock(src.read_text("utf-8"), src.suffix))
+        else:
+            shutil.copyfile(src, dst)
         if self.progress:
             self.progress.advance(self.task, src.stat().st_size)
 
@@ -113,7 +146,9 @@ def copy_eval(run: Path, out: Path, cp: Copier, data_dirs: list[Path]) -> list[s
     ev = run / "eval"
     if not ev.is_dir():
         return []
-    cp.tree(ev, out / "eval", skip=lambda p: "data" in p.relative_to(ev).parts[:1])
+    # table.csv/table.md carry each evaluation's wall time: the card renders its table from results/ instead.
+    cp.tree(ev, out / "eval", skip=lambda p: "data" in p.relative_to(ev).parts[:1]
+            or p.name in ("table.csv", "table.md", "manifest.json"))
     sources: dict[str, dict[str, Any]] = {}
     missing = []
     for r in eval_results(ev):
