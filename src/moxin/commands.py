@@ -128,7 +128,7 @@ def export_hf(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_gb:
     print(f"wrote {out}{note}")
 
 
-def generate(model: Path, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
+def generate(model: Path, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = 0) -> None:
     """Generate a continuation of a prompt (greedy by default) with the KV cache.
 
@@ -148,6 +148,8 @@ def generate(model: Path, prompt: str, max_new_tokens: int = 64, temperature: fl
     from moxin.model.generate import Sampling
     from moxin.model.generate import generate as gen
 
+    if not prompt:
+        raise MoxinError("--prompt is empty; give the text to continue, e.g. --prompt 'def read_file(path):'")
     tok = load_tokenizer(model)
     m = load_model(model).eval()
     ids = torch.tensor([tok.encode(prompt)])
