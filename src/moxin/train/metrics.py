@@ -20,8 +20,11 @@ def measure_peak_flops(dtype_name: str = "fp32", n: int = 1024, repeats: int = 5
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     n = n if dev == "cpu" else max(n, 8192)  # a GPU needs big matrices to approach its peak
-    a = torch.randn(n, n, device=dev).to(dtype)
-    b = torch.randn(n, n, device=dev).to(dtype)
+    # A private generator: drawing from the global RNG here would shift a resumed run's random stream (and the
+    # RNG state its later checkpoints record) against an uninterrupted run's.
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, n, device=dev, generator=gen).to(dtype)
+    b = torch.randn(n, n, device=dev, generator=gen).to(dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
