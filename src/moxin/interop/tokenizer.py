@@ -16,11 +16,14 @@ def load_tokenizer(path: str | Path):
 
     p = Path(path)
     try:
+        # local_files_only explicitly: transformers records it in a re-saved tokenizer_config.json, and its
+        # default follows HF_HUB_OFFLINE as read at import time, which would make the saved bytes depend on
+        # what the process imported first.
         if p.is_file() and p.suffix == ".gguf":
-            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
         for folder in (p / "tokenizer", p, p.parent / "tokenizer"):
             if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
-                return AutoTokenizer.from_pretrained(str(folder))
+                return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
         raise InteropError(f"cannot load the tokenizer of {p}: {e}") from None
     raise InteropError(f"no tokenizer found for {p} (looked for tokenizer.json in {p}/tokenizer, {p} and beside it)")
