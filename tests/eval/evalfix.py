@@ -57,20 +57,7 @@ def write_checkpoint(folder: Path, model, tokenizer_dir: Path, step: int, tokens
     return folder
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """`moxin ARGS` in-process → (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from moxin.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
+from moxintest import run_cli  # noqa: E402,F401 - one shared helper for every test folder
 
 
 def one_line_error(result: tuple[int, str, str], *needles: str) -> str:
