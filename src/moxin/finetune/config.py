@@ -23,25 +23,15 @@ settings (`moxin.train.config.TrainConfig`: batch sizes, AdamW, precision, check
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from moxin.data.config import SPDX_RE, EvalSetConfig  # noqa: F401 - EvalSetConfig is part of this section
 from moxin.errors import ConfigError
 from moxin.train.config import CheckpointConfig, TrainConfig
 
 Format = Literal["auto", "chat", "instruction", "prompt-response", "preference", "math"]
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
-SPDX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-Za-z0-9.+-]*)*$")
-
-
-@dataclass
-class EvalSetConfig:
-    """An evaluation set to decontaminate against: JSONL (.gz/.xz/.zst) whose `fields` are joined per item."""
-
-    name: str
-    path: str
-    fields: list[str] = field(default_factory=lambda: ["text"])
 
 
 @dataclass
