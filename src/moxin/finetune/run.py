@@ -314,13 +314,7 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     shared = {k: v for k, v in to_dict(recipe.finetune).items() if k not in lin.MODES}
     config = {"mode": mode, "finetune": shared, mode: to_dict(ctx.cfg), "seed": seed,
               "model": dataclasses.asdict(_model_cfg(model))}
-    # The Trainer measures the matmul peak (with torch.randn) at the start of fit(), i.e. after resume() restored
-    # the RNG, which would shift the RNG stream of a resumed run (LoRA dropout); measuring here, before resume,
-    # keeps the resumed stream identical.
-    from moxin.train.metrics import measure_peak_flops
-
-    cfg = dataclasses.replace(ctx.cfg, peak_flops=ctx.cfg.peak_flops or measure_peak_flops(ctx.cfg.precision))
-    trainer = Trainer(model, task, batches, cfg, ctx.out, plan(ctx.cfg, steps, mode), _model_cfg(model),
+    trainer = Trainer(model, task, batches, ctx.cfg, ctx.out, plan(ctx.cfg, steps, mode), _model_cfg(model),
                       dist=dist, tokenizer_dir=ctx.out / "tokenizer",
                       state_extra={"kind": "finetune", "mode": mode, "config": config},
                       lineage=lineage_record(ctx, prep, lora), evaluate=evaluate, log=log, progress=progress, seed=seed)
