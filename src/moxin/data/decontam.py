@@ -45,7 +45,8 @@ class EvalIndex:
 def item_texts(rec: dict, fields: list[str]) -> list[str]:
     """What a model sees of one item: the scalar fields joined, followed by each choice of a list field
     (HellaSwag ctx + each ending, ARC question + each choice), one text per choice."""
-    prefix, choices = [], []
+    prefix: list[str] = []
+    choices: list[str] = []
     for f in fields:
         v = rec.get(f)
         if isinstance(v, dict):  # ARC's choices {text: [...], label: [...]}
