@@ -116,10 +116,11 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
         print(f"{c.status} {c.name}: {c.skipped if c.skipped and c.ok else c.summary}")
         for p in c.problems[:20]:
             print(f"     {p}")
+    have = release_digest(Path(out)) if (Path(out) / "SHA256SUMS").is_file() else "none (no SHA256SUMS)"
+    print(f"release digest (SHA-256 of SHA256SUMS): {have}"
+          + ("" if digest else "; compare it with the one the producer published (--digest)"))
     bad = [p for c in checks for p in c.problems]
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise ReleaseError(f"verify failed for {out}: {bad[0]}{more}")
-    print(f"release digest (SHA-256 of SHA256SUMS): {release_digest(Path(out))}"
-          + ("" if digest else "; compare it with the one the producer published (--digest)"))
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
