@@ -97,7 +97,7 @@ def test_3_eval_score(release_copy, published):
 @pytest.mark.parametrize("card", ["README.md", "TECHNICAL_REPORT.md"])
 def test_4_5_card_text(release_copy, published, card):
     path = release_copy / card
-    path.write_text(path.read_text().replace("## Limitations", "## Limitations\n\nCertified safe for medical use."))
+    path.write_text(path.read_text().replace("## Evaluation", "## Evaluation\n\nCertified safe for medical use."))
     _has(_attacked(release_copy, published), f"{card} differs from the card regenerated", "Certified safe")
 
 
@@ -227,7 +227,11 @@ def test_digest_fails_for_any_change_and_the_cli_prints_it(release_copy, publish
     code, out, err = run_cli("verify", str(release_copy), "--no-progress", "--digest", published.upper())
     assert code == 0, err
     assert f"release digest (SHA-256 of SHA256SUMS): {published}" in out and "ok   digest" in out
-    (release_copy / "samples" / "outputs.jsonl").write_text("{}\n")
+    (release_copy / "samples" / "outputs.jsonl").write_text("{}\n")  # a malformed file fails, never crashes
+    write_checksums(release_copy)
+    code, out, err = run_cli("verify", str(release_copy), "--no-progress")
+    assert code == 2 and "cards: the files could not be re-derived (KeyError: 'prompt')" in out, out
+    (release_copy / "samples" / "outputs.jsonl").unlink()
     write_checksums(release_copy)
     code, out, err = run_cli("verify", str(release_copy), "--no-progress", "--digest", published)
     assert code == 2 and "SHA256SUMS: the release digest" in err and published in err

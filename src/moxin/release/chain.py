@@ -500,11 +500,23 @@ def check_data_text(root: Path) -> Check:
 
 
 # ------------------------------------------------------------------------------------------------ all
+def _guarded(name: str, fn, *args) -> Check | None:
+    """A check that crashes on a malformed file fails, naming the error (verify never ends in a traceback)."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - any error while re-deriving a file is a broken link, reported as such
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        return Check(name, [f"{name}: the files could not be re-derived ({type(e).__name__}: {msg})"])
+
+
 def check_chain(root: Path) -> list[Check]:
     """Every chain check, in the order of the module docstring."""
     root = Path(root)
     cks = all_checkpoints(root)
     final = final_of(root, cks)
-    checks = [check_final_model(root, final), check_hf(root), check_gguf(root), check_eval_links(root, cks),
-              check_mof_files(root), check_licences(root), check_code(root), check_cards(root), check_data_text(root)]
+    checks = [_guarded("final model", check_final_model, root, final), _guarded("hf export", check_hf, root),
+              _guarded("gguf", check_gguf, root), _guarded("eval results", check_eval_links, root, cks),
+              _guarded("MOF files", check_mof_files, root), _guarded("licences", check_licences, root),
+              _guarded("code", check_code, root), _guarded("cards", check_cards, root),
+              _guarded("data text", check_data_text, root)]
     return [c for c in checks if c is not None]
