@@ -9,12 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from moxintest import run_cli
 
 from moxin.release.bundle import write_checksums
 from moxin.release.signing import release_digest
 from moxin.release.verify import verify_release
-
-from moxintest import run_cli  # noqa: E402
 
 FINAL = "finetune/sft/checkpoints/step-00000002"
 
@@ -310,3 +309,29 @@ def test_reproduce_counts_non_finite_as_a_mismatch(built_release, monkeypatch, d
     c0 = verify.check_reproduce(built_release, "2..4")
     for check in (c, c0):
         _has(check.problems, "checkpoint pretrain/checkpoints/step-00000004: re-running steps 2..4", expect)
+
+
+# ------------------------------------------------------------------------------------------------ gguf
+def test_a_gguf_in_the_release_is_compared_with_model_tensor_by_tensor(release_copy):
+    import warnings
+
+    import torch
+
+    from moxin.interop import load_model
+    from moxin.interop.gguf_export import to_gguf
+    from moxin.interop.tokenizer import load_tokenizer
+
+    model, tok = load_model(release_copy / "model"), load_tokenizer(release_copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sliding-window note of llama.cpp's architecture
+        to_gguf(model, tok, release_copy / "gguf" / "model-f16.gguf", dtype="f16")
+    write_checksums(release_copy)
+    (gguf,) = [c for c in verify_release(release_copy) if c.name == "gguf"]
+    assert gguf.ok and gguf.summary == "1 GGUF file(s) = model/", gguf.problems
+    published = release_digest(release_copy)
+    with torch.no_grad():
+        model.layers[1].mlp.down.weight[3, 3] += 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_gguf(model, tok, release_copy / "gguf" / "model-f16.gguf", dtype="f16")
+    _has(_attacked(release_copy, published), "gguf/model-f16.gguf: tensor layers.1.mlp.down.weight differs from model/")

@@ -126,10 +126,10 @@ def check_hf(root: Path) -> Check:
     if not (root / "hf").is_dir():
         c.skipped = "no hf/ in the release (release.hf_export = false)"
         return c
+    from moxin.errors import MoxinError
     from moxin.interop.hf import config_to_hf, expanded_key_map
     from moxin.interop.native import read_model_config
     from moxin.interop.safetensors_io import read_safetensors, read_weights_dir
-    from moxin.errors import MoxinError
 
     try:
         cfg = read_model_config(root / "model")
@@ -432,8 +432,8 @@ def _split_problems(data, tok, source: str, split: str, records: list[dict], sam
     docs, ids = data.documents(source, split), data.doc_ids(source, split)
     where = f"data/processed/{source}.jsonl"
     if len(docs) != len(records):
-        return [f"{where}: {len(records)} {split} documents, but data/tokens/{source}/{split}-docs.npy has "
-                f"{len(docs)}"]
+        return [(f"{where}: {len(records)} {split} documents, but data/tokens/{source}/{split}-docs.npy has "
+                 f"{len(docs)}")]
     probs = []
     encoded = encode(tok, [records[i]["text"] for i in sample])
     for i, want in zip(sample, encoded):
