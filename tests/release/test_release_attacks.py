@@ -44,6 +44,10 @@ def test_the_fresh_release_passes_every_chain_check_and_its_digest(built_release
     assert {"final model", "hf export", "eval results", "MOF files", "licences", "code", "cards"} <= set(names)
     skipped = {c.name: c.skipped for c in checks if c.skipped}
     assert "data text" in skipped and "no data/processed/" in skipped["data text"]  # said, not silently passed
+    # The card and release.json cannot hold the digest (they are in SHA256SUMS); they say how to check it.
+    assert "moxin verify . --digest <published>" in (built_release / "README.md").read_text()
+    howto = json.loads((built_release / "release.json").read_text())["verify"]
+    assert "SHA-256 of SHA256SUMS" in howto["digest"] and "--key" in howto["signature"]
 
 
 def test_1_hf_weights(release_copy, published):
@@ -335,3 +339,22 @@ def test_a_gguf_in_the_release_is_compared_with_model_tensor_by_tensor(release_c
         warnings.simplefilter("ignore")
         to_gguf(model, tok, release_copy / "gguf" / "model-f16.gguf", dtype="f16")
     _has(_attacked(release_copy, published), "gguf/model-f16.gguf: tensor layers.1.mlp.down.weight differs from model/")
+
+
+def test_a_licence_set_at_release_time_is_recorded_and_verifies(tiny_run, tmp_path, shared_data):
+    from moxin.release.bundle import build_release
+
+    out = tmp_path / "rel"
+    build_release(tiny_run, out, overrides=["release.model_license=CDLA-Permissive-2.0", "release.hf_export=false",
+                                            "release.sample_max_new_tokens=0"], progress=False,
+                  eval_data_dir=shared_data)
+    rel = json.loads((out / "release.json").read_text())
+    assert rel["licenses"]["model"] == "CDLA-Permissive-2.0" and "release.model_license=CDLA-Permissive-2.0" in \
+        rel["release_overrides"]
+    checks = {c.name: c for c in verify_release(out)}
+    assert all(c.ok for c in checks.values()), [c.problems for c in checks.values()]
+    assert checks["hf export"].skipped.startswith("no hf/ in the release")
+    rel["release_overrides"] = []  # dropping the record: the recipe alone names another licence
+    (out / "release.json").write_text(json.dumps(rel, indent=2, sort_keys=True))
+    _has(_attacked(out, release_digest(out)), "release.json: licenses.model is 'CDLA-Permissive-2.0'",
+         "gives 'Apache-2.0'")

@@ -481,6 +481,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
         code = copy_code(tmp, cp)
         write_paper(tmp, cfg, Path(where).parent if where else None)
         meta = _facts(run, cks, final, cfg, recipe, code, parts["omitted"])
+        meta["release_overrides"] = list(overrides or [])  # --set values: verify re-applies them to config/
         atomic_write_json(tmp / "release.json", meta)
         if cfg.hf_export:
             write_hf(tmp)

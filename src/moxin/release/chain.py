@@ -266,8 +266,8 @@ def _code_licence(root: Path) -> str | None:
 
 
 def check_licences(root: Path) -> Check:
-    """release.json's licences are the recipe's [release] ones (the code's: code/pyproject.toml's), and LICENSES/
-    holds exactly the texts moxin writes for the licences in the release."""
+    """release.json's licences are the recipe's [release] ones with the recorded `--set` overrides (the code's:
+    code/pyproject.toml's), and LICENSES/ holds exactly the texts moxin writes for the licences in the release."""
     from moxin.release.bundle import licence_files, release_config
 
     c = Check("licences")
@@ -275,7 +275,7 @@ def check_licences(root: Path) -> Check:
     lic = meta.get("licenses") or {}
     rec = _recipe_release(root)
     if rec is not None:
-        cfg = release_config(rec[0], rec[1], None)
+        cfg = release_config(rec[0], rec[1], list(meta.get("release_overrides") or []))
         want = {"model": cfg.model_license, "document": cfg.document_license,
                 "code": cfg.code_license or _code_licence(root) or lic.get("code"),
                 "paper": cfg.research_paper_license if cfg.research_paper else None}
