@@ -283,6 +283,9 @@ def verify_release(root: Path, reproduce: str | None = None, tolerance: float | 
     checks += [check_signature(root, key)] if key else []
     checks += [_checksums_with_bar(root) if progress else check_checksums(root), check_mof(root), check_manifests(root)]
     checks += check_chain(root) if chain else []
+    for c in checks:  # a skipped check says so wherever its summary is shown (CLI, the build's verify.txt)
+        if c.skipped and not c.summary:
+            c.summary = f"skipped: {c.skipped}"
     if reproduce:
         checks.append(check_reproduce(root, reproduce, tolerance))
     return checks
