@@ -2,10 +2,10 @@
 
 import pytest
 
-from moxin.config import apply_overrides, from_dict, load_recipe, parse_override, shipped_recipes, to_dict, to_toml
+from moxin.config import from_dict, to_dict, to_toml
 from moxin.errors import ConfigError
 from moxin.model import ModelConfig, preset
-from moxin.recipe import Recipe
+from moxin.recipe import Recipe, apply_overrides, load_recipe, parse_override, shipped_recipes
 
 
 def test_preset_with_overrides():

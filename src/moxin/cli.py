@@ -173,7 +173,7 @@ def run(argv: list[str]) -> int:
         parser.epilog = "subcommands: " + ", ".join(f"moxin {s}" for s in subs)
     args = vars(parser.parse_args(rest))
     if "recipe" in args:
-        from moxin.config import load_recipe
+        from moxin.recipe import load_recipe
 
         rname = next(p for p, t in get_type_hints(fn).items() if _is_recipe(_unwrap_optional(t)))
         args[rname] = load_recipe(args.pop("recipe"), args.pop("overrides"))
