@@ -19,7 +19,7 @@ def test_override_values_parse_as_toml():
     assert parse_override("a.b=true") == (["a", "b"], True)
     assert parse_override("a.b=hello") == (["a", "b"], "hello")
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override("nonsense")
     with pytest.raises(ConfigError, match="is a value"):
         apply_overrides({"a": 1}, ["a.b=2"])
@@ -30,7 +30,7 @@ def test_validation_rules():
         from_dict(ModelConfig, {"preset": "tiny", "n_kv_heads": 3}, "r.toml", "model.")
     with pytest.raises(ConfigError, match="must be float"):
         from_dict(ModelConfig, {"rope_theta": "high"})
-    with pytest.raises(ConfigError, match="missing|must be"):
+    with pytest.raises(ConfigError, match=r"missing|must be"):
         from_dict(ModelConfig, {"n_layers": True})
 
 

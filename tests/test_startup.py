@@ -9,16 +9,14 @@ import sys
 
 import pytest
 
-from moxintest import REPO, run_cli
-
 from moxin.cli import COMMANDS, command_summary, load_command, parse_doc
+from moxintest import REPO, run_cli
 
 HEAVY = ("torch", "transformers")
 
 
 def _python(code: str, *flags: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -17,9 +17,9 @@ import inspect
 import re
 import sys
 import types
-import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from moxin.errors import MoxinError
 
@@ -89,31 +89,51 @@ def _unwrap_optional(tp: Any) -> Any:
 
 
 def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
-    summary, body, helps = parse_doc(fn)
-    parser = argparse.ArgumentParser(prog=f"moxin {name}", description=body,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _summary, body, helps = parse_doc(fn)
+    parser = argparse.ArgumentParser(
+        prog=f"moxin {name}", description=body, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     hints = get_type_hints(fn)
     for pname, param in inspect.signature(fn).parameters.items():
         tp = _unwrap_optional(hints.get(pname, str))
         help_text = helps.get(pname, "")
         if _is_recipe(tp):
             default = getattr(fn, "default_recipe", None)
-            parser.add_argument("recipe", metavar="RECIPE", nargs="?" if default else None, default=default,
-                                help=(help_text or "recipe TOML file, or a shipped recipe name")
-                                + (f" (default: {default})" if default else ""))
-            parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                                help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)")
+            parser.add_argument(
+                "recipe",
+                metavar="RECIPE",
+                nargs="?" if default else None,
+                default=default,
+                help=(help_text or "recipe TOML file, or a shipped recipe name")
+                + (f" (default: {default})" if default else ""),
+            )
+            parser.add_argument(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)",
+            )
             continue
         flag = "--" + pname.replace("_", "-")
         default = param.default
         if default is inspect.Parameter.empty:
             parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
         elif tp is bool:
-            parser.add_argument(flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
         elif get_origin(tp) is list:
             (item,) = get_args(tp) or (str,)
-            parser.add_argument(flag, dest=pname, action="append", type=_caster(item, pname), default=None,
-                                help=f"{help_text} (repeatable)")
+            parser.add_argument(
+                flag,
+                dest=pname,
+                action="append",
+                type=_caster(item, pname),
+                default=None,
+                help=f"{help_text} (repeatable)",
+            )
         else:
             kw: dict[str, Any] = {"type": _caster(tp, pname)}
             if get_origin(tp) is Literal:
@@ -153,7 +173,7 @@ def load_command(key: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module_tree(module: str) -> ast.Module | None:
     """The parsed source of a moxin module, found under this package's folder without importing anything."""
     parts = module.split(".")

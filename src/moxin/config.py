@@ -38,7 +38,7 @@ def _type_name(tp: Any) -> str:
 def _first_leaf(key: str, value: Any) -> str:
     """'modle' = {layers = 3} → 'modle.layers': the full dotted key the user wrote."""
     while isinstance(value, dict) and len(value) == 1:
-        (k, value), = value.items()
+        ((k, value),) = value.items()
         key = f"{key}.{k}"
     return key
 
@@ -53,7 +53,7 @@ def _all_keys(cls: type, prefix: str) -> list[str]:
         key = f"{prefix}{f.name}"
         keys.append(key)
         tp = get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys.extend(_all_keys(tp, key + "."))
     return keys
 
@@ -81,7 +81,7 @@ def _convert(tp: Any, value: Any, key: str, where: str) -> Any:
         close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of {_type_name(tp)}"
         raise ConfigError(f"{key} in {where} has invalid value {_fmt(value)}{hint}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} in {where} must be a table ([{key}]), got {_fmt(value)}")
         return from_dict(tp, value, where, prefix=key + ".")
@@ -138,7 +138,9 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "<config>", prefix: 
 def to_dict(obj: Any) -> Any:
     """Dataclass → plain TOML/JSON-able dict (paths as strings, None values dropped)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in _toml_fields(type(obj)) if getattr(obj, f.name) is not None}
+        return {
+            f.name: to_dict(getattr(obj, f.name)) for f in _toml_fields(type(obj)) if getattr(obj, f.name) is not None
+        }
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

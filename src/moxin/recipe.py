@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moxin.config import from_dict
-from moxin.errors import ConfigError
 from moxin.build.config import BuildConfig
+from moxin.config import from_dict
 from moxin.data.config import DataConfig
+from moxin.errors import ConfigError
 from moxin.eval.config import EvalConfig
 from moxin.finetune.config import FinetuneConfig
 from moxin.model.config import ModelConfig, tiny

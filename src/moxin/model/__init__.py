@@ -27,8 +27,18 @@ _LAZY = {
     "build": "moxin.model.transformer",
 }
 
-__all__ = ["PRESETS", "KVCache", "ModelConfig", "Sampling", "Transformer", "build", "flops_per_token", "generate",
-           "num_params", "preset"]
+__all__ = [
+    "PRESETS",
+    "KVCache",
+    "ModelConfig",
+    "Sampling",
+    "Transformer",
+    "build",
+    "flops_per_token",
+    "generate",
+    "num_params",
+    "preset",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from moxin.config import from_dict
 from moxin.errors import ConfigError, ModelError
