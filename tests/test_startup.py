@@ -117,3 +117,9 @@ else:
 print("ok")
 """
     assert _python(code).stdout.strip() == "ok"
+
+
+def test_pytest_runs_with_a_default_timeout(pytestconfig):
+    """pyproject.toml sets a per-test timeout (pytest-timeout) so a hung test fails instead of stalling the suite."""
+    assert pytestconfig.pluginmanager.hasplugin("timeout"), "install the dev extra: pip install -e '.[dev]'"
+    assert 60 <= float(pytestconfig.getini("timeout")) <= 1200
