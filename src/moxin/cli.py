@@ -96,51 +96,52 @@ def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
     hints = get_type_hints(fn)
     for pname, param in inspect.signature(fn).parameters.items():
         tp = _unwrap_optional(hints.get(pname, str))
-        help_text = helps.get(pname, "")
         if _is_recipe(tp):
-            default = getattr(fn, "default_recipe", None)
-            parser.add_argument(
-                "recipe",
-                metavar="RECIPE",
-                nargs="?" if default else None,
-                default=default,
-                help=(help_text or "recipe TOML file, or a shipped recipe name")
-                + (f" (default: {default})" if default else ""),
-            )
-            parser.add_argument(
-                "--set",
-                dest="overrides",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)",
-            )
-            continue
-        flag = "--" + pname.replace("_", "-")
-        default = param.default
-        if default is inspect.Parameter.empty:
-            parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
-        elif tp is bool:
-            parser.add_argument(
-                flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text
-            )
-        elif get_origin(tp) is list:
-            (item,) = get_args(tp) or (str,)
-            parser.add_argument(
-                flag,
-                dest=pname,
-                action="append",
-                type=_caster(item, pname),
-                default=None,
-                help=f"{help_text} (repeatable)",
-            )
+            _add_recipe_arguments(parser, fn, helps.get(pname, ""))
         else:
-            kw: dict[str, Any] = {"type": _caster(tp, pname)}
-            if get_origin(tp) is Literal:
-                kw = {"choices": list(get_args(tp))}
-            shown = "" if default is None or "default" in help_text else f" (default: {default})"
-            parser.add_argument(flag, dest=pname, default=default, help=help_text + shown, **kw)
+            _add_argument(parser, pname, tp, param.default, helps.get(pname, ""))
     return parser
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser, fn: Callable, help_text: str) -> None:
+    """RECIPE (a file or a shipped name; optional when the command sets `default_recipe`) and `--set`."""
+    default = getattr(fn, "default_recipe", None)
+    parser.add_argument(
+        "recipe",
+        metavar="RECIPE",
+        nargs="?" if default else None,
+        default=default,
+        help=(help_text or "recipe TOML file, or a shipped recipe name")
+        + (f" (default: {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)",
+    )
+
+
+def _add_argument(parser: argparse.ArgumentParser, pname: str, tp: Any, default: Any, help_text: str) -> None:
+    """One parameter: positional without a default, `--flag/--no-flag` for bools, repeatable for lists."""
+    flag = "--" + pname.replace("_", "-")
+    if default is inspect.Parameter.empty:
+        parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
+    elif tp is bool:
+        parser.add_argument(flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    elif get_origin(tp) is list:
+        (item,) = get_args(tp) or (str,)
+        parser.add_argument(
+            flag, dest=pname, action="append", type=_caster(item, pname), default=None, help=f"{help_text} (repeatable)"
+        )
+    else:
+        kw: dict[str, Any] = {"type": _caster(tp, pname)}
+        if get_origin(tp) is Literal:
+            kw = {"choices": list(get_args(tp))}
+        shown = "" if default is None or "default" in help_text else f" (default: {default})"
+        parser.add_argument(flag, dest=pname, default=default, help=help_text + shown, **kw)
 
 
 def _caster(tp: Any, pname: str) -> Callable[[str], Any]:
