@@ -96,7 +96,8 @@ def tree_size(*folders: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ parts
 def release_config(recipe: dict[str, Any], where: str, overrides: list[str] | None) -> ReleaseConfig:
-    from moxin.config import apply_overrides, from_dict
+    from moxin.config import from_dict
+    from moxin.recipe import apply_overrides
 
     data = apply_overrides({"release": dict(recipe.get("release") or {})}, list(overrides or []))
     where = (where or "the run's recorded recipe") + (" (with --set overrides)" if overrides else "")
@@ -464,7 +465,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     cks = all_checkpoints(run)
     final = final_checkpoint(cks)
     if recipe_path is not None:
-        from moxin.config import read_toml
+        from moxin.recipe import read_toml
 
         recipe, where = read_toml(Path(recipe_path)), str(recipe_path)
     else:
