@@ -276,8 +276,8 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     from moxin.config import to_dict
     from moxin.parallel import barrier, init_distributed
     from moxin.provenance import atomic_write_json, environment
-    from moxin.train.pretrain import choose_checkpoint
     from moxin.train.callbacks import default_callbacks
+    from moxin.train.pretrain import choose_checkpoint
     from moxin.train.trainer import Checkpointing, Trainer
 
     dist = init_distributed()

@@ -14,8 +14,9 @@ The `Trainer` sets `callback.trainer` when it is built and calls, in list order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from moxin.train import checkpoint as ckpt
 from moxin.train.metrics import MetricsLog, Progress, plot_loss

@@ -12,8 +12,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from moxin.errors import CheckpointError
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.parallel import Dist
