@@ -28,17 +28,21 @@ def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: P
         recipe_file: the recipe TOML the run was built with, when the run folder does not hold it
         progress: show a progress bar while copying
     """
-    from moxin.release.bundle import build_release
+    import json
+
+    from moxin.layout import RunLayout
+    from moxin.release.stage import run_release
 
     t0 = time.perf_counter()
-    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir,
-                        recipe_path=recipe_file)
+    res = run_release(RunLayout(Path(run)), out, overrides=set, eval_data_dir=eval_data_dir, recipe_path=recipe_file,
+                      progress=progress, log=lambda m: None)
+    rep = json.loads((Path(out) / "mof.json").read_text("utf-8"))
     secs = time.perf_counter() - t0
     print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
           f"({rep['class_name']})")
     for k, reasons in rep["reasons"].items():
         print(f"  Class {k} not met: " + "; ".join(reasons))
-    for note in rep.get("notes", []):
+    for note in res.notes:
         print(f"  note: {note}")
 
 
@@ -86,16 +90,10 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
         progress: show a progress bar while hashing
     """
-    from moxin.release.verify import verify_release
+    from moxin.release.stage import run_verify
 
     t0 = time.perf_counter()
-    checks = verify_release(Path(out), reproduce, tolerance, progress=progress)
-    for c in checks:
-        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}")
-        for p in c.problems[:20]:
-            print(f"     {p}")
-    bad = [p for c in checks for p in c.problems]
-    if bad:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ReleaseError(f"verify failed for {out}: {bad[0]}{more}")
+    res = run_verify(Path(out), reproduce, tolerance, progress=progress)
+    if not res.ok:
+        raise ReleaseError(res.reason)
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
