@@ -12,8 +12,9 @@ def build(recipe: Recipe, out: Path | None = None, force: bool = False, dry_run:
 
     Each stage is skipped when its inputs' fingerprint is unchanged, so an interrupted build (Ctrl-C or even
     SIGKILL) resumes where it stopped and ends with the same release bytes. A stage that stops early (a signal
-    during training) ends the build with exit code 1 and says so; running the build again resumes it. Without RECIPE arguments it builds
-    the embedded default (`tiny`: the Python standard library as corpus, a few minutes on 2 CPU cores).
+    during training) ends the build with exit code 1 and says so; running the build again resumes it. Without
+    RECIPE arguments it builds the embedded default (`tiny`: the Python standard library as corpus, a few
+    minutes on 2 CPU cores).
 
     Args:
         recipe: recipe TOML file, or a shipped recipe name (tiny, gutenberg-small, moxin-7b)
@@ -29,7 +30,8 @@ def build(recipe: Recipe, out: Path | None = None, force: bool = False, dry_run:
     from moxin.layout import RunLayout
 
     if dry_run:
-        lines = [f"run folder: {RunLayout.from_recipe(recipe, out).root}", "stages: " + " → ".join(plan_names(recipe))]
+        lines = [f"run folder: {RunLayout.from_recipe(recipe, out).root}",
+                 "stages: " + " → ".join(plan_names(recipe))]
         print_dry_run(recipe, lines + plan_lines(recipe.model, recipe.pretrain, recipe.build))
         return 0
     return 0 if run_build(recipe, out, force=force)["ok"] else 1
