@@ -46,7 +46,7 @@ def build_env(home: Path) -> dict[str, str]:
 def run_build(out: Path, home: Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     home.mkdir(parents=True, exist_ok=True)
     return subprocess.run(build_cmd(out), cwd=cwd, env=build_env(home), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def start_build(out: Path, home: Path, cwd: Path, log: Path) -> subprocess.Popen:

@@ -64,7 +64,7 @@ def _interrupted_then_killed_build(root: Path) -> tuple[RunLayout, list[str]]:
     raise AssertionError("the resumed build never completed: " + "; ".join(notes))
 
 
-def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):
+def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):  # noqa: F811
     a = tiny_build
     lay_b, notes = _interrupted_then_killed_build(tmp_path / "second")
     rel_a, rel_b = a["release"], lay_b.release
@@ -74,7 +74,7 @@ def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny
                str((tmp_path / "second" / "home").resolve())]
     leaks = {"first": _files_containing(rel_a, needles), "second": _files_containing(rel_b, needles)}
     for release in (rel_a, rel_b):
-        code, out, err = run_cli("verify", str(release), "--no-progress")
+        code, _, err = run_cli("verify", str(release), "--no-progress")
         assert code == 0, f"moxin verify {release} failed: {err[-1500:]}"
     assert not differ and not leaks["first"] and not leaks["second"], (
         f"{len(differ)} of {len(sums_a)} SHA256SUMS entries differ: {differ}; files recording a build folder or "

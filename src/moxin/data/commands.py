@@ -39,7 +39,8 @@ def data_inputs(data_cfg, tok_cfg, seed: int, resolve_path: Callable[[str], Path
     """The fingerprint of everything the data stage's output depends on (what `moxin build` compares)."""
     from moxin.data.pipeline import inputs_fingerprint
 
-    return inputs_fingerprint(*stage_configs(data_cfg, tok_cfg, resolve_path), seed)[0]
+    cfg, tok = stage_configs(data_cfg, tok_cfg, resolve_path)
+    return inputs_fingerprint(cfg, tok, seed)[0]
 
 
 def run_data(data_cfg, tok_cfg, seed: int, layout: RunLayout, resolve_path: Callable[[str], Path],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from moxin.errors import EvalError
-from moxin.layout import RunLayout
+from moxin.layout import RunLayout, run_of
 from moxin.stage import StageResult
 
 # Evaluation is many small forward passes; on a shared CPU, OpenMP's spinning threads wait out each other's time
@@ -70,8 +70,8 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     run = target if identity.is_run(target) else None
     if all_checkpoints and run is None:
         raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
-    home = run or identity.run_of(target)
-    out_dir = out or (home / "eval" if home else Path.cwd() / "moxin-eval")
+    home = run or run_of(target)
+    out_dir = out or (RunLayout(home).eval if home else Path.cwd() / "moxin-eval")
     if run is not None:
         evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir)
     else:
@@ -133,8 +133,9 @@ def eval_settings(cfg, resolve_path: Callable[[str], Path], extra_tasks: Sequenc
     if data_dir is not None or os.environ.get(ENV) or hf_reachable() or not extra_tasks:
         return resolve_source(s), []
     s.tasks = list(extra_tasks)
-    return s, [f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
-               f"unreachable; give --set eval.data_dir=../shared/data to run them"]
+    note = (f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
+            f"unreachable; give --set eval.data_dir=../shared/data to run them")
+    return s, [note]
 
 
 def run_eval(cfg, layout: RunLayout, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (),
