@@ -15,7 +15,7 @@ def _fake_checkpoint(layout: RunLayout, stage: str, step: int) -> None:
 
 
 def test_run_pretrain_reports_an_interrupted_run_as_failed_with_its_step(tmp_path, monkeypatch):
-    import moxin.train.pretrain as pretrain
+    from moxin.train import pretrain
     from moxin.train.commands import run_pretrain
 
     recipe = load_recipe("tiny", [f'run.out_dir="{tmp_path / "elsewhere"}"'])
@@ -38,7 +38,7 @@ def test_run_pretrain_reports_an_interrupted_run_as_failed_with_its_step(tmp_pat
 
 
 def test_run_finetune_uses_the_custom_folder_name(tmp_path, monkeypatch):
-    import moxin.finetune.run as ft
+    from moxin.finetune import run as ft
     from moxin.finetune.commands import run_finetune
 
     recipe = load_recipe("tiny", ['finetune.sft.name="chat"'])
