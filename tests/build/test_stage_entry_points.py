@@ -67,3 +67,27 @@ def test_eval_settings_one_path_for_build_and_command(tmp_path, monkeypatch, sha
     recipe = load_recipe(str(rec), ['eval.data_dir="evaldata"'])  # relative to the recipe file
     s, notes = eval_settings(recipe.eval, recipe.resolve_path, ["moxin_heldout"])
     assert s.data_dir == shared_data.resolve() and s.tasks[0] == "moxin_heldout" and len(s.tasks) > 1 and not notes
+
+
+def test_run_data_done_then_skipped_then_forced(tmp_path):
+    from moxin.data.commands import run_data
+
+    (tmp_path / "docs.jsonl").write_text("".join(f'{{"text": "Document {i}: the heron landed in the pond behind '
+                                                 f'the house, and the swallows came back in spring {i}."}}\n'
+                                                 for i in range(20)))
+    rec = tmp_path / "r.toml"
+    rec.write_text('[run]\nname = "t"\n[data]\nworkers = 1\ndedup_fuzzy = false\n[[data.sources]]\nname = "notes"\n'
+                   'type = "jsonl"\nlicense = "CC0-1.0"\npath = "docs.jsonl"\nquality = false\n'
+                   '[tokenizer]\nvocab_size = 300\n')
+    recipe = load_recipe(str(rec), [])
+    layout, lines = RunLayout(tmp_path / "built" / "t"), []
+
+    def go(force=False):
+        return run_data(recipe.data, recipe.tokenizer, layout, recipe.run.seed, recipe.resolve_path, force=force,
+                        progress=False, log=lines.append)
+
+    first = go()
+    assert first.status == "done" and (layout.data / "tokens.json").is_file() and "20 documents kept" in lines[0]
+    again = go()
+    assert again.status == "skipped" and again.reason == "inputs unchanged since data/manifest.json"
+    assert go(force=True).status == "done" and len(lines) == 2

@@ -57,7 +57,7 @@ def data_stage(ctx: BuildContext) -> Stage:
     if not r.data.sources:
         raise ConfigError(f"[data] in {r.source_path} has no sources; add a [[data.sources]] table")
     return Stage("data", lambda: {"inputs": data_inputs(r.data, r.tokenizer, r.run.seed, r.resolve_path)},
-                 lambda: run_data(r.data, r.tokenizer, r.run.seed, lay, r.resolve_path, log=ctx.log),
+                 lambda: run_data(r.data, r.tokenizer, lay, r.run.seed, r.resolve_path, log=ctx.log),
                  [lay.data, lay.tokenizer], "clean, deduplicate, tokenize")
 
 
@@ -67,7 +67,7 @@ def selfdata_stage(ctx: BuildContext) -> Stage:
     r, lay = ctx.recipe, ctx.layout
     return Stage("selfdata", lambda: {"data": output_fingerprint(lay.data), "seed": r.run.seed,
                                       "source": r.build.selfdata_source},
-                 lambda: run_selfdata(r.data.sources, r.build.selfdata_source, r.run.seed, lay,
+                 lambda: run_selfdata(r.data.sources, r.build.selfdata_source, lay, r.run.seed,
                                       str(r.source_path), ctx.log),
                  [lay.selfdata], "docstring → function pairs, code-completion task")
 

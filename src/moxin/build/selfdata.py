@@ -185,7 +185,7 @@ def selfdata_source(sources, wanted: str | None, where: str) -> str:
     return wanted or (code[0] if code else names[0])
 
 
-def run_selfdata(sources, wanted: str | None, seed: int, layout, where: str = "the recipe",
+def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "the recipe",
                  log: Callable[[str], None] = print):
     """The selfdata stage: SFT pairs, the code-completion task and held-out documents from the data stage's
     shards (`layout.data`, decoded with `layout.tokenizer`) into `layout.selfdata`. `sources`: the recipe's

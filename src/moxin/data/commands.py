@@ -43,7 +43,7 @@ def data_inputs(data_cfg, tok_cfg, seed: int, resolve_path: Callable[[str], Path
     return inputs_fingerprint(cfg, tok, seed)[0]
 
 
-def run_data(data_cfg, tok_cfg, seed: int, layout: RunLayout, resolve_path: Callable[[str], Path],
+def run_data(data_cfg, tok_cfg, layout: RunLayout, seed: int, resolve_path: Callable[[str], Path],
              force: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
     """The data stage: sources → cleaned, deduplicated, tokenized shards in `layout.data`, tokenizer in
     `layout.tokenizer`. Skipped (reason given) when the inputs' fingerprint matches the existing manifest."""
@@ -89,7 +89,7 @@ def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
     if dry_run:
         print_dry_run(recipe, _plan(recipe))
         return
-    res = run_data(recipe.data, recipe.tokenizer, recipe.run.seed, RunLayout.from_recipe(recipe),
+    res = run_data(recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed,
                    recipe.resolve_path, force=force)
     if res.status != "done":
         print(res.line())
