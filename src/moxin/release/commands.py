@@ -30,21 +30,25 @@ def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: P
         progress: show a progress bar while copying
         sign: an Ed25519 private key (PEM or OpenSSH, unencrypted): write SHA256SUMS.sig, its signature of SHA256SUMS
     """
-    from moxin.release.bundle import build_release
+    import json
+
+    from moxin.layout import RunLayout
+    from moxin.release.stage import run_release
 
     if sign is not None:
         from moxin.release.signing import load_private_key
 
         load_private_key(Path(sign))  # a bad key fails before the release is built
     t0 = time.perf_counter()
-    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir,
-                        recipe_path=recipe_file)
+    res = run_release(RunLayout(Path(run)), out, overrides=set, eval_data_dir=eval_data_dir, recipe_path=recipe_file,
+                      progress=progress, log=lambda m: None)
+    rep = json.loads((Path(out) / "mof.json").read_text("utf-8"))
     secs = time.perf_counter() - t0
     print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
           f"({rep['class_name']})")
     for k, reasons in rep["reasons"].items():
         print(f"  Class {k} not met: " + "; ".join(reasons))
-    for note in rep.get("notes", []):
+    for note in res.notes:
         print(f"  note: {note}")
     _print_digest(Path(out), sign)
 
@@ -108,19 +112,13 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
         key: the producer's Ed25519 public key (PEM or OpenSSH .pub): fail unless SHA256SUMS.sig is its signature
     """
     from moxin.release.signing import release_digest
-    from moxin.release.verify import verify_release
+    from moxin.release.stage import run_verify
 
     t0 = time.perf_counter()
-    checks = verify_release(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key)
-    for c in checks:
-        print(f"{c.status} {c.name}: {c.summary}")
-        for p in c.problems[:20]:
-            print(f"     {p}")
+    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key)
     have = release_digest(Path(out)) if (Path(out) / "SHA256SUMS").is_file() else "none (no SHA256SUMS)"
     print(f"release digest (SHA-256 of SHA256SUMS): {have}"
           + ("" if digest else "; compare it with the one the producer published (--digest)"))
-    bad = [p for c in checks for p in c.problems]
-    if bad:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ReleaseError(f"verify failed for {out}: {bad[0]}{more}")
+    if not res.ok:
+        raise ReleaseError(res.reason)
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
