@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from moxin.config import load_recipe
+from moxin.recipe import load_recipe
 from moxin.errors import EvalError
 from moxin.layout import RunLayout
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
-from moxin.config import load_recipe
+from moxin.recipe import load_recipe
 from moxin.model.config import preset
 from moxin.model.transformer import build
 from moxin.parallel import Dist
