@@ -6,10 +6,7 @@ error up front, since a typo there would silently train on less data."""
 
 from __future__ import annotations
 
-import bz2
 import glob as globmod
-import gzip
-import io
 import json
 import lzma
 import sysconfig
@@ -19,10 +16,10 @@ from typing import IO, Iterator
 from moxin.data.config import SourceConfig
 from moxin.data.document import Document, Ledger
 from moxin.errors import DataError
+from moxin.io import open_compressed, strip_compression
 from moxin.provenance import sha256_file, fingerprint
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
-COMPRESSED = (".gz", ".xz", ".zst", ".bz2")
 STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -47,29 +44,11 @@ class Meter:
 
 
 def _open(path: Path, meter: Meter | None = None) -> IO[bytes]:
-    """A binary stream, decompressing .gz/.xz/.zst/.bz2 on the fly (never the whole file in memory)."""
+    """A binary stream over a (possibly compressed) file whose compressed position `meter` follows."""
     raw = open(path, "rb")
     if meter is not None:
         meter.raw = raw
-    name = path.name
-    if name.endswith(".gz"):
-        return gzip.open(raw, "rb")
-    if name.endswith(".xz"):
-        return lzma.open(raw, "rb")
-    if name.endswith(".bz2"):
-        return bz2.open(raw, "rb")
-    if name.endswith(".zst"):
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return raw
-
-
-def _strip_compression(name: str) -> str:
-    for ext in COMPRESSED:
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
+    return open_compressed(path, fileobj=raw)
 
 
 def stdlib_root() -> Path:
@@ -116,7 +95,7 @@ def source_files(cfg: SourceConfig, where: str = "data.sources") -> list[Path]:
 
 
 def _wanted(cfg: SourceConfig, f: Path) -> bool:
-    base = _strip_compression(f.name)
+    base = strip_compression(f.name)
     if cfg.type == "jsonl":
         return base.endswith(JSONL_EXTS)
     if cfg.type == "parquet":

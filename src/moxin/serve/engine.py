@@ -22,14 +22,10 @@ from typing import Callable, Iterator
 
 import torch
 
-from moxin.errors import MoxinError
+from moxin.errors import ServeError
 from moxin.model.generate import filter_logits
 from moxin.model.kv_cache import KVCache
 from moxin.serve.text import TextTracker
-
-
-class ServeError(MoxinError):
-    """A generation request is invalid (too long, bad parameter); the server answers it with HTTP 400."""
 
 
 @dataclass

@@ -20,17 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from moxin.errors import DataError, MoxinError
+from moxin.errors import DataError, TrainingError
 from moxin.model.config import ModelConfig
 from moxin.parallel import Dist, all_reduce, grad_sync
 from moxin.train import checkpoint as ckpt
 from moxin.train.config import TrainConfig
 from moxin.train.metrics import MetricsLog, Progress, measure_peak_flops, plot_loss
 from moxin.train.optim import build_optimizer
-
-
-class TrainingError(MoxinError):
-    """Training cannot continue (e.g. a NaN loss); the message names the step and the last good checkpoint."""
 
 
 class Task(Protocol):
