@@ -14,6 +14,7 @@ from moxin.interop.keymap import GGUF_KEY_MAP, expand
 from moxin.model.config import ModelConfig
 from moxin.model.transformer import Transformer
 
+
 def permute_qk(w: np.ndarray | torch.Tensor, heads: int):
     """Rotate-half rows (HF) → adjacent-pair rows (llama.cpp), per head."""
     rows, cols = w.shape
