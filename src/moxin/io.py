@@ -90,4 +90,5 @@ def read_jsonl(path: str | Path, error_cls: type[MoxinError], what: str = "") ->
                                     f"each line must hold one record")
                 yield n, obj
     except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as e:
-        raise error_cls(f"{path}{label}: cannot be read ({type(e).__name__}: {e}); replace it with a good copy") from None
+        why = f"{type(e).__name__}: {e}"
+        raise error_cls(f"{path}{label}: cannot be read ({why}); replace it with a good copy") from None
