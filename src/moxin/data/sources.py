@@ -142,10 +142,7 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", 
 
 def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 only: set[int] | None) -> Iterator[Document]:
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         empty = True
         try:
             with _open(f, meter) as fh:
@@ -198,8 +195,13 @@ def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_i
     return Document(doc_id, text, {"where": at})
 
 
-def _selected(files: list[Path], only: set[int] | None) -> list[Path]:
-    return files if only is None else [f for k, f in enumerate(files) if k in only]
+def _selected(cfg: SourceConfig, where: str, only: set[int] | None) -> Iterator[tuple[Path, str]]:
+    """The source's files to read (all, or those numbered in `only`), each with its path relative to their root."""
+    files = source_files(cfg, where)
+    root = _common_root(files)
+    for k, f in enumerate(files):
+        if only is None or k in only:
+            yield f, f.relative_to(root).as_posix()
 
 
 def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str:
@@ -215,10 +217,7 @@ def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str
 
 def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                only: set[int] | None) -> Iterator[Document]:
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         try:
             with _open(f) as fh:
                 data = fh.read()
@@ -258,7 +257,9 @@ def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
 def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                  only: set[int] | None) -> Iterator[Document]:
     root = stdlib_root()
-    for f in _selected(_stdlib_files(), only):
+    for k, f in enumerate(_stdlib_files()):
+        if only is not None and k not in only:
+            continue
         data = f.read_bytes()
         meter.done(f)
         if not data.strip():
@@ -271,10 +272,7 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                   only: set[int] | None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         try:
             pf = pq.ParquetFile(f)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
