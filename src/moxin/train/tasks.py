@@ -41,7 +41,7 @@ class LMTask:
         return batch[:, :-1], batch[:, 1:]
 
     def count(self, batch: Any) -> int:
-        _, y = self._split(batch)
+        y = batch["labels"] if isinstance(batch, dict) else batch[:, 1:]  # a dict may carry the labels alone
         return int((y != IGNORE).sum())
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
