@@ -43,3 +43,5 @@ K..M from checkpoint K and returns the max |Δ| against checkpoint M's weights (
 Pretraining (`moxin.train.pretrain`): `run(recipe, resume, allow_data_change)`, `show_batch(run_dir, step)`,
 `Setup` (phases, sampler, model config from a recipe or from a checkpoint's recorded config).
 """
+
+IGNORE = -100  # the label of a position that carries no loss (cross-entropy ignore_index)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moxin.errors import DataError, MoxinError
+from moxin.errors import DataError, TrainingError
 from moxin.model.config import ModelConfig
 from moxin.parallel import Dist, all_reduce, grad_sync
 from moxin.train import checkpoint as ckpt
@@ -31,10 +31,6 @@ from moxin.train.optim import build_optimizer
 
 if TYPE_CHECKING:
     from moxin.train.callbacks import Callback
-
-
-class TrainingError(MoxinError):
-    """Training cannot continue (e.g. a NaN loss); the message names the step and the last good checkpoint."""
 
 
 class Task(Protocol):
