@@ -64,15 +64,25 @@ def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
 
 # ------------------------------------------------------------------------------------------------ parent
 def load_parent(path: Path) -> nn.Module:
-    """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32."""
-    from moxin.interop import load_model
+    """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32, verified
+    against its manifest (see `load_parent_verified`)."""
+    return load_parent_verified(path)[0]
+
+
+def load_parent_verified(path: Path) -> tuple[nn.Module, str | None]:
+    """(model, SHA-256 of the manifest the loaded bytes were checked against, or None for a folder or file
+    without one). The bytes are hashed as read, so the SHA-256 is the identity of what was loaded."""
+    from moxin.interop import load_verified
+    from moxin.interop.native import read_verified
 
     state = Path(path) / "train_state.json"
     if state.is_file():
         lora = (lin.read_state(path).get("lineage") or {}).get("lora")
         if lora:
-            return load_lora_weights(Path(path) / "model", lora)
-    return load_model(path, dtype=torch.float32)
+            _, sd, sealed = read_verified(Path(path) / "model")
+            return load_lora_weights(Path(path) / "model", lora, sd=sd), sealed.sha256 if sealed else None
+    model, sealed = load_verified(path, dtype=torch.float32)
+    return model, sealed.sha256 if sealed else None
 
 
 def load_tok(ctx: Context, log: Log):
@@ -228,7 +238,11 @@ def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log, progress
     from moxin.parallel import parallelize
 
     cfg, mode = ctx.cfg, ctx.mode
-    model = load_parent(ctx.parent_path).to(dist.device)
+    model, verified_sha = load_parent_verified(ctx.parent_path)
+    model = model.to(dist.device)
+    if verified_sha and ctx.parent["kind"] in ("checkpoint", "model") and ctx.parent["sha256"] != verified_sha:
+        # lineage names the bytes that were loaded, even if the parent changed after the run started
+        ctx.parent = {**ctx.parent, "sha256": verified_sha}
     if len(tok) > model.cfg.vocab_size:
         raise CheckpointError(f"the tokenizer has {len(tok)} tokens but the parent model's vocabulary is "
                               f"{model.cfg.vocab_size}; use the parent's own tokenizer (finetune.tokenizer)")
