@@ -391,3 +391,68 @@ def write_final(out: Path, ckpt: Path) -> Path:
         (tmp / "train_state.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", "utf-8")
         write_manifest(tmp, {"kind": "finetune-final", "code": code_version()})
     return final
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+def _stage_data(stage: Path, mode: str, cfg: ModeConfig, tok) -> Prepared:
+    """The examples a stage trained on, from its data/ folder (train.jsonl, val.jsonl: normalised, deduplicated,
+    decontaminated and split), encoded again with the stage's tokenizer and config."""
+    import json
+
+    from moxin.finetune import data as fd
+    from moxin.finetune.prepare import encode
+    from moxin.provenance import verify_manifest
+
+    folder = stage / "data"
+    problems = verify_manifest(folder)
+    if problems:
+        raise CheckpointError(f"cannot re-run {stage.name}: its data folder fails its check ({problems[0]})")
+    sets = []
+    for split in ("train", "val"):
+        rows = [json.loads(x) for x in (folder / f"{split}.jsonl").read_text("utf-8").splitlines() if x.strip()]
+        sets.append([encode(r, mode, tok, cfg) for r in rows])
+    return Prepared(sets[0], sets[1], fd.Ledger(), manifest_path=folder / "manifest.json")
+
+
+def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: Path,
+                    log: Log = lambda m: None) -> dict[int, float]:
+    """Re-run a fine-tuning stage from its checkpoint `start` to step `to_step` into `out` (one plain process),
+    with the config, seed, tokenizer and data the stage recorded; `parent` is the stage's parent model (its
+    weights seed a LoRA model, DPO's reference log-probs and GRPO's reference). Returns the per-step losses;
+    the checkpoint lands in `out/checkpoints/`."""
+    import shutil
+
+    from moxin.config import from_dict
+    from moxin.finetune.config import FinetuneConfig
+    from moxin.interop.tokenizer import load_tokenizer
+    from moxin.parallel import Dist
+    from moxin.train.trainer import Trainer
+
+    state = lin.read_state(start)
+    config = state.get("config") or {}
+    mode = config.get("mode")
+    if mode not in lin.MODES:
+        raise CheckpointError(f"{start}/train_state.json records no fine-tuning mode (config.mode = {mode!r})")
+    fcfg = from_dict(FinetuneConfig, {**config.get("finetune", {}), mode: config[mode]},
+                     f"{start}/train_state.json", prefix="finetune.")
+    cfg, seed = fcfg.mode(mode), int(config.get("seed", 0))
+    tok = load_tokenizer(stage / "tokenizer")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    prep = _stage_data(stage, mode, cfg, tok)
+    if (stage / "reference_logps.safetensors").is_file():  # DPO: the cache is reused when parent and data match
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(stage / "reference_logps.safetensors", out / "reference_logps.safetensors")
+    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent), lin.parent_record(Path(parent)))
+    torch.manual_seed(seed)
+    model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, Dist(), log, progress=False)
+    steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else
+                        len(batches.packed.input_ids), mode)
+    the_plan = dataclasses.replace(plan(cfg, steps, mode), total_steps=to_step)  # stop at to_step
+    trainer = Trainer(model, task, batches, cfg, out, the_plan, _model_cfg(model), dist=Dist(),
+                      tokenizer_dir=stage / "tokenizer",
+                      state_extra={k: state[k] for k in ("kind", "mode", "config") if k in state},
+                      lineage=state.get("lineage") or {}, evaluate=None, log=log, progress=False, seed=seed)
+    trainer.resume(start)
+    trainer.fit()
+    return dict(trainer.losses)

@@ -82,7 +82,8 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
 
     Args:
         out: a release folder written by `moxin release`
-        reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights
+        reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights;
+            STAGE:K..M for another training stage, e.g. finetune/sft:30..60
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
         progress: show a progress bar while hashing
     """
