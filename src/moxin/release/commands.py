@@ -77,7 +77,8 @@ def mof_check(out: Path, require: str | None = None) -> None:
                            + "; ".join(r for rs in rep["reasons"].values() for r in rs))
 
 
-def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True) -> None:
+def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
+           rebuild: bool = False) -> None:
     """Verify a release: checksums, MOF class against the contents, manifests, and optionally re-run training.
 
     Args:
@@ -86,11 +87,15 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
             STAGE:K..M for another training stage, e.g. finetune/sft:30..60
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
         progress: show a progress bar while hashing
+        rebuild: rebuild the whole release from its own code/, config/recipe.toml and raw data in a temporary
+            folder, and compare the release digest (the SHA-256 of SHA256SUMS)
     """
     from moxin.release.verify import verify_release
 
     t0 = time.perf_counter()
     checks = verify_release(Path(out), reproduce, tolerance, progress=progress)
+    if rebuild:
+        checks.append(_rebuild_check(Path(out)))
     for c in checks:
         print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}")
         for p in c.problems[:20]:
@@ -100,3 +105,18 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise ReleaseError(f"verify failed for {out}: {bad[0]}{more}")
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
+
+
+def _rebuild_check(out: Path):
+    """`verify --rebuild` as one more check: the rebuilt release's digest must equal this one's."""
+    from moxin.release.rebuild import rebuild
+    from moxin.release.verify import Check
+
+    c = Check("rebuild")
+    r = rebuild(out)
+    if not r.ok:
+        files = ", ".join(r.differing[:10]) + (f" and {len(r.differing) - 10} more" if len(r.differing) > 10 else "")
+        c.problems.append(f"the rebuilt release has digest {r.rebuilt_digest[:16]}…, not {r.digest[:16]}…; "
+                          f"{len(r.differing)} files differ: {files}")
+    c.summary = f"rebuilt in {r.seconds:.0f} s, digest {r.rebuilt_digest[:16]}…" + (" (identical)" if r.ok else "")
+    return c
