@@ -12,13 +12,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
-from ft_helpers import pretrain_ckpt, tok_dir, write_recipe  # noqa: E402, F401 (fixtures)
-from moxintest import run_cli  # noqa: E402
+from ft_helpers import pretrain_ckpt, tok_dir, write_recipe  # noqa: F401 (fixtures)
+from moxintest import run_cli
 
-from moxin.errors import CheckpointError  # noqa: E402
-from moxin.interop import load_model, load_verified  # noqa: E402
-from moxin.interop.tokenizer import load_tokenizer  # noqa: E402
-from moxin.train.checkpoint import checkpoint_sha  # noqa: E402
+from moxin.errors import CheckpointError
+from moxin.interop import load_model, load_verified
+from moxin.interop.tokenizer import load_tokenizer
+from moxin.train.checkpoint import checkpoint_sha
 
 
 def _flip(path: Path, at: int | None = None) -> None:
@@ -97,7 +97,7 @@ def test_cli_generate_from_a_flipped_checkpoint_fails_with_one_line(ckpt):
     assert code == 0, err
     weights = ckpt / "model" / "model.safetensors"
     _flip(weights)
-    code, out, err = run_cli("generate", str(ckpt), "--prompt", "hello", "--max-new-tokens", "2")
+    code, _, err = run_cli("generate", str(ckpt), "--prompt", "hello", "--max-new-tokens", "2")
     assert code == 2
     assert "fails its SHA-256 check" in _one_line_naming(err, weights)
 

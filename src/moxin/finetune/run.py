@@ -445,7 +445,7 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
         shutil.copy2(stage / "reference_logps.safetensors", out / "reference_logps.safetensors")
     ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent), lin.parent_record(Path(parent)))
     torch.manual_seed(seed)
-    model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, Dist(), log, progress=False)
+    model, task, batches, _, _ = build(ctx, tok, prep, seed, Dist(), log, progress=False)
     steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else
                         len(batches.packed.input_ids), mode)
     the_plan = dataclasses.replace(plan(cfg, steps, mode), total_steps=to_step)  # stop at to_step

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from moxin.errors import CheckpointError
-from moxin.interop.safetensors_io import read_safetensors, write_safetensors
+from moxin.interop.safetensors_io import write_safetensors
 from moxin.model.config import ModelConfig, from_json_dict, to_json_dict
 from moxin.model.transformer import Transformer
 from moxin.provenance import atomic_write_json, sha256_bytes, sha256_file

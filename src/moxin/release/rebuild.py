@@ -49,9 +49,9 @@ def _inputs(recipe: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     data = recipe.get("data") or {}
     for i, s in enumerate(data.get("sources") or []):
-        if s.get("type") != "python-stdlib" and s.get("path"):
-            if s.get("type") != "hf" or str(s["path"]).startswith((".", "/", "~")):
-                out.append((f"data.sources[{i}] ({s.get('name')}).path", str(s["path"])))
+        local = s.get("type") != "hf" or str(s.get("path", "")).startswith((".", "/", "~"))  # else a hub name
+        if s.get("type") != "python-stdlib" and s.get("path") and local:
+            out.append((f"data.sources[{i}] ({s.get('name')}).path", str(s["path"])))
     for i, e in enumerate(data.get("decontaminate") or []):
         out.append((f"data.decontaminate[{i}].path", str(e.get("path", ""))))
     ft = recipe.get("finetune") or {}
@@ -118,11 +118,13 @@ def rebuild(root: Path, workdir: Path | None = None, timeout: float | None = Non
     name = (recipe.get("run") or {}).get("name")
     tmp = Path(tempfile.mkdtemp(prefix="moxin-rebuild-", dir=workdir))
     try:
-        shutil.copytree(root / "code" / "src", tmp / "code" / "src")
+        # the whole code/ folder: the build copies its own source tree (src/ with README, pyproject) into code/
+        shutil.copytree(root / "code", tmp / "code")
         env = dict(os.environ, PYTHONPATH=str(tmp / "code" / "src"), PYTHONDONTWRITEBYTECODE="1")
         cmd = [sys.executable, "-m", "moxin.cli", "build", str(root / RECIPE), "--out", str(tmp / "out")]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         secs = time.perf_counter() - t0
         rebuilt = tmp / "out" / str(name) / "release"
         if proc.returncode != 0 or not (rebuilt / SUMS).is_file():

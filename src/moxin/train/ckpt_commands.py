@@ -25,7 +25,7 @@ def sharded_checkpoints(path: Path) -> list[Path]:
     return list(dict.fromkeys(p for p in cands if sharded(p)))
 
 
-def consolidate(dir: Path) -> None:  # noqa: A002 - the CLI shows the parameter name as DIR
+def consolidate(dir: Path) -> None:  # the CLI shows the parameter name as DIR
     """Turn sharded (FSDP2/DCP) checkpoints into the single-file layout (model/, optimizer.safetensors), in place.
 
     Each checkpoint is verified against its manifest first and rewritten atomically; its manifest (and so its

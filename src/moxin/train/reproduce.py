@@ -62,8 +62,9 @@ def compare_weights(a: Path, b: Path) -> float:
     for k in ta:
         if not ta[k].numel():
             continue
-        d = float((ta[k].double() - tb[k].double()).abs().max())
-        if not math.isfinite(d) or not bool(torch.isfinite(ta[k].double()).all() & torch.isfinite(tb[k].double()).all()):
+        a, b = ta[k].double(), tb[k].double()
+        d = float((a - b).abs().max())
+        if not math.isfinite(d) or not bool(torch.isfinite(a).all() & torch.isfinite(b).all()):
             return float("inf")
         worst = max(worst, d)
     return worst
