@@ -142,3 +142,41 @@ def test_lora_parent_is_verified_and_its_identity_returned(tmp_path, tok_dir):
     _flip(path / "model" / "model.safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors fails its SHA-256 check"):
         load_parent_verified(path)
+
+
+def test_lineage_names_the_bytes_loaded_even_when_the_parent_changes_after_start(tmp_path, ckpt, shared_data):
+    """The parent is resealed (new weights, new manifest) between the run's start and the load: the lineage
+    records the manifest the loaded bytes were checked against, not the one hashed at start."""
+    import json
+
+    from moxin.finetune.prepare import prepare
+    from moxin.finetune.run import build, context, load_tok, resolver
+    from moxin.interop.safetensors_io import read_safetensors, write_safetensors
+    from moxin.parallel import Dist
+    from moxin.provenance import write_manifest
+    from moxin.config import load_recipe
+
+    rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
+    recipe = load_recipe(write_recipe(tmp_path, f'''[finetune]
+parent = "{ckpt}"
+
+[finetune.sft]
+data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 20}}]
+steps = 1
+global_batch = 4
+micro_batch = 4
+seq_len = 64
+'''))
+    ctx = context(recipe, "sft")
+    at_start = ctx.parent["sha256"]
+    assert at_start == checkpoint_sha(ckpt)
+    weights = ckpt / "model" / "model.safetensors"
+    sd = read_safetensors(weights)
+    sd["norm.weight"] = sd["norm.weight"] * 2
+    write_safetensors(weights, sd, metadata={"format": "pt"})
+    write_manifest(ckpt, {k: v for k, v in json.loads((ckpt / "manifest.json").read_text()).items() if k != "files"})
+    tok = load_tok(ctx, lambda m: None)
+    prep = prepare(recipe.finetune, "sft", tok, resolver(recipe, ctx.run_dir), None, 0, write=False)
+    model = build(ctx, tok, prep, 0, Dist(), lambda m: None, progress=False)[0]
+    assert ctx.parent["sha256"] == checkpoint_sha(ckpt) != at_start
+    assert torch.equal(model.norm.weight, sd["norm.weight"])
