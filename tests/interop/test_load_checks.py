@@ -149,12 +149,12 @@ def test_lineage_names_the_bytes_loaded_even_when_the_parent_changes_after_start
     records the manifest the loaded bytes were checked against, not the one hashed at start."""
     import json
 
+    from moxin.config import load_recipe
     from moxin.finetune.prepare import prepare
     from moxin.finetune.run import build, context, load_tok, resolver
     from moxin.interop.safetensors_io import read_safetensors, write_safetensors
     from moxin.parallel import Dist
     from moxin.provenance import write_manifest
-    from moxin.config import load_recipe
 
     rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
     recipe = load_recipe(write_recipe(tmp_path, f'''[finetune]
