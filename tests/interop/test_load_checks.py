@@ -149,7 +149,7 @@ def test_lineage_names_the_bytes_loaded_even_when_the_parent_changes_after_start
     records the manifest the loaded bytes were checked against, not the one hashed at start."""
     import json
 
-    from moxin.config import load_recipe
+    from moxin.recipe import load_recipe
     from moxin.finetune.prepare import prepare
     from moxin.finetune.run import build, context, load_tok, resolver
     from moxin.interop.safetensors_io import read_safetensors, write_safetensors
