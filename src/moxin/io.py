@@ -6,13 +6,93 @@ from __future__ import annotations
 import io
 import json
 import lzma
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from moxin.errors import MoxinError
 
 COMPRESSED = (".gz", ".xz", ".zst", ".bz2")
+MAX_JSON_DEPTH = 64  # nesting a record may have; deeper ones are rejected (deep recursion elsewhere would crash)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate (pairs are fine)
+
+
+class JsonLine(NamedTuple):
+    """One parsed JSONL line: `value` (None when rejected), `reason` (a short code, "" when good) and `detail`."""
+
+    value: Any
+    reason: str = ""
+    detail: str = ""
+
+
+def parse_json_line(line: str | bytes, want_object: bool = True) -> JsonLine:
+    """Parse one JSONL line without ever raising: invalid UTF-8, malformed JSON, nesting deeper than
+    MAX_JSON_DEPTH, integers longer than Python converts, lone surrogates (which cannot be written back as UTF-8)
+    and (with `want_object`) anything but a JSON object come back as a reason code and a one-line detail."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return JsonLine(None, "invalid-utf8", f"invalid UTF-8 at byte {e.start} of the line")
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        return JsonLine(None, "malformed-json", f"{e.msg} at column {e.colno}")
+    except RecursionError:
+        return JsonLine(None, "too-deep", f"nested deeper than the parser allows (limit {MAX_JSON_DEPTH})")
+    except ValueError as e:  # int-str conversion limit: an integer of more than 4300 digits
+        return JsonLine(None, "number-too-long", str(e).split(";")[0])
+    if want_object and not isinstance(value, dict):
+        return JsonLine(None, "not-an-object", f"expected a JSON object, got {type(value).__name__}")
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        return JsonLine(None, "too-deep", f"nested more than {MAX_JSON_DEPTH} levels deep")
+    if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(value):
+        return JsonLine(None, "lone-surrogate", "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff escape)")
+    return JsonLine(value)
+
+
+def _children(v: Any) -> list:
+    return list(v.keys()) + list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else []
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in _children(v))
+    return deepest
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        else:
+            stack.extend(_children(v))
+    return False
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover - zstandard is a dependency, but only .zst files need it
+        pass
+    return errors
+
+
+READ_ERRORS = _read_errors()  # what a broken (truncated, corrupt) compressed stream raises while it is read
 
 
 def strip_compression(name: str) -> str:
@@ -73,22 +153,19 @@ def read_json(path: str | Path, error_cls: type[MoxinError], what: str = "file",
 
 def read_jsonl(path: str | Path, error_cls: type[MoxinError], what: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every non-empty line of a JSONL file (compressed or not); a line that is not a
-    JSON object raises `error_cls` naming `file:line`, an unreadable file names the file."""
+    JSON object (see `parse_json_line`) raises `error_cls` naming `file:line`, an unreadable file names the file."""
     path = Path(path)
     label = f" ({what})" if what else ""
     try:
-        with open_compressed(path, "rt") as fh:
+        with open_compressed(path, "rb") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise error_cls(f"{path}:{n}{label}: not valid JSON ({e.msg}); fix or remove that line") from None
-                if not isinstance(obj, dict):
-                    raise error_cls(f"{path}:{n}{label}: expected a JSON object, got {type(obj).__name__}; "
-                                    f"each line must hold one record")
-                yield n, obj
-    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as e:
+                rec = parse_json_line(line)
+                if rec.reason:
+                    raise error_cls(f"{path}:{n}{label}: {rec.reason} ({rec.detail}); fix or remove that line "
+                                    f"(each line must hold one JSON object)")
+                yield n, rec.value
+    except READ_ERRORS as e:
         why = f"{type(e).__name__}: {e}"
         raise error_cls(f"{path}{label}: cannot be read ({why}); replace it with a good copy") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moxin.data.config import DataConfig
+from moxin.data.document import REJECTS_FILE
 from moxin.data.process import ProcessResult
 from moxin.provenance import fingerprint
 from moxin.tokenizer.config import TokenizerConfig
@@ -43,7 +44,9 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
         "sources": sources,
         "steps": L.step_table(names),
         "languages": dict(sorted(languages.items())),
-        "errors": {"count": sum(sum(v.values()) for v in L.errors.values()), "examples": L.error_lines},
+        "errors": {"count": sum(sum(v.values()) for v in L.errors.values()), "examples": L.error_lines,
+                   "rejected": len(L.rejects), "rejects_file": REJECTS_FILE,
+                   "truncated": [r for r in L.rejects if "byte_offset" in r]},
         "decontamination": res.decontam,
         "tokenizer": {k: tok_manifest.get(k) for k in ("kind", "vocab_size", "eos_id", "tokenizer_sha256",
                                                         "reused_from")} | {"path": "../tokenizer"},
@@ -59,6 +62,19 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+def _read_errors(e: dict) -> list[str]:
+    """The card's read-error section: counts, where every rejected record is listed, and broken-off streams."""
+    out = ["", "## Read errors", "", f"{e['count']} record(s) could not be read as given"]
+    if "rejects_file" in e:
+        out[-1] += f"; all {e['rejected']} rejected record(s) are listed in `{e['rejects_file']}` (file, line, reason, "
+        out[-1] += "first bytes)"
+    for t in e.get("truncated", []):
+        out.append(f"- **{t['source']}/{t['file']} breaks off after byte {t['byte_offset']} (line {t['line']})**: "
+                   f"{t['error']}; the rest of that file was not read")
+    out += ["", "First ones:", ""] + ([f"- `{x}`" for x in e["examples"][:20]] or ["- none"])
+    return out
 
 
 def render_card(m: dict) -> str:
@@ -91,8 +107,7 @@ def render_card(m: dict) -> str:
     else:
         out.append("No evaluation sets were given (data.decontaminate).")
     t = m["tokens"]
-    out += ["", "## Read errors", "", f"{m['errors']['count']} record(s) could not be read as given; first ones:", ""]
-    out += [f"- `{e}`" for e in m["errors"]["examples"][:20]] or ["- none"]
+    out += _read_errors(m["errors"])
     out += ["", "## Tokens", "", f"Tokenizer: {m['tokenizer'].get('kind')}, vocab {m['tokenizer']['vocab_size']}, "
             f"sha256 `{m['tokenizer']['tokenizer_sha256']}`.",
             f"Train tokens {t['train_tokens']:,}, val tokens {t['val_tokens']:,}, dtype {t['dtype']}, "

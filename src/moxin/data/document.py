@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import Any
 
 SAMPLE_CHARS = 2000
+REJECT_HEAD_BYTES = 200
+REJECTS_FILE = "rejects.jsonl"
+
+
+def reject_record(file: str, line: int, raw: bytes = b"", **extra: object) -> dict:
+    """Where a rejected record was: `file` as recorded (relative to its source's root, never absolute), `line`,
+    the first REJECT_HEAD_BYTES bytes of the line as text (undecodable bytes replaced), and any `extra` facts."""
+    head = raw[:REJECT_HEAD_BYTES].decode("utf-8", errors="replace") if raw else ""
+    return {"file": file, "line": line, "head": head, **extra}
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Ledger:
         self.errors: dict[str, dict[str, int]] = {}  # source → reason → count
         self.error_lines: list[str] = []
         self.languages: dict[str, dict[str, int]] = {}  # source → lang → kept docs
+        self.rejects: list[dict] = []  # every rejected record's location, in reading order (rejects.jsonl)
 
     def _c(self, source: str, step: str) -> StepCount:
         return self.counts.setdefault((source, step), StepCount())
@@ -70,9 +80,12 @@ class Ledger:
         c.modified[reason] = c.modified.get(reason, 0) + n
         self._sample(f"{step}.{reason}", doc, detail)
 
-    def error(self, source: str, reason: str, where: str, message: str, lost: bool = True) -> None:
+    def error(self, source: str, reason: str, where: str, message: str, lost: bool = True,
+              reject: dict | None = None) -> None:
         """A record that could not be read (lost: it never became a document) or was repaired (lost=False),
-        counted with file:line under the `read` step."""
+        counted with file:line under the `read` step. `reject` (see `reject_record`) goes to rejects.jsonl."""
+        if reject is not None:
+            self.rejects.append({"source": source, "reason": reason, "message": message, **reject})
         per = self.errors.setdefault(source, {})
         per[reason] = per.get(reason, 0) + 1
         c = self._c(source, "read")
@@ -122,6 +135,14 @@ class Ledger:
 
     def source_steps(self, source: str) -> list[dict]:
         return [{"step": st, **self.counts.get((source, st), StepCount()).as_dict()} for st in self.steps]
+
+    def write_rejects(self, path: Path) -> int:
+        """Every rejected record's location as JSONL (same bytes for the same inputs); returns the count."""
+        from moxin.provenance import atomic_write_text
+
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n"
+                                        for r in self.rejects))
+        return len(self.rejects)
 
     def write_samples(self, folder: Path) -> list[str]:
         from moxin.provenance import atomic_write_text

@@ -6,6 +6,7 @@ Writes (atomically; an interrupted run leaves the previous folder untouched):
     <run>/data/processed/<source>.offsets.npy (n, 2) int64 byte offset/length; .split.npy uint8 (0 train, 1 val)
     <run>/data/tokens.json, tokens/           the shard contract (moxin.data.tokens)
     <run>/data/samples/<step>.<reason>.jsonl  examples of every drop/change reason and read error
+    <run>/data/rejects.jsonl                 every record that could not be read: file, line, reason, first bytes
     <run>/data/manifest.json, data_card.md
     <run>/tokenizer/                          trained here unless an up-to-date one is there already
 """
@@ -20,6 +21,7 @@ import numpy as np
 import xxhash
 
 from moxin.data.config import DataConfig
+from moxin.data.document import REJECTS_FILE
 from moxin.data.process import ProcessResult, Processor
 from moxin.errors import DataError
 from moxin.provenance import (atomic_dir, atomic_write_bytes, atomic_write_text, code_version, fingerprint,
@@ -203,6 +205,7 @@ def run_data_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, ru
         del texts
         meta = _tokenize(tmp, processed, res, splits, run_dir / "tokenizer", tok_manifest, data_cfg, bar)
         res.ledger.write_samples(tmp / "samples")
+        res.ledger.write_rejects(tmp / REJECTS_FILE)
         from moxin.data.card import build_manifest, render_card
 
         info = build_manifest(data_cfg, tok_cfg, seed, fp, per_source, res, splits, meta, tok_manifest,

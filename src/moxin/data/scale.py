@@ -49,8 +49,8 @@ class _Recorder(Ledger):
         super().__init__(STEPS)
         self.pending: list[list] = []
 
-    def error(self, source, reason, where, message, lost=True) -> None:  # noqa: D102
-        self.pending.append([source, reason, where, message, lost])
+    def error(self, source, reason, where, message, lost=True, reject=None) -> None:  # noqa: D102
+        self.pending.append([source, reason, where, message, lost, reject])
 
 
 def _encode(a: Analysis, doc: Document, raw: str) -> dict:

@@ -7,16 +7,14 @@ error up front, since a typo there would silently train on less data."""
 from __future__ import annotations
 
 import glob as globmod
-import json
-import lzma
 import sysconfig
 from pathlib import Path
 from typing import IO, Iterator
 
 from moxin.data.config import SourceConfig
-from moxin.data.document import Document, Ledger
+from moxin.data.document import Document, Ledger, reject_record
 from moxin.errors import DataError
-from moxin.io import open_compressed, strip_compression
+from moxin.io import READ_ERRORS, open_compressed, parse_json_line, strip_compression
 from moxin.provenance import sha256_file, fingerprint
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
@@ -143,56 +141,76 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", 
 def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 only: set[int] | None) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
-        empty = True
+        empty, lineno, offset = True, 0, 0
         try:
             with _open(f, meter) as fh:
                 for lineno, raw in enumerate(fh, 1):
+                    offset += len(raw)
                     if not raw.strip():
                         continue
                     empty = False
                     doc = _jsonl_record(cfg, ledger, f, rel, lineno, raw)
                     if doc is not None:
                         yield doc
-        except (OSError, EOFError, lzma.LZMAError) as e:
-            ledger.error(cfg.name, "unreadable-file", str(f), f"{type(e).__name__}: {e}")
+        except READ_ERRORS as e:
+            _stream_error(cfg, ledger, f, rel, lineno, offset, e)
             continue
         meter.done(f)
         if empty:
-            ledger.error(cfg.name, "empty-file", f"{f}:1", "file has no records")
+            ledger.error(cfg.name, "empty-file", f"{f}:1", "file has no records", reject=reject_record(rel, 0))
+
+
+def _stream_error(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, offset: int,
+                  e: BaseException) -> None:
+    """A file that cannot be opened, or a compressed stream that breaks off (truncated or corrupt): one read error
+    with the byte offset (of the decompressed text) where reading stopped; the rest of the file is not read."""
+    why = f"{type(e).__name__}: {e}"
+    if lineno == 0 and offset == 0:
+        ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
+        return
+    msg = (f"stream breaks off after byte {offset} (line {lineno}; {why}); the rest of the file was not read: "
+           f"replace it with a complete copy")
+    ledger.error(cfg.name, "truncated-stream", f"{f}:{lineno + 1}", msg,
+                 reject=reject_record(rel, lineno + 1, byte_offset=offset, error=why))
 
 
 def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, raw: bytes) -> Document | None:
     at = f"{f}:{lineno}"
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        ledger.error(cfg.name, "invalid-utf8", at, f"invalid UTF-8 at byte {e.start} of the line")
+    rec = parse_json_line(raw)
+    if rec.reason:
+        ledger.error(cfg.name, rec.reason, at, rec.detail, reject=reject_record(rel, lineno, raw))
         return None
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        ledger.error(cfg.name, "malformed-json", at, f"{e.msg} at column {e.colno}")
-        return None
-    if not isinstance(rec, dict):
-        ledger.error(cfg.name, "not-an-object", at, f"expected a JSON object, got {type(rec).__name__}")
-        return None
-    return _record_doc(cfg, ledger, rec, at, f"{cfg.name}/{rel}:{lineno}")
+    return _record_doc(cfg, ledger, rec.value, at, f"{cfg.name}/{rel}:{lineno}", reject_record(rel, lineno, raw))
 
 
-def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str) -> Document | None:
+def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str,
+                reject: dict) -> Document | None:
     if cfg.text_field not in rec:
-        ledger.error(cfg.name, "missing-field", at, f"no field {cfg.text_field!r} (fields: {', '.join(sorted(rec))[:120]}); "
-                     f"set text_field")
+        ledger.error(cfg.name, "missing-field", at, f"no field {cfg.text_field!r} (fields: "
+                     f"{', '.join(sorted(rec))[:120]}); set text_field", reject=reject)
         return None
     text = rec[cfg.text_field]
     if not isinstance(text, str):
-        ledger.error(cfg.name, "not-text", at, f"field {cfg.text_field!r} is {type(text).__name__}, not a string")
+        ledger.error(cfg.name, "not-text", at, f"field {cfg.text_field!r} is {type(text).__name__}, not a string",
+                     reject=reject)
         return None
     if not text.strip():
-        ledger.error(cfg.name, "empty-text", at, f"field {cfg.text_field!r} is empty")
+        ledger.error(cfg.name, "empty-text", at, f"field {cfg.text_field!r} is empty", reject=reject)
+        return None
+    if _lone_surrogate(text):  # parquet and hf strings can hold them too; they cannot be written as UTF-8
+        ledger.error(cfg.name, "lone-surrogate", at, f"field {cfg.text_field!r} holds a lone UTF-16 surrogate",
+                     reject=reject)
         return None
     doc_id = f"{cfg.name}/{rec[cfg.id_field]}" if cfg.id_field and rec.get(cfg.id_field) is not None else default_id
     return Document(doc_id, text, {"where": at})
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _selected(cfg: SourceConfig, where: str, only: set[int] | None) -> Iterator[tuple[Path, str]]:
@@ -221,13 +239,14 @@ def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         try:
             with _open(f) as fh:
                 data = fh.read()
-        except (OSError, EOFError, lzma.LZMAError) as e:
-            ledger.error(cfg.name, "unreadable-file", str(f), f"{type(e).__name__}: {e}")
+        except READ_ERRORS as e:
+            why = f"{type(e).__name__}: {e}"
+            ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
             continue
         finally:
             meter.done(f)
         if not data.strip():
-            ledger.error(cfg.name, "empty-file", f"{f}:1", "file is empty")
+            ledger.error(cfg.name, "empty-file", f"{f}:1", "file is empty", reject=reject_record(rel, 0))
             continue
         text = _decode_text(cfg, ledger, f, data)
         if not cfg.doc_chars:
@@ -276,19 +295,21 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         try:
             pf = pq.ParquetFile(f)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
-            ledger.error(cfg.name, "unreadable-file", str(f), f"not a Parquet file ({type(e).__name__}: {e})")
+            why = f"not a Parquet file ({type(e).__name__}: {e})"
+            ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
             continue
         names = pf.schema_arrow.names
         if cfg.text_field not in names:
             ledger.error(cfg.name, "missing-field", f"{f}:0", f"no column {cfg.text_field!r} (columns: "
-                         f"{', '.join(names)}); set text_field")
+                         f"{', '.join(names)}); set text_field", reject=reject_record(rel, 0))
             continue
         cols = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names else [])
         row = 0
         for batch in pf.iter_batches(batch_size=1024, columns=cols):
             for rec in batch.to_pylist():
                 row += 1
-                doc = _record_doc(cfg, ledger, rec, f"{f}:row {row}", f"{cfg.name}/{rel}:{row}")
+                doc = _record_doc(cfg, ledger, rec, f"{f}:row {row}", f"{cfg.name}/{rel}:{row}",
+                                  reject_record(rel, row))
                 if doc is not None:
                     yield doc
         meter.done(f)
@@ -316,6 +337,7 @@ def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                         f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
                         f"(save_to_disk folder or JSONL) or remove the source") from None
     for i, rec in enumerate(ds):
-        doc = _record_doc(cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}")
+        doc = _record_doc(cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}",
+                          reject_record(Path(cfg.path).name, i + 1))
         if doc is not None:
             yield doc
