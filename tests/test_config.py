@@ -53,3 +53,21 @@ def test_recipe_paths_resolve_against_the_file(tmp_path):
     (tmp_path / "r.toml").write_text("[run]\nname = 'x'\n")
     recipe = load_recipe(tmp_path / "r.toml")
     assert recipe.resolve_path("data/a.jsonl") == tmp_path / "data" / "a.jsonl"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("run.name=../../escaped-run", "run.name"), ("run.name=/tmp/abs", "run.name"), ("run.name=a/b", "run.name"),
+    ("run.name=..", "run.name"), ("finetune.sft.name=../x", "finetune.sft.name"),
+    ("finetune.dpo.name=/etc", "finetune.dpo.name"), ("release.name=../up", "release.name"),
+    ("finetune.sft.data=[{path='a.jsonl', license='MIT', name='../x'}]", "finetune.sft.data[0].name"),
+])
+def test_output_names_cannot_escape_the_run_folder(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_recipe("tiny", [override])
+    msg = str(e.value)
+    assert key in msg and "no '/', no '..', not absolute" in msg and "\n" not in msg
+
+
+def test_plain_output_names_still_load():
+    r = load_recipe("tiny", ["run.name=my-run_2.b", "finetune.sft.name=sft-v2", "release.name=rel"])
+    assert (r.run.name, r.finetune.sft.name, r.release.name) == ("my-run_2.b", "sft-v2", "rel")

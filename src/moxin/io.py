@@ -162,9 +162,11 @@ def read_jsonl(path: str | Path, error_cls: type[MoxinError], what: str = "") ->
                 if not line.strip():
                     continue
                 rec = parse_json_line(line)
+                if rec.reason == "malformed-json":
+                    raise error_cls(f"{path}:{n}{label}: not valid JSON ({rec.detail}); fix or remove that line")
                 if rec.reason:
-                    raise error_cls(f"{path}:{n}{label}: {rec.reason} ({rec.detail}); fix or remove that line "
-                                    f"(each line must hold one JSON object)")
+                    raise error_cls(f"{path}:{n}{label}: {rec.detail} ({rec.reason}); each line must hold one "
+                                    f"JSON object: fix or remove that line")
                 yield n, rec.value
     except READ_ERRORS as e:
         why = f"{type(e).__name__}: {e}"

@@ -33,6 +33,11 @@ class RunConfig:
     seed: int = 0
     out_dir: str = "runs"  # relative paths resolve against the current directory
 
+    def validate(self, where: str = "<config>", prefix: str = "") -> None:
+        from moxin.data.config import check_name
+
+        check_name(self.name, f"{prefix}name", where)
+
 
 @dataclass
 class Recipe:

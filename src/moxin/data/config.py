@@ -16,6 +16,17 @@ SPDX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def check_name(value: str, key: str, where: str, allow_empty: bool = False) -> None:
+    """A name that becomes a folder or file name (a source, `run.name`, a fine-tuning stage): letters, digits,
+    '_', '-', '.', not starting with '.' or '-' — so never absolute, never `..`, never a path. `key` is the full
+    recipe key named in the ConfigError."""
+    if allow_empty and value == "":
+        return
+    if not isinstance(value, str) or not NAME_RE.match(value) or value in (".", ".."):
+        raise ConfigError(f"{key} in {where} is {value!r}; it names an output folder, so use letters, digits, '_', "
+                          f"'-', '.' only (no '/', no '..', not absolute)")
+
+
 @dataclass
 class SourceConfig:
     """One raw source. `path` is a file, a folder or a glob (jsonl/text/parquet), a dataset name or a local
@@ -37,8 +48,7 @@ class SourceConfig:
     max_docs: int = 0  # read at most this many documents (0: all)
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
-        if not NAME_RE.match(self.name):
-            raise ConfigError(f"{prefix}name in {where} is {self.name!r}; use letters, digits, '_', '-', '.' only")
+        check_name(self.name, f"{prefix}name", where)
         if not SPDX_RE.match(self.license.strip()):
             raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
                               f"'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from moxin.data.config import SPDX_RE, EvalSetConfig  # noqa: F401 - EvalSetConfig is part of this section
+from moxin.data.config import SPDX_RE, EvalSetConfig, check_name  # noqa: F401 - EvalSetConfig is part of this section
 from moxin.errors import ConfigError
 from moxin.train.config import CheckpointConfig, TrainConfig
 
@@ -50,6 +50,7 @@ class DatasetConfig:
                               f"'Apache-2.0', 'CC-BY-SA-3.0' or 'LicenseRef-<name>'")
         if self.max_records < 0:
             raise ConfigError(f"{prefix}max_records in {where} must be >= 0, got {self.max_records}")
+        check_name(self.name, f"{prefix}name", where, allow_empty=True)
 
 
 @dataclass
@@ -101,6 +102,7 @@ class ModeConfig(TrainConfig):
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         super().validate(where, prefix)
+        check_name(self.name, f"{prefix}name", where, allow_empty=True)
         if (self.steps is None) == (self.epochs is None) and self.steps is None:
             pass  # neither: one epoch (resolved later)
         elif self.steps is not None and self.epochs is not None:

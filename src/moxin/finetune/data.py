@@ -27,7 +27,7 @@ from typing import Any
 
 from moxin.errors import ConfigError, DataError
 from moxin.finetune.config import DatasetConfig
-from moxin.io import open_compressed, strip_compression
+from moxin.io import open_compressed, parse_json_line, strip_compression
 
 ROLES = ("system", "user", "assistant")
 MODE_FORMATS = {"sft": ("chat", "instruction", "prompt-response", "math", "preference"),
@@ -103,6 +103,9 @@ def read_records(path: Path, count: DatasetCount) -> Iterator[tuple[str, Any]]:
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must hold one "
                                     f"JSON array of records (or rename it .jsonl for one record per line)") from None
+                except (RecursionError, ValueError) as e:  # nesting too deep; an integer over 4300 digits
+                    raise DataError(f"{path}: cannot be parsed ({type(e).__name__}: {str(e)[:80]}); remove the "
+                                    f"deeply nested value or over-long number") from None
                 if not isinstance(data, list):
                     raise DataError(f"{path}: a .json data file must hold a JSON array, got {type(data).__name__}")
                 for i, rec in enumerate(data):
@@ -111,11 +114,12 @@ def read_records(path: Path, count: DatasetCount) -> Iterator[tuple[str, Any]]:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                try:
-                    yield f"{path.name}:{lineno}", json.loads(line)
-                except json.JSONDecodeError as e:
+                rec = parse_json_line(line, want_object=False)
+                if rec.reason:
                     count.records_in += 1
-                    count.drop("malformed_json", f"{path.name}:{lineno}", e.msg)
+                    count.drop(rec.reason.replace("-", "_"), f"{path.name}:{lineno}", rec.detail)
+                    continue
+                yield f"{path.name}:{lineno}", rec.value
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
 
