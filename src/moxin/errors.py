@@ -39,3 +39,11 @@ class ReleaseError(MoxinError):
 
 class ServeError(MoxinError):
     """A generation request is invalid (too long, bad parameter); the server answers it with HTTP 400."""
+
+
+class TemplateError(MoxinError):
+    """A chat template cannot render (invalid, rejects the conversation, or exceeds its size or time limits)."""
+
+
+class TemplateLimitError(TemplateError):
+    """A chat template exceeded its output-size or time limit (the template's fault, whatever the conversation)."""

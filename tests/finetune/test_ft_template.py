@@ -67,3 +67,75 @@ def test_packed_rows_give_the_same_logits_as_separate_examples(tok):
                 assert (packed.labels[r, at:at + len(ids)] == examples[i][1]).all()
                 at += len(ids)
             assert (packed.labels[r, at:] == IGNORE).all()
+
+
+# ------------------------------------------------------------------------------ bounded rendering (issue 15 item 11)
+ATTACKS = {
+    "string repeat": "{{ ('a'*300000000) }}",
+    "nested loops, no output": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "nested loops with output": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "doubling": "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "padding": "{{ 'a'.ljust(300000000) }}{{ 'a'|center(300000000) }}",
+    "set block": "{% set x %}{% for i in range(100000) %}{{ 'a'*1000000 }}{% endfor %}{% endset %}{{ x|length }}",
+    "replace": "{{ ('a'*3000000)|replace('', 'bbbbbbbbbbbbbbbb') }}",
+}
+
+
+def test_template_attacks_fail_fast_with_one_line(tok):
+    import resource
+    import time
+
+    import pytest
+
+    from moxin.errors import TemplateLimitError
+    from moxin.tokenizer.template import render_chat
+
+    for what, source in ATTACKS.items():
+        t0 = time.perf_counter()
+        with pytest.raises(TemplateLimitError) as e:
+            render_chat(tok, CONV, template=source, name="finetune.chat_template")
+        took = time.perf_counter() - t0
+        msg = str(e.value)
+        assert took < 2.0, (what, took)
+        assert msg.startswith("finetune.chat_template: rendering stopped") and "\n" not in msg, (what, msg)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_000_000  # KiB: nothing near 300 MB × n built
+
+
+def test_template_limit_stops_finetune_render_but_rejection_drops_record(tok):
+    import pytest
+
+    from moxin.errors import TemplateLimitError
+    from moxin.finetune.data import BadRecord
+
+    old = tok.chat_template
+    try:
+        tok.chat_template = ATTACKS["string repeat"]
+        with pytest.raises(TemplateLimitError, match="chat template of .*: rendering stopped: '\\*' would build"):
+            render(tok, CONV)
+        tok.chat_template = "{{ raise_exception('roles must alternate') }}"
+        with pytest.raises(BadRecord, match="roles must alternate"):
+            render(tok, CONV)
+    finally:
+        tok.chat_template = old
+
+
+def test_bounded_render_matches_transformers_for_chatml(tok):
+    from moxin.tokenizer.config import CHATML_TEMPLATE
+    from moxin.tokenizer.template import render_chat
+
+    assert tok.chat_template == CHATML_TEMPLATE
+    long_conv = CONV + [{"role": "user", "content": "ünïcödé 日本語 " * 500}]
+    for conv in (CONV, CONV[:2], long_conv):
+        for gen in (False, True):
+            assert render_chat(tok, conv, gen) == tok.apply_chat_template(conv, tokenize=False,
+                                                                           add_generation_prompt=gen)
+    # a template using the special tokens, loop controls, namespaces and tojson renders like transformers, too
+    fancy = ("{{ bos_token or '' }}{% set ns = namespace(n=0) %}{% for m in messages %}{% if m.role == 'system' %}"
+             "{% continue %}{% endif %}{% set ns.n = ns.n + 1 %}[{{ ns.n }}|{{ m.role|upper }}]{{ m.content|tojson }}"
+             "{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}>{% endif %}")
+    old = tok.chat_template
+    try:
+        tok.chat_template = fancy
+        assert render_chat(tok, CONV, True) == tok.apply_chat_template(CONV, tokenize=False, add_generation_prompt=True)
+    finally:
+        tok.chat_template = old

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from moxin.errors import DataError
+from moxin.errors import DataError, TemplateError, TemplateLimitError
 from moxin.finetune.data import BadRecord
 from moxin.tokenizer.config import CHATML_TEMPLATE
 from moxin.train import IGNORE
@@ -33,9 +33,15 @@ def ensure_chat_template(tok: Any, template: str = "") -> str:
 
 
 def render(tok: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
+    """The conversation as text, rendered with size and time limits (moxin.tokenizer.template). A template that
+    rejects this conversation drops the record; one that exceeds its limits stops the run (TemplateLimitError)."""
+    from moxin.tokenizer.template import render_chat
+
     try:
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    except Exception as e:  # noqa: BLE001 - Jinja raises many types (e.g. a template's own raise_exception)
+        return render_chat(tok, messages, add_generation_prompt=generation_prompt)
+    except TemplateLimitError:
+        raise
+    except TemplateError as e:
         raise BadRecord("template_error", f"the chat template rejected the conversation: {e}") from None
 
 

@@ -8,7 +8,7 @@ import dataclasses
 from typing import TextIO
 
 from moxin.serve.engine import Completion, Engine, SamplingParams, ServeError
-from moxin.serve.text import end_of_turn_ids
+from moxin.serve.text import end_of_turn_ids, render_chat
 
 HELP = "commands: /reset clears the conversation, /exit quits"
 
@@ -30,7 +30,7 @@ class ChatSession:
     def _prompt(self) -> list[int]:
         head = [{"role": "system", "content": self.system}] if self.system else []
         while True:
-            text = self.tok.apply_chat_template(head + self.history, add_generation_prompt=True, tokenize=False)
+            text = render_chat(self.tok, head + self.history, add_generation_prompt=True)
             ids = self.tok.encode(text, add_special_tokens=False)
             if len(ids) + self.params.max_tokens <= self.engine.context or len(self.history) <= 1:
                 return ids

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from moxin.serve.engine import Completion, Engine, SamplingParams, ServeError
 from moxin.serve.protocol import (ChatRequest, CompletionRequest, envelope, error_body, new_id, usage)
-from moxin.serve.text import end_of_turn_ids
+from moxin.serve.text import end_of_turn_ids, render_chat
 
 
 @dataclass
@@ -120,7 +120,7 @@ def _encode_chat(tok, body: ChatRequest) -> list[int]:
         raise APIError(400, "this model's tokenizer has no chat template; use /v1/completions", "messages")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     try:
-        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = render_chat(tok, messages, add_generation_prompt=True)  # size- and time-bounded Jinja
     except Exception as e:  # noqa: BLE001 - a template may reject a conversation (e.g. roles not alternating)
         raise APIError(400, f"the chat template rejected these messages: {e}", "messages") from None
     return tok.encode(text, add_special_tokens=False)

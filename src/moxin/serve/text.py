@@ -6,6 +6,8 @@ can no longer change: never a trailing U+FFFD, never the start of what might bec
 
 from __future__ import annotations
 
+from moxin.tokenizer.template import render_chat  # noqa: F401 - chat prompts render with size and time limits
+
 REPLACEMENT = "\ufffd"
 
 
