@@ -70,8 +70,9 @@ def test_read_jsonl_errors_name_file_and_line(tmp_path):
         list(read_jsonl(tmp_path / "missing.jsonl", DataError))
 
 
-@pytest.mark.parametrize("line, reason", [(b"[" * 200_000, "too-deep"), (b'{"n": ' + b"9" * 5000 + b"}", "number-too-long"),
-                                          (b'{"t": "\\ud800"}', "lone-surrogate"), (b'{"t": "\xed\xa0\x80"}', "invalid-utf8")])
+@pytest.mark.parametrize("line, reason", [
+    (b"[" * 200_000, "too-deep"), (b'{"n": ' + b"9" * 5000 + b"}", "number-too-long"),
+    (b'{"t": "\\ud800"}', "lone-surrogate"), (b'{"t": "\xed\xa0\x80"}', "invalid-utf8")])
 def test_read_jsonl_hostile_lines_are_one_line_errors(tmp_path, line, reason):
     p = tmp_path / "h.jsonl"
     p.write_bytes(b'{"a": 1}\n' + line + b"\n")

@@ -16,7 +16,7 @@ from moxin.data.process import STEPS
 from moxin.data.sources import read_source
 from moxin.io import parse_json_line
 
-WORDS = ("the of and to in that it was for on with as his they at be this from have not but by are one had what "
+WORDS = ("the of and to in that it was for on with as his they at be this from have not but by are one had what "  # noqa: SIM905 - a word list reads best as text
          "harbour lantern orchard velvet copper river window garden morning evening winter summer letter market "
          "village bridge mountain journey station kitchen teacher doctor captain soldier farmer painter sailor "
          "quietly slowly bright silent golden narrow ancient gentle careful simple heavy distant").split()

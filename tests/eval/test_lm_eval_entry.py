@@ -12,7 +12,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from evalfix import tiny_checkpoint, tokenizer_dir  # noqa: F401  (fixtures; sets OMP_WAIT_POLICY first)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +24,8 @@ def _user_tasks(folder: Path) -> Path:
     rows = [{"q": f"Is {i} even?", "choices": ["yes", "no"], "gold": i % 2} for i in range(6)]
     (folder / "data" / "even.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "even.yaml").write_text(
-        f"task: my_even\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder / 'data' / 'even.jsonl'}\n"
+        "task: my_even\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {folder / 'data' / 'even.jsonl'}\n"
         "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"Question: {{q}}\\nAnswer:\"\n"
         "doc_to_choice: \"{{choices}}\"\ndoc_to_target: gold\nmetric_list:\n  - metric: acc\n")
     return folder

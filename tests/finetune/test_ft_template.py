@@ -110,7 +110,7 @@ def test_template_limit_stops_finetune_render_but_rejection_drops_record(tok):
     old = tok.chat_template
     try:
         tok.chat_template = ATTACKS["string repeat"]
-        with pytest.raises(TemplateLimitError, match="chat template of .*: rendering stopped: '\\*' would build"):
+        with pytest.raises(TemplateLimitError, match=r"chat template of .*: rendering stopped: '\*' would build"):
             render(tok, CONV)
         tok.chat_template = "{{ raise_exception('roles must alternate') }}"
         with pytest.raises(BadRecord, match="roles must alternate"):

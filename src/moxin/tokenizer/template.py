@@ -112,7 +112,7 @@ def _environment():
     class Generation(jinja2.ext.Extension):
         """`{% generation %}...{% endgeneration %}` (marks assistant text in some templates): rendered as is."""
 
-        tags = {"generation"}
+        tags = frozenset({"generation"})
 
         def parse(self, parser):
             lineno = next(parser.stream).lineno
@@ -136,10 +136,10 @@ def _environment():
         intercepted_binops = frozenset(["*", "**", "+", "%"])
         concat = staticmethod(_join)
 
-        def call_binop(self, context, operator, left, right):  # noqa: D102
+        def call_binop(self, context, operator, left, right):
             return _bounded_binop(operator, left, right)
 
-        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805,D102 - jinja's own signature
+        def call(__self, __context, __obj, *args, **kwargs):  # jinja's own signature
             if isinstance(getattr(__obj, "__self__", None), str) and hasattr(__obj, "__name__"):
                 _str_method(__obj, args, kwargs)
             return super().call(__context, __obj, *args, **kwargs)
