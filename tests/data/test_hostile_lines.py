@@ -129,3 +129,21 @@ def test_summary_names_rejects_file_and_truncation(hostile_run):
 def test_rejects_file_is_deterministic(hostile_run):
     folder, _, _, _, first = hostile_run
     assert (folder / "rejects.jsonl").read_bytes() == first
+
+
+def test_stage_log_names_the_rejects_file(tmp_path):
+    from moxin.data.commands import run_data
+    from moxin.layout import RunLayout
+    from moxin.tokenizer.config import TokenizerConfig
+
+    (tmp_path / "in").mkdir()
+    expected, _ = _write_inputs(tmp_path / "in", random.Random(2))
+    cfg = DataConfig(sources=[SourceConfig(name="h", type="jsonl", license="MIT", path=str(tmp_path / "in"))],
+                     workers=1, dedup_fuzzy=False)
+    lines: list[str] = []
+    layout = RunLayout(tmp_path / "run")
+    res = run_data(cfg, TokenizerConfig(vocab_size=300, sample_bytes=50_000), layout, 0, lambda p: tmp_path / p,
+                   progress=False, log=lines.append)
+    assert res.status == "done"
+    assert lines[-1] == (f"data: {len(expected) + 1:,} record(s) could not be read; each is listed (file, line, "
+                         f"reason) in {layout.data / 'rejects.jsonl'}")

@@ -65,6 +65,9 @@ def run_data(data_cfg, tok_cfg, layout: RunLayout, seed: int, resolve_path: Call
     log(f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
         f"{sum(s['docs_in'] for s in m['sources']):,}; {m['tokens']['train_tokens']:,} train + "
         f"{m['tokens']['val_tokens']:,} val tokens → {layout.data} ({time.perf_counter() - t0:.1f} s)")
+    if m["errors"].get("rejected"):
+        log(f"data: {m['errors']['rejected']:,} record(s) could not be read; each is listed (file, line, reason) "
+            f"in {layout.data / m['errors']['rejects_file']}")
     return StageResult.done("data", outputs)
 
 
