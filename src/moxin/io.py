@@ -8,7 +8,7 @@ import json
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from moxin.errors import MoxinError
 
@@ -44,7 +44,8 @@ def _decompress(name: str, raw: IO[bytes]) -> IO[bytes]:
     if name.endswith(".gz"):
         import gzip
 
-        return gzip.open(raw, "rb")
+        # typeshed types GzipFile as a BufferedIOBase only (its LZMAFile and BZ2File are IO[bytes] too); it is one
+        return cast(IO[bytes], gzip.open(raw, "rb"))
     if name.endswith(".xz"):
         return lzma.open(raw, "rb")
     if name.endswith(".bz2"):

@@ -37,4 +37,4 @@ def build(recipe: Recipe, out: Path | None = None, force: bool = False, dry_run:
     return 0 if run_build(recipe, out, force=force)["ok"] else 1
 
 
-build.default_recipe = "tiny"  # `moxin build` alone builds the embedded default
+build.__dict__["default_recipe"] = "tiny"  # `moxin build` alone builds the embedded default

@@ -39,12 +39,18 @@ def _summary(doc: str) -> str:
     return " ".join(first.split())
 
 
-def _strip_docstring(node: ast.FunctionDef, lines: list[str]) -> str:
+def _end(node: ast.stmt) -> int:
+    """The last line of a node; `ast.parse` sets it on every statement."""
+    assert node.end_lineno is not None, "ast.parse sets end_lineno"
+    return node.end_lineno
+
+
+def _strip_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> str:
     body0 = node.body[0]
-    start, end = node.lineno - 1, node.end_lineno
+    start, end = node.lineno - 1, _end(node)
     if node.decorator_list:
         start = node.decorator_list[0].lineno - 1
-    kept = lines[start:body0.lineno - 1] + lines[body0.end_lineno:end]
+    kept = lines[start:body0.lineno - 1] + lines[_end(body0):end]
     return textwrap.dedent("\n".join(kept)).rstrip() + "\n"
 
 
@@ -61,12 +67,12 @@ def functions_in(doc_id: str, text: str, max_lines: int = 24) -> Iterator[Functi
         doc = ast.get_docstring(node)
         if not doc or len(node.body) < 2 or node.name.startswith("__"):
             continue
-        body_lines = node.end_lineno - node.body[0].end_lineno
+        body_lines = _end(node) - _end(node.body[0])
         summary = _summary(doc)
         if not 1 <= body_lines <= max_lines or not 10 <= len(summary) <= 300:
             continue
         source = _strip_docstring(node, lines)
-        whole = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno])).splitlines()
+        whole = textwrap.dedent("\n".join(lines[node.lineno - 1:_end(node)])).splitlines()
         yield Function(doc_id, node.name, f"{node.name}({ast.unparse(node.args)})", summary, source, tuple(whole))
 
 

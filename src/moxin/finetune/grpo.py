@@ -16,7 +16,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -25,7 +25,11 @@ from torch import nn
 from moxin.finetune.batches import StepOrder, fingerprint_arrays
 from moxin.finetune.losses import IGNORE, group_advantages, grpo_loss, token_logps
 from moxin.finetune.tasks import forward
+from moxin.errors import TrainingError
 from moxin.finetune.template import pad_rows
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -96,11 +100,11 @@ def sample_group(model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sam
     from moxin.model.generate import generate
     from moxin.parallel import unwrap
 
-    net = unwrap(model)
+    net = cast("Transformer", unwrap(model))
     x = torch.from_numpy(np.repeat(prompt[None], G, axis=0)).to(next(net.parameters()).device)  # (G, Tp)
     max_new = min(max_new, net.cfg.max_seq_len - x.shape[1])
     out = generate(net, x, max_new, sampling, eos_id=None if fixed_length else eot)[:, x.shape[1]:].cpu().numpy()
-    comps = []
+    comps: list[np.ndarray] = []
     for row in out:
         hit = np.nonzero(row == eot)[0]
         comps.append(row[:hit[0] + 1] if len(hit) else row)
@@ -122,21 +126,29 @@ class GRPOBatches:
         self.fixed_length = False  # True under FSDP: every rank must run the same number of forwards
         self.fingerprint = fingerprint_arrays("grpo", seed, cfg.global_batch, cfg.group_size, prompts, answers)
 
+    def _policy(self) -> nn.Module:
+        if self.policy is None:
+            raise TrainingError("GRPOBatches.policy is not set; assign the model being trained to it before "
+                                "asking for rollouts or batches")
+        return self.policy
+
     def rollout(self, prompt_idx: list[int], step: int, temperature: float | None = None, group: int | None = None
                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """(prompt per completion, completions, rewards (P, G))."""
         from moxin.model.generate import Sampling
 
-        c, model = self.cfg, self.policy
+        c, model = self.cfg, self._policy()
         temp = c.temperature if temperature is None else temperature
         was = model.training
         model.eval()
         G = group or self.G
-        prompts, comps, rewards = [], [], np.zeros((len(prompt_idx), G))
+        prompts: list[np.ndarray] = []
+        comps: list[np.ndarray] = []
+        rewards = np.zeros((len(prompt_idx), G))
         for p, i in enumerate(prompt_idx):
             s = Sampling(temp, c.top_k, c.top_p, seed=int(self.seed * 1_000_003 + step * 7919 + i) % (2**63))
-            group = sample_group(model, self.prompts[i], G, c.max_new_tokens, s, self.eot, self.fixed_length)
-            for g, comp in enumerate(group):
+            drawn = sample_group(model, self.prompts[i], G, c.max_new_tokens, s, self.eot, self.fixed_length)
+            for g, comp in enumerate(drawn):
                 text = self.tok.decode(comp[comp != self.eot].tolist(), skip_special_tokens=True)
                 rewards[p, g] = self.reward_fn(text, self.answers[i])
                 prompts.append(self.prompts[i])
@@ -156,12 +168,13 @@ class GRPOBatches:
         labels = torch.full_like(ids, IGNORE)
         for r, (p, c) in enumerate(zip(prompts, comps)):
             labels[r, len(p) - 1:len(p) + len(c) - 1] = torch.from_numpy(c)  # position j predicts token j+1
-        dev = next(self.policy.parameters()).device
+        policy = self._policy()
+        dev = next(policy.parameters()).device
         ids_d, labels_d = ids.to(dev), labels.to(dev)
-        old = self._logps(self.policy, ids_d, labels_d).cpu()
+        old = self._logps(policy, ids_d, labels_d).cpu()
         if self.reference is None:
-            with adapters_off(self.policy):
-                ref = self._logps(self.policy, ids_d, labels_d).cpu()
+            with adapters_off(policy):
+                ref = self._logps(policy, ids_d, labels_d).cpu()
         else:
             ref = self._logps(self.reference, ids_d, labels_d).cpu()
         return {"input_ids": ids, "labels": labels, "advantages": adv.float(), "old_logps": old, "ref_logps": ref,

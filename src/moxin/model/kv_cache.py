@@ -15,14 +15,14 @@ class KVCache:
     def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
                  window: int | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.rolling = window is not None and window < max_len
-        self.size = window if self.rolling else max_len  # S slots
+        self.size: int = window if window is not None and window < max_len else max_len  # S slots
         self.max_len = max_len
         shape = (n_layers, batch, n_kv_heads, self.size, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.slot_pos = torch.full((batch, self.size), -1, dtype=torch.long, device=device)
         self.written = 0  # tokens (padding included) written so far
-        self._pending: tuple | None = None
+        self._pending: tuple | None = None  # the plan of `prepare` for `update`/`commit`
 
     @classmethod
     def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
@@ -98,15 +98,21 @@ class KVCache:
         self._pending = ("prefill", slots, keep, n_old)
         return attention_mask(positions, k_pos, window)
 
+    def _plan(self, what: str) -> tuple:
+        if self._pending is None:
+            raise ModelError(f"KVCache.{what}() called without a prepare() before it; call prepare(positions, "
+                             f"window) once per forward, then update() per layer, then commit()")
+        return self._pending
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, K, T, D); return all keys/values to attend over."""
-        kind = self._pending[0]
-        if kind == "decode":
-            _, slot, _, n = self._pending
+        plan = self._plan("update")
+        if plan[0] == "decode":
+            _, slot, _, n = plan
             self.k[layer, :, :, slot] = k[:, :, 0]
             self.v[layer, :, :, slot] = v[:, :, 0]
             return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
-        _, slots, keep, n_old = self._pending
+        _, slots, keep, n_old = plan
         keys = torch.cat([self.k[layer, :, :, :n_old], k], dim=2)
         values = torch.cat([self.v[layer, :, :, :n_old], v], dim=2)
         self.k[layer].index_copy_(2, slots, k[:, :, -keep:])
@@ -116,10 +122,11 @@ class KVCache:
     def commit(self, positions: torch.Tensor) -> None:
         """After all layers ran: record the new tokens' positions and advance."""
         T = positions.shape[1]
-        if self._pending[0] == "decode":
-            self.slot_pos = self._pending[2]
+        plan = self._plan("commit")
+        if plan[0] == "decode":
+            self.slot_pos = plan[2]
         else:
-            _, slots, keep, _ = self._pending
+            _, slots, keep, _ = plan
             self.slot_pos.index_copy_(1, slots, positions[:, -keep:])
         self.written += T
         self._pending = None

@@ -350,8 +350,9 @@ def _archive(top: Path, commit: str) -> dict[str, bytes] | None:
     out = {}
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         for m in tf.getmembers():
-            if m.isfile():
-                out[m.name] = tf.extractfile(m).read()
+            f = tf.extractfile(m) if m.isfile() else None  # a regular member always has a file object
+            if f is not None:
+                out[m.name] = f.read()
     return out
 
 
@@ -404,7 +405,7 @@ def check_code(root: Path) -> Check:
         c.skipped = "NOT CHECKED: the release records no git commit (built outside a git checkout)"
         return c
     files = _archive(top, commit) if top else None
-    if files is None:
+    if top is None or files is None:
         where = f"{top} does not hold commit {commit[:12]}" if top else "moxin does not run from a git checkout"
         c.skipped = f"NOT CHECKED against commit {commit[:12]}: {where}"
         return c

@@ -109,7 +109,7 @@ def check_mof(root: Path) -> Check:
     listed = {x.get("name") for x in (doc.get("release") or {}).get("components") or [] if isinstance(x, dict)}
     present = {x["name"] for x in now["components"] if x["present"]}
     if not c.problems and listed != present:
-        c.problems.append(f"mof.yml lists {sorted(listed - present)} not present, omits {sorted(present - listed)}")
+        c.problems.append(f"mof.yml lists {sorted(listed - present, key=str)} not present, omits {sorted(present - listed)}")
     c.summary = f"Class {now['class']}"
     return c
 

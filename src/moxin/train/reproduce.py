@@ -62,9 +62,9 @@ def compare_weights(a: Path, b: Path) -> float:
     for k in ta:
         if not ta[k].numel():
             continue
-        a, b = ta[k].double(), tb[k].double()
-        d = float((a - b).abs().max())
-        if not math.isfinite(d) or not bool(torch.isfinite(a).all() & torch.isfinite(b).all()):
+        x, y = ta[k].double(), tb[k].double()
+        d = float((x - y).abs().max())
+        if not math.isfinite(d) or not bool(torch.isfinite(x).all() & torch.isfinite(y).all()):
             return float("inf")
         worst = max(worst, d)
     return worst

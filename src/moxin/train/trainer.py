@@ -117,7 +117,7 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas), cfg.eps)
+        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.betas[0], cfg.betas[1]), cfg.eps)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step = 0
         self.tokens_seen = 0
@@ -209,7 +209,7 @@ class Trainer:
         lineage = dict(c.lineage)
         if parent is not None and (parent / "manifest.json").is_file():
             lineage["parent"] = {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
-        rng = [ckpt.rng_state()]
+        rng: list[dict[str, Any] | None] = [ckpt.rng_state()]
         if self.dist.distributed:
             import torch.distributed as dist
 
