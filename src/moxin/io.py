@@ -31,7 +31,7 @@ def open_compressed(path: str | Path, mode: str = "rb", fileobj: IO[bytes] | Non
     if mode not in ("rb", "rt"):
         raise ValueError(f"open_compressed mode must be 'rb' or 'rt', got {mode!r}")
     name = Path(path).name
-    raw = fileobj if fileobj is not None else open(path, "rb")
+    raw = fileobj if fileobj is not None else open(path, "rb")  # noqa: SIM115 - the returned stream owns it
     try:
         stream = _decompress(name, raw)
     except BaseException:

@@ -219,7 +219,7 @@ def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "t
     source = selfdata_source(sources, wanted, where)
     licence = next(s.license for s in sources if s.name == source)
     td, tok = TokenData(layout.data), load_tokenizer(layout.tokenizer)
-    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)
     train = collect(documents(td, source, "train", decode))
     held = list(documents(td, source, "val", decode))
     held_fns = collect(iter(held))

@@ -10,14 +10,15 @@ import glob as globmod
 import json
 import lzma
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from moxin.data.config import SourceConfig
 from moxin.data.document import Document, Ledger
 from moxin.errors import DataError
 from moxin.io import open_compressed, strip_compression
-from moxin.provenance import sha256_file, fingerprint
+from moxin.provenance import fingerprint, sha256_file
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
 STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -46,7 +47,7 @@ class Meter:
 
 def _open(path: Path, meter: Meter | None = None) -> IO[bytes]:
     """A binary stream over a (possibly compressed) file whose compressed position `meter` follows."""
-    raw = open(path, "rb")
+    raw = open(path, "rb")  # noqa: SIM115 - the returned stream owns and closes it
     if meter is not None:
         meter.raw = raw
     return open_compressed(path, fileobj=raw)
@@ -132,11 +133,9 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", 
     file indices (of `source_files`), for sharded runs (moxin.data.scale)."""
     reader = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet,
               "python-stdlib": _read_stdlib, "hf": _read_hf}[cfg.type]
-    n = 0
-    for doc in reader(cfg, ledger, where, meter or Meter(), only):
+    for n, doc in enumerate(reader(cfg, ledger, where, meter or Meter(), only), 1):
         doc.metadata.setdefault("source", cfg.name)
         yield doc
-        n += 1
         if cfg.max_docs and n >= cfg.max_docs:
             return
 
@@ -276,7 +275,7 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
     for f, rel in _selected(cfg, where, only):
         try:
             pf = pq.ParquetFile(f)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        except Exception as e:  # pyarrow raises several types for a corrupt file
             ledger.error(cfg.name, "unreadable-file", str(f), f"not a Parquet file ({type(e).__name__}: {e})")
             continue
         names = pf.schema_arrow.names
@@ -312,7 +311,7 @@ def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 ds = ds[cfg.hf_split]
         else:
             ds = datasets.load_dataset(cfg.path, cfg.hf_name or None, split=cfg.hf_split, streaming=True)
-    except Exception as e:  # noqa: BLE001 - the hub client raises many types when offline or missing
+    except Exception as e:  # the hub client raises many types when offline or missing
         raise DataError(f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
                         f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
                         f"(save_to_disk folder or JSONL) or remove the source") from None

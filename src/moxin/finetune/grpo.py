@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from moxin.errors import TrainingError
 from moxin.finetune.batches import StepOrder, fingerprint_arrays
 from moxin.finetune.losses import IGNORE, group_advantages, grpo_loss, token_logps
 from moxin.finetune.tasks import forward
-from moxin.errors import TrainingError
 from moxin.finetune.template import pad_rows
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ def ensure_chat_template(tok: Any, template: str = "") -> str:
 def render(tok: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
     try:
         return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    except Exception as e:  # noqa: BLE001 - Jinja raises many types (e.g. a template's own raise_exception)
+    except Exception as e:  # Jinja raises many types (e.g. a template's own raise_exception)
         raise BadRecord("template_error", f"the chat template rejected the conversation: {e}") from None
 
 

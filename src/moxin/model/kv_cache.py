@@ -25,7 +25,7 @@ class KVCache:
         self._pending: tuple | None = None  # the plan of `prepare` for `update`/`commit`
 
     @classmethod
-    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
+    def for_model(cls, model, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         cfg = model.cfg
         max_len = max_len or cfg.max_seq_len
         p = model.embed.weight
@@ -39,7 +39,7 @@ class KVCache:
         return 2 * self.k.numel() * self.k.element_size()
 
     # ----------------------------------------------------------------------------------------------- batch rows
-    def blank(self, batch: int, max_len: int) -> "KVCache":
+    def blank(self, batch: int, max_len: int) -> KVCache:
         """An empty cache without rolling buffer of this one's geometry, device and dtype (prefill of newcomers)."""
         L, _, K, _, D = self.k.shape
         return KVCache(L, batch, K, D, max_len, None, self.k.device, self.k.dtype)
@@ -51,7 +51,7 @@ class KVCache:
         self.v = self.v.index_select(1, idx)
         self.slot_pos = self.slot_pos.index_select(0, idx.to(self.slot_pos.device))
 
-    def append_row(self, fresh: "KVCache", row: int, n: int) -> None:
+    def append_row(self, fresh: KVCache, row: int, n: int) -> None:
         """Add row `row` of `fresh` (a cache without rolling buffer, left-padded, whose row holds n real tokens at
         positions 0..n-1) as a new last row, laid out as if it had been left-padded to this batch: token j at padded
         index written - n + j, in slot index mod S. Needs n <= written."""

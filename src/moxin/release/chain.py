@@ -505,7 +505,7 @@ def _guarded(name: str, fn, *args) -> Check | None:
     """A check that crashes on a malformed file fails, naming the error (verify never ends in a traceback)."""
     try:
         return fn(*args)
-    except Exception as e:  # noqa: BLE001 - any error while re-deriving a file is a broken link, reported as such
+    except Exception as e:  # any error while re-deriving a file is a broken link, reported as such
         msg = str(e).splitlines()[0][:200] if str(e) else ""
         return Check(name, [f"{name}: the files could not be re-derived ({type(e).__name__}: {msg})"])
 

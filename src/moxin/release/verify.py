@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from moxin.provenance import sha256_file, verify_manifest
 from moxin.release.runs import ReleaseError, all_checkpoints, read_json
@@ -109,7 +110,8 @@ def check_mof(root: Path) -> Check:
     listed = {x.get("name") for x in (doc.get("release") or {}).get("components") or [] if isinstance(x, dict)}
     present = {x["name"] for x in now["components"] if x["present"]}
     if not c.problems and listed != present:
-        c.problems.append(f"mof.yml lists {sorted(listed - present, key=str)} not present, omits {sorted(present - listed)}")
+        c.problems.append(f"mof.yml lists {sorted(listed - present, key=str)} not present, "
+                          f"omits {sorted(present - listed)}")
     c.summary = f"Class {now['class']}"
     return c
 

@@ -17,8 +17,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 
@@ -253,7 +253,7 @@ class Engine:
             self._in_flight = list(batch)
             try:
                 self._run(batch)
-            except Exception as e:  # noqa: BLE001 - report to every waiting caller, keep serving
+            except Exception as e:  # report to every waiting caller, keep serving
                 for r in self._in_flight:
                     if not r.done:
                         r.sink(e)
@@ -303,7 +303,7 @@ class Engine:
             if req.cancelled:
                 continue
             L = len(req.prompt)
-            if L > cache.written or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
+            if cache.written < L or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
                 self._deferred.appendleft(req)  # keeps its place in line for the next batch
                 break
             reqs.append(req)
