@@ -87,8 +87,10 @@ def read_jsonl(path: str | Path, error_cls: type[MoxinError], what: str = "") ->
                 except json.JSONDecodeError as e:
                     raise error_cls(f"{path}:{n}{label}: not valid JSON ({e.msg}); fix or remove that line") from None
                 if not isinstance(obj, dict):
-                    raise error_cls(f"{path}:{n}{label}: expected a JSON object, got {type(obj).__name__}; "
-                                    f"each line must hold one record")
+                    raise error_cls(
+                        f"{path}:{n}{label}: expected a JSON object, got {type(obj).__name__}; "
+                        f"each line must hold one record"
+                    )
                 yield n, obj
     except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as e:
         why = f"{type(e).__name__}: {e}"

@@ -83,16 +83,21 @@ def source_files(cfg: SourceConfig, where: str = "data.sources") -> list[Path]:
     if any(ch in cfg.path for ch in "*?["):
         files = sorted(Path(f) for f in globmod.glob(cfg.path, recursive=True) if Path(f).is_file())
     elif p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts))
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)
+        )
         files = [f for f in files if _wanted(cfg, f)]
     elif p.is_file():
         files = [p]
     else:
-        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} does not exist; fix "
-                        f"data.sources path (relative paths resolve against the recipe file)")
+        raise DataError(
+            f"{where}: source {cfg.name!r} path {cfg.path!r} does not exist; fix "
+            f"data.sources path (relative paths resolve against the recipe file)"
+        )
     if not files:
-        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} matches no {cfg.type} files; "
-                        f"check the glob or folder")
+        raise DataError(
+            f"{where}: source {cfg.name!r} path {cfg.path!r} matches no {cfg.type} files; check the glob or folder"
+        )
     return files
 
 
@@ -127,12 +132,22 @@ def _commonpath(paths: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ readers
-def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", meter: Meter | None = None,
-                only: set[int] | None = None) -> Iterator[Document]:
+def read_source(
+    cfg: SourceConfig,
+    ledger: Ledger,
+    where: str = "data.sources",
+    meter: Meter | None = None,
+    only: set[int] | None = None,
+) -> Iterator[Document]:
     """Stream the documents of one source, recording unreadable records in `ledger`. `only`: read just these
     file indices (of `source_files`), for sharded runs (moxin.data.scale)."""
-    reader = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet,
-              "python-stdlib": _read_stdlib, "hf": _read_hf}[cfg.type]
+    reader = {
+        "jsonl": _read_jsonl,
+        "text": _read_text,
+        "parquet": _read_parquet,
+        "python-stdlib": _read_stdlib,
+        "hf": _read_hf,
+    }[cfg.type]
     for n, doc in enumerate(reader(cfg, ledger, where, meter or Meter(), only), 1):
         doc.metadata.setdefault("source", cfg.name)
         yield doc
@@ -140,8 +155,9 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", 
             return
 
 
-def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                only: set[int] | None) -> Iterator[Document]:
+def _read_jsonl(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
         empty = True
         try:
@@ -181,8 +197,12 @@ def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: 
 
 def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str) -> Document | None:
     if cfg.text_field not in rec:
-        ledger.error(cfg.name, "missing-field", at, f"no field {cfg.text_field!r} (fields: {', '.join(sorted(rec))[:120]}); "
-                     f"set text_field")
+        ledger.error(
+            cfg.name,
+            "missing-field",
+            at,
+            f"no field {cfg.text_field!r} (fields: {', '.join(sorted(rec))[:120]}); set text_field",
+        )
         return None
     text = rec[cfg.text_field]
     if not isinstance(text, str):
@@ -210,13 +230,19 @@ def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        ledger.error(cfg.name, "invalid-utf8-replaced", f"{f}:{line}",
-                     f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD", lost=False)
+        ledger.error(
+            cfg.name,
+            "invalid-utf8-replaced",
+            f"{f}:{line}",
+            f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD",
+            lost=False,
+        )
         return data.decode("utf-8", errors="replace")
 
 
-def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-               only: set[int] | None) -> Iterator[Document]:
+def _read_text(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
         try:
             with _open(f) as fh:
@@ -254,8 +280,9 @@ def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
         yield start, "\n\n".join(buf)
 
 
-def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                 only: set[int] | None) -> Iterator[Document]:
+def _read_stdlib(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     root = stdlib_root()
     for k, f in enumerate(_stdlib_files()):
         if only is not None and k not in only:
@@ -268,8 +295,9 @@ def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         yield Document(f"{cfg.name}/{f.relative_to(root).as_posix()}", text, {"where": f"{f}:1", "kind": "code"})
 
 
-def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                  only: set[int] | None) -> Iterator[Document]:
+def _read_parquet(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     for f, rel in _selected(cfg, where, only):
@@ -280,8 +308,12 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
             continue
         names = pf.schema_arrow.names
         if cfg.text_field not in names:
-            ledger.error(cfg.name, "missing-field", f"{f}:0", f"no column {cfg.text_field!r} (columns: "
-                         f"{', '.join(names)}); set text_field")
+            ledger.error(
+                cfg.name,
+                "missing-field",
+                f"{f}:0",
+                f"no column {cfg.text_field!r} (columns: {', '.join(names)}); set text_field",
+            )
             continue
         cols = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names else [])
         row = 0
@@ -294,16 +326,17 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         meter.done(f)
 
 
-def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-             only: set[int] | None) -> Iterator[Document]:
+def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None) -> Iterator[Document]:
     """Hugging Face `datasets`: a local `save_to_disk` folder, or a hub dataset when the hub is reachable."""
     if only is not None and 0 not in only:  # one stream: the shard holding "file" 0 reads it
         return
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{where}: source {cfg.name!r} has type 'hf' but the `datasets` package is not installed; "
-                        f"pip install datasets") from None
+        raise DataError(
+            f"{where}: source {cfg.name!r} has type 'hf' but the `datasets` package is not installed; "
+            f"pip install datasets"
+        ) from None
     try:
         if Path(cfg.path).is_dir():
             ds = datasets.load_from_disk(cfg.path)
@@ -312,9 +345,11 @@ def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         else:
             ds = datasets.load_dataset(cfg.path, cfg.hf_name or None, split=cfg.hf_split, streaming=True)
     except Exception as e:  # the hub client raises many types when offline or missing
-        raise DataError(f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
-                        f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
-                        f"(save_to_disk folder or JSONL) or remove the source") from None
+        raise DataError(
+            f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
+            f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
+            f"(save_to_disk folder or JSONL) or remove the source"
+        ) from None
     for i, rec in enumerate(ds):
         doc = _record_doc(cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}")
         if doc is not None:

@@ -94,8 +94,9 @@ def adapters_off(model: nn.Module) -> Iterator[None]:
             m.scale = s
 
 
-def sample_group(model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sampling: Any, eot: int,
-                 fixed_length: bool) -> list[np.ndarray]:
+def sample_group(
+    model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sampling: Any, eot: int, fixed_length: bool
+) -> list[np.ndarray]:
     """G completions of one prompt, each cut after its first end-of-turn token (kept: stopping is learned)."""
     from moxin.model.generate import generate
     from moxin.parallel import unwrap
@@ -103,11 +104,11 @@ def sample_group(model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sam
     net = cast("Transformer", unwrap(model))
     x = torch.from_numpy(np.repeat(prompt[None], G, axis=0)).to(next(net.parameters()).device)  # (G, Tp)
     max_new = min(max_new, net.cfg.max_seq_len - x.shape[1])
-    out = generate(net, x, max_new, sampling, eos_id=None if fixed_length else eot)[:, x.shape[1]:].cpu().numpy()
+    out = generate(net, x, max_new, sampling, eos_id=None if fixed_length else eot)[:, x.shape[1] :].cpu().numpy()
     comps: list[np.ndarray] = []
     for row in out:
         hit = np.nonzero(row == eot)[0]
-        comps.append(row[:hit[0] + 1] if len(hit) else row)
+        comps.append(row[: hit[0] + 1] if len(hit) else row)
     return comps
 
 
@@ -115,8 +116,9 @@ class GRPOBatches:
     """Prompts → the step's rollouts: ids/labels of prompt+completion, advantages, sampling and reference
     log-probs, rewards. dim 0 = completions (global_batch counts completions)."""
 
-    def __init__(self, prompts: list[np.ndarray], answers: list[str], tok: Any, cfg: Any, seed: int, eot: int,
-                 pad_id: int) -> None:
+    def __init__(
+        self, prompts: list[np.ndarray], answers: list[str], tok: Any, cfg: Any, seed: int, eot: int, pad_id: int
+    ) -> None:
         self.prompts, self.answers, self.tok, self.cfg = prompts, answers, tok, cfg
         self.G, self.seed, self.eot, self.pad_id = cfg.group_size, seed, eot, pad_id
         self.order = StepOrder(len(prompts), cfg.global_batch // cfg.group_size, seed)
@@ -128,12 +130,15 @@ class GRPOBatches:
 
     def _policy(self) -> nn.Module:
         if self.policy is None:
-            raise TrainingError("GRPOBatches.policy is not set; assign the model being trained to it before "
-                                "asking for rollouts or batches")
+            raise TrainingError(
+                "GRPOBatches.policy is not set; assign the model being trained to it before "
+                "asking for rollouts or batches"
+            )
         return self.policy
 
-    def rollout(self, prompt_idx: list[int], step: int, temperature: float | None = None, group: int | None = None
-                ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    def rollout(
+        self, prompt_idx: list[int], step: int, temperature: float | None = None, group: int | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """(prompt per completion, completions, rewards (P, G))."""
         from moxin.model.generate import Sampling
 
@@ -167,7 +172,7 @@ class GRPOBatches:
         ids = torch.from_numpy(pad_rows([np.concatenate([p, c]) for p, c in zip(prompts, comps)], self.pad_id))
         labels = torch.full_like(ids, IGNORE)
         for r, (p, c) in enumerate(zip(prompts, comps)):
-            labels[r, len(p) - 1:len(p) + len(c) - 1] = torch.from_numpy(c)  # position j predicts token j+1
+            labels[r, len(p) - 1 : len(p) + len(c) - 1] = torch.from_numpy(c)  # position j predicts token j+1
         policy = self._policy()
         dev = next(policy.parameters()).device
         ids_d, labels_d = ids.to(dev), labels.to(dev)
@@ -177,8 +182,14 @@ class GRPOBatches:
                 ref = self._logps(policy, ids_d, labels_d).cpu()
         else:
             ref = self._logps(self.reference, ids_d, labels_d).cpu()
-        return {"input_ids": ids, "labels": labels, "advantages": adv.float(), "old_logps": old, "ref_logps": ref,
-                "rewards": torch.from_numpy(rewards.reshape(-1)).float()}
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "advantages": adv.float(),
+            "old_logps": old,
+            "ref_logps": ref,
+            "rewards": torch.from_numpy(rewards.reshape(-1)).float(),
+        }
 
 
 class GRPOTask:
@@ -193,8 +204,15 @@ class GRPOTask:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["labels"]
         logp = token_logps(forward(model, batch["input_ids"]), labels)  # (N, T)
-        loss, m = grpo_loss(logp, batch["old_logps"], batch["ref_logps"], batch["advantages"], labels != IGNORE,
-                            self.clip_eps, self.beta)
+        loss, m = grpo_loss(
+            logp,
+            batch["old_logps"],
+            batch["ref_logps"],
+            batch["advantages"],
+            labels != IGNORE,
+            self.clip_eps,
+            self.beta,
+        )
         return loss.sum(), {"reward": batch["rewards"].sum(), "kl": m["kl"].sum(), "clip_frac": m["clip_frac"].sum()}
 
 

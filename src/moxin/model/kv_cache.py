@@ -12,8 +12,17 @@ from moxin.errors import ModelError
 
 
 class KVCache:
-    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int,
-                 window: int | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        window: int | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         self.rolling = window is not None and window < max_len
         self.size: int = window if window is not None and window < max_len else max_len  # S slots
         self.max_len = max_len
@@ -56,16 +65,18 @@ class KVCache:
         positions 0..n-1) as a new last row, laid out as if it had been left-padded to this batch: token j at padded
         index written - n + j, in slot index mod S. Needs n <= written."""
         if fresh.rolling or n > self.written or n > fresh.written:
-            raise ModelError(f"cannot append a row of {n} tokens to a cache with {self.written} written "
-                             f"(from a {'rolling' if fresh.rolling else 'plain'} cache with {fresh.written})")
+            raise ModelError(
+                f"cannot append a row of {n} tokens to a cache with {self.written} written "
+                f"(from a {'rolling' if fresh.rolling else 'plain'} cache with {fresh.written})"
+            )
         S, W0, T = self.size, self.written, fresh.written
         idx = torch.arange(W0 - n, W0)  # padded indices of the new tokens here
         j = torch.arange(n)[idx >= W0 - S]  # a rolling buffer keeps only the last S
         slots, src = idx[j] % S, T - n + j  # where they go, where they are in `fresh`
         shape = (self.k.shape[0], 1, *self.k.shape[2:])  # (layers, 1, K, S, D)
         k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)
-        k[:, :, :, slots] = fresh.k[:, row:row + 1, :, src]
-        v[:, :, :, slots] = fresh.v[:, row:row + 1, :, src]
+        k[:, :, :, slots] = fresh.k[:, row : row + 1, :, src]
+        v[:, :, :, slots] = fresh.v[:, row : row + 1, :, src]
         pos = torch.full((1, S), -1, dtype=self.slot_pos.dtype, device=self.slot_pos.device)
         pos[0, slots] = j.to(pos.device)
         self.k = torch.cat([self.k, k], 1)
@@ -79,8 +90,10 @@ class KVCache:
 
         T = positions.shape[1]
         if not self.rolling and self.written + T > self.size:
-            raise ModelError(f"KV cache holds {self.size} tokens; {self.written} used and {T} more asked. "
-                             f"Create the cache with a larger max_len (at most the model's max_seq_len)")
+            raise ModelError(
+                f"KV cache holds {self.size} tokens; {self.written} used and {T} more asked. "
+                f"Create the cache with a larger max_len (at most the model's max_seq_len)"
+            )
         n_old = min(self.written, self.size)
         idx = torch.arange(self.written, self.written + T, device=positions.device)
         if T == 1:
@@ -93,15 +106,17 @@ class KVCache:
             mask = attention_mask(positions, new_pos[:, :n], window)
             return None if bool(mask.all()) else mask
         keep = min(T, self.size)  # only the last S new tokens survive in the buffer
-        slots = idx[T - keep:] % self.size
+        slots = idx[T - keep :] % self.size
         k_pos = torch.cat([self.slot_pos[:, :n_old], positions], dim=1)
         self._pending = ("prefill", slots, keep, n_old)
         return attention_mask(positions, k_pos, window)
 
     def _plan(self, what: str) -> tuple:
         if self._pending is None:
-            raise ModelError(f"KVCache.{what}() called without a prepare() before it; call prepare(positions, "
-                             f"window) once per forward, then update() per layer, then commit()")
+            raise ModelError(
+                f"KVCache.{what}() called without a prepare() before it; call prepare(positions, "
+                f"window) once per forward, then update() per layer, then commit()"
+            )
         return self._pending
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
