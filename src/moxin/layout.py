@@ -19,9 +19,9 @@ No torch here: the CLI, `build` and `verify` import this module at start-up.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
 STAGE_RE = re.compile(r"^(pretrain|finetune/[^/]+)$")
@@ -103,11 +103,11 @@ class RunLayout:
     root: Path
 
     @classmethod
-    def of(cls, out_dir: str | Path, name: str) -> "RunLayout":
+    def of(cls, out_dir: str | Path, name: str) -> RunLayout:
         return cls(run_dir(out_dir, name))
 
     @classmethod
-    def from_recipe(cls, recipe, out: str | Path | None = None) -> "RunLayout":
+    def from_recipe(cls, recipe, out: str | Path | None = None) -> RunLayout:
         """The run folder of a recipe: `<out or run.out_dir>/<run.name>`."""
         return cls.of(out if out is not None else recipe.run.out_dir, recipe.run.name)
 

@@ -60,6 +60,16 @@ def test_rollout_batch_is_consistent(tok, pretrain_ckpt):
         assert torch.allclose(batch["ref_logps"], token_logps(parent(ids), labels), atol=1e-6)
 
 
+def test_batches_without_a_policy_say_so():
+    from moxin.errors import TrainingError
+    from moxin.finetune.config import GRPOConfig
+
+    cfg = GRPOConfig(group_size=2, global_batch=2, max_new_tokens=2)
+    b = GRPOBatches([np.array([1, 2])], ["1"], None, cfg, seed=0, eot=3, pad_id=0)
+    with pytest.raises(TrainingError, match=r"GRPOBatches\.policy is not set"):
+        b.batch(0)
+
+
 @pytest.mark.slow
 def test_grpo_raises_mean_reward(tmp_path, pretrain_ckpt):
     # SFT teaches the answer format on sums of 0..9 + 0..9; GRPO then has to find the one right answer for the

@@ -87,6 +87,19 @@ def test_append_row_refuses_a_row_longer_than_the_batch_so_far():
         raise AssertionError("append_row accepted 5 tokens into a cache with 3 written")
 
 
+def test_update_and_commit_without_prepare_name_the_missing_call():
+    import pytest
+
+    from moxin.errors import ModelError
+
+    cache = KVCache(1, 1, 1, 2, 8)
+    with pytest.raises(ModelError, match=r"KVCache\.update\(\) called without a prepare\(\)"):
+        cache.update(0, torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2))
+    with pytest.raises(ModelError, match=r"KVCache\.commit\(\) called without a prepare\(\)"):
+        cache.commit(torch.zeros(1, 1, dtype=torch.long))
+    assert cache.written == 0
+
+
 def test_left_pad_pads_left_with_position_minus_one():
     tokens, positions = left_pad([[5, 6, 7], [9]])
     assert tokens.tolist() == [[5, 6, 7], [0, 0, 9]]

@@ -30,11 +30,10 @@ def build(recipe: Recipe, out: Path | None = None, force: bool = False, dry_run:
     from moxin.layout import RunLayout
 
     if dry_run:
-        lines = [f"run folder: {RunLayout.from_recipe(recipe, out).root}",
-                 "stages: " + " → ".join(plan_names(recipe))]
+        lines = [f"run folder: {RunLayout.from_recipe(recipe, out).root}", "stages: " + " → ".join(plan_names(recipe))]
         print_dry_run(recipe, lines + plan_lines(recipe.model, recipe.pretrain, recipe.build))
         return 0
     return 0 if run_build(recipe, out, force=force)["ok"] else 1
 
 
-build.default_recipe = "tiny"  # `moxin build` alone builds the embedded default
+build.__dict__["default_recipe"] = "tiny"  # `moxin build` alone builds the embedded default

@@ -39,12 +39,18 @@ def _summary(doc: str) -> str:
     return " ".join(first.split())
 
 
-def _strip_docstring(node: ast.FunctionDef, lines: list[str]) -> str:
+def _end(node: ast.stmt) -> int:
+    """The last line of a node; `ast.parse` sets it on every statement."""
+    assert node.end_lineno is not None, "ast.parse sets end_lineno"
+    return node.end_lineno
+
+
+def _strip_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> str:
     body0 = node.body[0]
-    start, end = node.lineno - 1, node.end_lineno
+    start, end = node.lineno - 1, _end(node)
     if node.decorator_list:
         start = node.decorator_list[0].lineno - 1
-    kept = lines[start:body0.lineno - 1] + lines[body0.end_lineno:end]
+    kept = lines[start : body0.lineno - 1] + lines[_end(body0) : end]
     return textwrap.dedent("\n".join(kept)).rstrip() + "\n"
 
 
@@ -61,18 +67,25 @@ def functions_in(doc_id: str, text: str, max_lines: int = 24) -> Iterator[Functi
         doc = ast.get_docstring(node)
         if not doc or len(node.body) < 2 or node.name.startswith("__"):
             continue
-        body_lines = node.end_lineno - node.body[0].end_lineno
+        body_lines = _end(node) - _end(node.body[0])
         summary = _summary(doc)
         if not 1 <= body_lines <= max_lines or not 10 <= len(summary) <= 300:
             continue
         source = _strip_docstring(node, lines)
-        whole = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno])).splitlines()
+        whole = textwrap.dedent("\n".join(lines[node.lineno - 1 : _end(node)])).splitlines()
         yield Function(doc_id, node.name, f"{node.name}({ast.unparse(node.args)})", summary, source, tuple(whole))
 
 
 def sft_records(functions: list[Function]) -> list[dict]:
-    return [{"instruction": f"Write a Python function `{f.signature}` that does the following: {f.summary}",
-             "input": "", "output": f.source.rstrip("\n"), "source_doc": f.doc_id} for f in functions]
+    return [
+        {
+            "instruction": f"Write a Python function `{f.signature}` that does the following: {f.summary}",
+            "input": "",
+            "output": f.source.rstrip("\n"),
+            "source_doc": f.doc_id,
+        }
+        for f in functions
+    ]
 
 
 def _rank(*parts: str) -> int:
@@ -93,8 +106,9 @@ def completion_items(functions: list[Function], n_choices: int = 4, seed: int = 
         others = sorted((p for p in pool if p != answer), key=lambda p: _rank(str(seed), f.name, p))[: n_choices - 1]
         choices = sorted([answer, *others], key=lambda p: _rank(str(seed), f.doc_id, p))
         context = "\n".join(f.lines[:cut]) + "\n" + indent
-        items.append({"id": f"{f.doc_id}::{f.name}", "context": context, "choices": choices,
-                      "label": choices.index(answer)})
+        items.append(
+            {"id": f"{f.doc_id}::{f.name}", "context": context, "choices": choices, "label": choices.index(answer)}
+        )
     return items
 
 
@@ -172,9 +186,12 @@ def available_tasks(folder: Path) -> tuple[list[str], list[str]]:
         if items.is_file() and items.read_text("utf-8").strip():
             tasks.append(task)
         else:
-            notes.append(f"{task} skipped: {name} in {folder.name}/ has no items (too few held-out documents; raise "
-                         f"data.val_fraction or add data)")
+            notes.append(
+                f"{task} skipped: {name} in {folder.name}/ has no items (too few held-out documents; raise "
+                f"data.val_fraction or add data)"
+            )
     return tasks, notes
+
 
 SELFDATA_SOURCE = """# Data generated from the corpus itself by `moxin build`
 
@@ -199,8 +216,9 @@ def selfdata_source(sources, wanted: str | None, where: str) -> str:
     return wanted or (code[0] if code else names[0])
 
 
-def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "the recipe",
-                 log: Callable[[str], None] = print):
+def run_selfdata(
+    sources, wanted: str | None, layout, seed: int, where: str = "the recipe", log: Callable[[str], None] = print
+):
     """The selfdata stage: SFT pairs, the code-completion task and held-out documents from the data stage's
     shards (`layout.data`, decoded with `layout.tokenizer`) into `layout.selfdata`. `sources`: the recipe's
     [[data.sources]]; `wanted`: build.selfdata_source."""
@@ -213,7 +231,7 @@ def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "t
     source = selfdata_source(sources, wanted, where)
     licence = next(s.license for s in sources if s.name == source)
     td, tok = TokenData(layout.data), load_tokenizer(layout.tokenizer)
-    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)
     train = collect(documents(td, source, "train", decode))
     held = list(documents(td, source, "val", decode))
     held_fns = collect(iter(held))
@@ -224,8 +242,18 @@ def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "t
         atomic_write_text(tmp / "SOURCE.md", SELFDATA_SOURCE.format(source=source, licence=licence))
         atomic_write_text(tmp / "moxin_codecomp.yaml", CODECOMP_YAML)
         atomic_write_text(tmp / "moxin_heldout.yaml", HELDOUT_YAML)
-        write_manifest(tmp, {"stage": "selfdata", "source": source, "data": output_fingerprint(layout.data),
-                             "sft_pairs": len(train), "codecomp_items": len(held_fns), "license": licence})
-    log(f"selfdata: {len(train)} SFT pairs from {source}/train, code-completion from {len(held_fns)} held-out "
-        f"functions")
+        write_manifest(
+            tmp,
+            {
+                "stage": "selfdata",
+                "source": source,
+                "data": output_fingerprint(layout.data),
+                "sft_pairs": len(train),
+                "codecomp_items": len(held_fns),
+                "license": licence,
+            },
+        )
+    log(
+        f"selfdata: {len(train)} SFT pairs from {source}/train, code-completion from {len(held_fns)} held-out functions"
+    )
     return StageResult.done("selfdata", (layout.selfdata,))

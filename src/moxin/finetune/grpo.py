@@ -16,16 +16,20 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from moxin.errors import TrainingError
 from moxin.finetune.batches import StepOrder, fingerprint_arrays
 from moxin.finetune.losses import IGNORE, group_advantages, grpo_loss, token_logps
 from moxin.finetune.tasks import forward
 from moxin.finetune.template import pad_rows
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -90,20 +94,21 @@ def adapters_off(model: nn.Module) -> Iterator[None]:
             m.scale = s
 
 
-def sample_group(model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sampling: Any, eot: int,
-                 fixed_length: bool) -> list[np.ndarray]:
+def sample_group(
+    model: nn.Module, prompt: np.ndarray, G: int, max_new: int, sampling: Any, eot: int, fixed_length: bool
+) -> list[np.ndarray]:
     """G completions of one prompt, each cut after its first end-of-turn token (kept: stopping is learned)."""
     from moxin.model.generate import generate
     from moxin.parallel import unwrap
 
-    net = unwrap(model)
+    net = cast("Transformer", unwrap(model))
     x = torch.from_numpy(np.repeat(prompt[None], G, axis=0)).to(next(net.parameters()).device)  # (G, Tp)
     max_new = min(max_new, net.cfg.max_seq_len - x.shape[1])
-    out = generate(net, x, max_new, sampling, eos_id=None if fixed_length else eot)[:, x.shape[1]:].cpu().numpy()
-    comps = []
+    out = generate(net, x, max_new, sampling, eos_id=None if fixed_length else eot)[:, x.shape[1] :].cpu().numpy()
+    comps: list[np.ndarray] = []
     for row in out:
         hit = np.nonzero(row == eot)[0]
-        comps.append(row[:hit[0] + 1] if len(hit) else row)
+        comps.append(row[: hit[0] + 1] if len(hit) else row)
     return comps
 
 
@@ -111,8 +116,9 @@ class GRPOBatches:
     """Prompts → the step's rollouts: ids/labels of prompt+completion, advantages, sampling and reference
     log-probs, rewards. dim 0 = completions (global_batch counts completions)."""
 
-    def __init__(self, prompts: list[np.ndarray], answers: list[str], tok: Any, cfg: Any, seed: int, eot: int,
-                 pad_id: int) -> None:
+    def __init__(
+        self, prompts: list[np.ndarray], answers: list[str], tok: Any, cfg: Any, seed: int, eot: int, pad_id: int
+    ) -> None:
         self.prompts, self.answers, self.tok, self.cfg = prompts, answers, tok, cfg
         self.G, self.seed, self.eot, self.pad_id = cfg.group_size, seed, eot, pad_id
         self.order = StepOrder(len(prompts), cfg.global_batch // cfg.group_size, seed)
@@ -122,21 +128,32 @@ class GRPOBatches:
         self.fixed_length = False  # True under FSDP: every rank must run the same number of forwards
         self.fingerprint = fingerprint_arrays("grpo", seed, cfg.global_batch, cfg.group_size, prompts, answers)
 
-    def rollout(self, prompt_idx: list[int], step: int, temperature: float | None = None, group: int | None = None
-                ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    def _policy(self) -> nn.Module:
+        if self.policy is None:
+            raise TrainingError(
+                "GRPOBatches.policy is not set; assign the model being trained to it before "
+                "asking for rollouts or batches"
+            )
+        return self.policy
+
+    def rollout(
+        self, prompt_idx: list[int], step: int, temperature: float | None = None, group: int | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """(prompt per completion, completions, rewards (P, G))."""
         from moxin.model.generate import Sampling
 
-        c, model = self.cfg, self.policy
+        c, model = self.cfg, self._policy()
         temp = c.temperature if temperature is None else temperature
         was = model.training
         model.eval()
         G = group or self.G
-        prompts, comps, rewards = [], [], np.zeros((len(prompt_idx), G))
+        prompts: list[np.ndarray] = []
+        comps: list[np.ndarray] = []
+        rewards = np.zeros((len(prompt_idx), G))
         for p, i in enumerate(prompt_idx):
             s = Sampling(temp, c.top_k, c.top_p, seed=int(self.seed * 1_000_003 + step * 7919 + i) % (2**63))
-            group = sample_group(model, self.prompts[i], G, c.max_new_tokens, s, self.eot, self.fixed_length)
-            for g, comp in enumerate(group):
+            drawn = sample_group(model, self.prompts[i], G, c.max_new_tokens, s, self.eot, self.fixed_length)
+            for g, comp in enumerate(drawn):
                 text = self.tok.decode(comp[comp != self.eot].tolist(), skip_special_tokens=True)
                 rewards[p, g] = self.reward_fn(text, self.answers[i])
                 prompts.append(self.prompts[i])
@@ -155,17 +172,24 @@ class GRPOBatches:
         ids = torch.from_numpy(pad_rows([np.concatenate([p, c]) for p, c in zip(prompts, comps)], self.pad_id))
         labels = torch.full_like(ids, IGNORE)
         for r, (p, c) in enumerate(zip(prompts, comps)):
-            labels[r, len(p) - 1:len(p) + len(c) - 1] = torch.from_numpy(c)  # position j predicts token j+1
-        dev = next(self.policy.parameters()).device
+            labels[r, len(p) - 1 : len(p) + len(c) - 1] = torch.from_numpy(c)  # position j predicts token j+1
+        policy = self._policy()
+        dev = next(policy.parameters()).device
         ids_d, labels_d = ids.to(dev), labels.to(dev)
-        old = self._logps(self.policy, ids_d, labels_d).cpu()
+        old = self._logps(policy, ids_d, labels_d).cpu()
         if self.reference is None:
-            with adapters_off(self.policy):
-                ref = self._logps(self.policy, ids_d, labels_d).cpu()
+            with adapters_off(policy):
+                ref = self._logps(policy, ids_d, labels_d).cpu()
         else:
             ref = self._logps(self.reference, ids_d, labels_d).cpu()
-        return {"input_ids": ids, "labels": labels, "advantages": adv.float(), "old_logps": old, "ref_logps": ref,
-                "rewards": torch.from_numpy(rewards.reshape(-1)).float()}
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "advantages": adv.float(),
+            "old_logps": old,
+            "ref_logps": ref,
+            "rewards": torch.from_numpy(rewards.reshape(-1)).float(),
+        }
 
 
 class GRPOTask:
@@ -180,8 +204,15 @@ class GRPOTask:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["labels"]
         logp = token_logps(forward(model, batch["input_ids"]), labels)  # (N, T)
-        loss, m = grpo_loss(logp, batch["old_logps"], batch["ref_logps"], batch["advantages"], labels != IGNORE,
-                            self.clip_eps, self.beta)
+        loss, m = grpo_loss(
+            logp,
+            batch["old_logps"],
+            batch["ref_logps"],
+            batch["advantages"],
+            labels != IGNORE,
+            self.clip_eps,
+            self.beta,
+        )
         return loss.sum(), {"reward": batch["rewards"].sum(), "kl": m["kl"].sum(), "clip_frac": m["clip_frac"].sum()}
 
 

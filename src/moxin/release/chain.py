@@ -140,8 +140,11 @@ def check_hf(root: Path) -> Check:
         return c
     c.problems += _hf_tensor_problems(root, ours, theirs, expanded_key_map(cfg))
     dtype = next(iter(theirs.values())).dtype if theirs else None
-    stored = read_json(root / "hf" / "config.json", "Hugging Face config") if (root / "hf" / "config.json").is_file() \
+    stored = (
+        read_json(root / "hf" / "config.json", "Hugging Face config")
+        if (root / "hf" / "config.json").is_file()
         else None
+    )
     if dtype is not None and stored is not None:
         bos, eos = _bos_eos(root)
         d = first_difference(stored, json.loads(json.dumps(config_to_hf(cfg, dtype, bos, eos))))
@@ -167,8 +170,10 @@ def _gguf_problems(root: Path, path: Path, ours: dict) -> list[str]:
         if o is None or o.shape != t.shape:
             probs.append(f"{_rel(root, path)}: tensor {name} has no counterpart of that shape in model/")
         elif not any(torch.equal(t, o.to(dt).to(t.dtype)) for dt in (torch.float32, torch.float16, torch.bfloat16)):
-            probs.append(f"{_rel(root, path)}: tensor {name} differs from model/ beyond float rounding (a quantized "
-                         "GGUF cannot be checked bit for bit: ship it beside the release, not in it)")
+            probs.append(
+                f"{_rel(root, path)}: tensor {name} differs from model/ beyond float rounding (a quantized "
+                "GGUF cannot be checked bit for bit: ship it beside the release, not in it)"
+            )
     return probs
 
 
@@ -198,22 +203,28 @@ def check_eval_links(root: Path, cks: list[Checkpoint]) -> Check:
     unshipped = []
     for p in files:
         rel, r = _rel(root, p), read_eval_result(p)
-        sha = str(((read_json(p).get("model") or {}) if isinstance(read_json(p).get("model"), dict) else {})
-                  .get("sha256") or "")
+        sha = str(
+            ((read_json(p).get("model") or {}) if isinstance(read_json(p).get("model"), dict) else {}).get("sha256")
+            or ""
+        )
         ck = by_name.get(r.checkpoint)
         if not sha:
             c.problems.append(f"{rel}: names no checkpoint hash (model.sha256); a result must name what it scored")
         elif ck is not None and ck.sha != sha:
-            c.problems.append(f"{rel}: scores checkpoint {ck.name} with sha {sha[:12]}…, but "
-                              f"{_rel(root, ck.path)}/manifest.json has sha {ck.sha[:12]}…")
+            c.problems.append(
+                f"{rel}: scores checkpoint {ck.name} with sha {sha[:12]}…, but "
+                f"{_rel(root, ck.path)}/manifest.json has sha {ck.sha[:12]}…"
+            )
         elif ck is None and sha not in by_sha:
             unshipped.append(rel)
         if sha and not p.name.startswith(sha):
             c.problems.append(f"{rel}: the file name does not start with the scored checkpoint's sha {sha[:12]}…")
     c.summary = f"{len(files) - len(unshipped)} results linked to checkpoints by sha"
     if unshipped:
-        c.summary += (f"; {len(unshipped)} name checkpoints not shipped (release.intermediate_checkpoints = false?), "
-                      "so their scores cannot be linked")
+        c.summary += (
+            f"; {len(unshipped)} name checkpoints not shipped (release.intermediate_checkpoints = false?), "
+            "so their scores cannot be linked"
+        )
     return c
 
 
@@ -238,8 +249,9 @@ def check_mof_files(root: Path) -> Check:
             stored = f"<unreadable: {e}>"
         d = first_difference(stored, mot_document(root, rep, meta))
         if d:
-            c.problems.append(f"mof.yml differs from the file regenerated from release.json and the licence audit "
-                              f"({d})")
+            c.problems.append(
+                f"mof.yml differs from the file regenerated from release.json and the licence audit ({d})"
+            )
     c.summary = f"Class {rep['class']}, mof.json and mof.yml regenerated"
     return c
 
@@ -276,18 +288,23 @@ def check_licences(root: Path) -> Check:
     rec = _recipe_release(root)
     if rec is not None:
         cfg = release_config(rec[0], rec[1], list(meta.get("release_overrides") or []))
-        want = {"model": cfg.model_license, "document": cfg.document_license,
-                "code": cfg.code_license or _code_licence(root) or lic.get("code"),
-                "paper": cfg.research_paper_license if cfg.research_paper else None}
+        want = {
+            "model": cfg.model_license,
+            "document": cfg.document_license,
+            "code": cfg.code_license or _code_licence(root) or lic.get("code"),
+            "paper": cfg.research_paper_license if cfg.research_paper else None,
+        }
         for k, v in want.items():
             if lic.get(k) != v:
-                c.problems.append(f"release.json: licenses.{k} is {lic.get(k)!r}, but the recipe's [release] "
-                                  f"({rec[1]}) gives {v!r}")
+                c.problems.append(
+                    f"release.json: licenses.{k} is {lic.get(k)!r}, but the recipe's [release] ({rec[1]}) gives {v!r}"
+                )
     else:
         c.skipped = "no config/recipe.toml or config/run.json: the licences in release.json are not linked to a recipe"
     expected = licence_files(root, lic)
-    have = {_rel(root, p) for p in (root / "LICENSES").glob("*") if p.is_file()} if (root / "LICENSES").is_dir() \
-        else set()
+    have = (
+        {_rel(root, p) for p in (root / "LICENSES").glob("*") if p.is_file()} if (root / "LICENSES").is_dir() else set()
+    )
     for rel in sorted(set(expected) | have):
         if rel not in have:
             c.problems.append(f"{rel}: missing; the licences in the release need it")
@@ -305,14 +322,19 @@ def check_cards(root: Path) -> Check:
     from moxin.release import cards
 
     c = Check("cards")
-    for name, render in (("README.md", cards.model_card), ("DATA_CARD.md", cards.data_card),
-                         ("TECHNICAL_REPORT.md", cards.technical_report)):
+    for name, render in (
+        ("README.md", cards.model_card),
+        ("DATA_CARD.md", cards.data_card),
+        ("TECHNICAL_REPORT.md", cards.technical_report),
+    ):
         if not (root / name).is_file():
             continue
         stored, expected = (root / name).read_text("utf-8"), render(root)
         if stored != expected:
-            c.problems.append(f"{name} differs from the card regenerated from the release's files "
-                              f"({first_line_difference(stored, expected)})")
+            c.problems.append(
+                f"{name} differs from the card regenerated from the release's files "
+                f"({first_line_difference(stored, expected)})"
+            )
     c.summary = "README.md, DATA_CARD.md, TECHNICAL_REPORT.md regenerated"
     return c
 
@@ -326,8 +348,9 @@ def _checkout() -> Path | None:
 
     pkg = Path(moxin.__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=pkg, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=pkg, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     top = Path(out)
@@ -341,17 +364,20 @@ def _archive(top: Path, commit: str) -> dict[str, bytes] | None:
     import tarfile
 
     try:
-        subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=top, capture_output=True, timeout=10,
-                       check=True)
-        tar = subprocess.run(["git", "archive", "--format=tar", commit], cwd=top, capture_output=True,
-                             timeout=120, check=True).stdout
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=top, capture_output=True, timeout=10, check=True
+        )
+        tar = subprocess.run(
+            ["git", "archive", "--format=tar", commit], cwd=top, capture_output=True, timeout=120, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     out = {}
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         for m in tf.getmembers():
-            if m.isfile():
-                out[m.name] = tf.extractfile(m).read()
+            f = tf.extractfile(m) if m.isfile() else None  # a regular member always has a file object
+            if f is not None:
+                out[m.name] = f.read()
     return out
 
 
@@ -362,16 +388,22 @@ def _shipped(rel: str) -> bool:
     p = Path(rel)
     if len(p.parts) == 1:
         return rel in ("pyproject.toml", "LICENSE", "README.md")
-    return (p.parts[:2] == ("src", "moxin") and p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts
-            and not any(part.startswith(".") for part in p.parts))
+    return (
+        p.parts[:2] == ("src", "moxin")
+        and p.suffix in CODE_SUFFIXES
+        and "__pycache__" not in p.parts
+        and not any(part.startswith(".") for part in p.parts)
+    )
 
 
 def _code_diffs(root: Path, top: Path, files: dict[str, bytes]) -> tuple[list[str], list[str]]:
     """(problems, files that differ from the commit but equal the running checkout's working tree)."""
     want = {k: v for k, v in files.items() if _shipped(k)}
     code = root / "code"
-    have = {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()} - {"VERSION.json",
-                                                                                        "requirements.txt"}
+    have = {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()} - {
+        "VERSION.json",
+        "requirements.txt",
+    }
     probs, uncommitted = [], []
     for rel in sorted(set(want) | have):
         data = (code / rel).read_bytes() if rel in have else None
@@ -392,27 +424,31 @@ def _code_diffs(root: Path, top: Path, files: dict[str, bytes]) -> tuple[list[st
 def check_code(root: Path) -> Check:
     """code/ equals `git archive <recorded commit>` of moxin's source in the checkout moxin runs from."""
     c = Check("code")
-    version = read_json(root / "code" / "VERSION.json", "code version") if (root / "code" / "VERSION.json").is_file() \
-        else {}
+    version = (
+        read_json(root / "code" / "VERSION.json", "code version") if (root / "code" / "VERSION.json").is_file() else {}
+    )
     rel = read_json(root / "release.json", "release record") if (root / "release.json").is_file() else {}
     if rel.get("code") is not None and version != rel.get("code"):
-        c.problems.append(f"code/VERSION.json differs from release.json's code record "
-                          f"({first_difference(version, rel.get('code'))})")
+        c.problems.append(
+            f"code/VERSION.json differs from release.json's code record ({first_difference(version, rel.get('code'))})"
+        )
     commit = version.get("git_commit")
     top = _checkout()
     if not commit:
         c.skipped = "NOT CHECKED: the release records no git commit (built outside a git checkout)"
         return c
     files = _archive(top, commit) if top else None
-    if files is None:
+    if top is None or files is None:
         where = f"{top} does not hold commit {commit[:12]}" if top else "moxin does not run from a git checkout"
         c.skipped = f"NOT CHECKED against commit {commit[:12]}: {where}"
         return c
     c.problems, uncommitted = _code_diffs(root, top, files)
     c.summary = f"code/ = git archive {commit[:12]} in {top}"
     if uncommitted:
-        c.summary += (f"; {len(uncommitted)} file(s) differ from the commit but equal {top}'s uncommitted working "
-                      f"tree (e.g. {uncommitted[0]})")
+        c.summary += (
+            f"; {len(uncommitted)} file(s) differ from the commit but equal {top}'s uncommitted working "
+            f"tree (e.g. {uncommitted[0]})"
+        )
     return c
 
 
@@ -432,8 +468,9 @@ def _split_problems(data, tok, source: str, split: str, records: list[dict], sam
     docs, ids = data.documents(source, split), data.doc_ids(source, split)
     where = f"data/processed/{source}.jsonl"
     if len(docs) != len(records):
-        return [(f"{where}: {len(records)} {split} documents, but data/tokens/{source}/{split}-docs.npy has "
-                 f"{len(docs)}")]
+        return [
+            (f"{where}: {len(records)} {split} documents, but data/tokens/{source}/{split}-docs.npy has {len(docs)}")
+        ]
     probs = []
     encoded = encode(tok, [records[i]["text"] for i in sample])
     for i, want in zip(sample, encoded):
@@ -441,11 +478,15 @@ def _split_problems(data, tok, source: str, split: str, records: list[dict], sam
         got = data.read(source, start, length, split)
         rec = records[i]
         if rec.get("id") != ids[i]:
-            probs.append(f"{where} ({rec.get('where', split)}): {split} document {i} is {rec.get('id')!r}, the shards "
-                         f"name {ids[i]!r} (data/tokens/{source}/{split}-ids.txt)")
+            probs.append(
+                f"{where} ({rec.get('where', split)}): {split} document {i} is {rec.get('id')!r}, the shards "
+                f"name {ids[i]!r} (data/tokens/{source}/{split}-ids.txt)"
+            )
         elif list(got[:-1]) != list(want) or int(got[-1]) != data.eos_id:
-            probs.append(f"{where}: document {rec.get('id')!r} re-tokenized with tokenizer/ is not the tokens of "
-                         f"data/tokens/{source}/ at {split} offset {start} ({len(want)} vs {length - 1} tokens)")
+            probs.append(
+                f"{where}: document {rec.get('id')!r} re-tokenized with tokenizer/ is not the tokens of "
+                f"data/tokens/{source}/ at {split} offset {start} ({len(want)} vs {length - 1} tokens)"
+            )
         if len(probs) >= 5:
             break
     return probs
@@ -504,7 +545,7 @@ def _guarded(name: str, fn, *args) -> Check | None:
     """A check that crashes on a malformed file fails, naming the error (verify never ends in a traceback)."""
     try:
         return fn(*args)
-    except Exception as e:  # noqa: BLE001 - any error while re-deriving a file is a broken link, reported as such
+    except Exception as e:  # any error while re-deriving a file is a broken link, reported as such
         msg = str(e).splitlines()[0][:200] if str(e) else ""
         return Check(name, [f"{name}: the files could not be re-derived ({type(e).__name__}: {msg})"])
 
@@ -514,9 +555,15 @@ def check_chain(root: Path) -> list[Check]:
     root = Path(root)
     cks = all_checkpoints(root)
     final = final_of(root, cks)
-    checks = [_guarded("final model", check_final_model, root, final), _guarded("hf export", check_hf, root),
-              _guarded("gguf", check_gguf, root), _guarded("eval results", check_eval_links, root, cks),
-              _guarded("MOF files", check_mof_files, root), _guarded("licences", check_licences, root),
-              _guarded("code", check_code, root), _guarded("cards", check_cards, root),
-              _guarded("data text", check_data_text, root)]
+    checks = [
+        _guarded("final model", check_final_model, root, final),
+        _guarded("hf export", check_hf, root),
+        _guarded("gguf", check_gguf, root),
+        _guarded("eval results", check_eval_links, root, cks),
+        _guarded("MOF files", check_mof_files, root),
+        _guarded("licences", check_licences, root),
+        _guarded("code", check_code, root),
+        _guarded("cards", check_cards, root),
+        _guarded("data text", check_data_text, root),
+    ]
     return [c for c in checks if c is not None]

@@ -107,8 +107,7 @@ def _differing(a: Path, b: Path) -> list[str]:
     return sorted(k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k))
 
 
-def rebuild(root: Path, workdir: Path | None = None, timeout: float | None = None,
-            keep: bool = False) -> Rebuild:
+def rebuild(root: Path, workdir: Path | None = None, timeout: float | None = None, keep: bool = False) -> Rebuild:
     """Rebuild `root` into a temporary folder (under `workdir` when given) and compare the digests. The folder
     is removed afterwards unless `keep`. Raises ReleaseError naming what is missing, or the build's last error."""
     root = Path(root).resolve()
@@ -124,8 +123,7 @@ def rebuild(root: Path, workdir: Path | None = None, timeout: float | None = Non
         env = dict(os.environ, PYTHONPATH=str(tmp / "code" / "src"), PYTHONDONTWRITEBYTECODE="1")
         cmd = [sys.executable, "-m", "moxin.cli", "build", str(root / RECIPE), "--out", str(tmp / "out")]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         secs = time.perf_counter() - t0
         rebuilt = tmp / "out" / str(name) / "release"
         if proc.returncode != 0 or not (rebuilt / SUMS).is_file():
@@ -143,7 +141,9 @@ def check_rebuild(out: Path) -> Check:
     r = rebuild(out)
     if not r.ok:
         files = ", ".join(r.differing[:10]) + (f" and {len(r.differing) - 10} more" if len(r.differing) > 10 else "")
-        c.problems.append(f"the rebuilt release has digest {r.rebuilt_digest[:16]}…, not {r.digest[:16]}…; "
-                          f"{len(r.differing)} files differ: {files}")
+        c.problems.append(
+            f"the rebuilt release has digest {r.rebuilt_digest[:16]}…, not {r.digest[:16]}…; "
+            f"{len(r.differing)} files differ: {files}"
+        )
     c.summary = f"rebuilt in {r.seconds:.0f} s, digest {r.rebuilt_digest[:16]}…" + (" (identical)" if r.ok else "")
     return c

@@ -44,8 +44,9 @@ def _read_key_file(path: Path, flag: str) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
     except OSError as e:
-        raise ReleaseError(f"{flag} {path}: cannot read the key file ({e.strerror}); give an Ed25519 key file") \
-            from None
+        raise ReleaseError(
+            f"{flag} {path}: cannot read the key file ({e.strerror}); give an Ed25519 key file"
+        ) from None
 
 
 def load_private_key(path: Path):
@@ -61,8 +62,10 @@ def load_private_key(path: Path):
     try:
         key = loader(data, password=None)
     except TypeError:
-        raise ReleaseError(f"--sign {path}: the key is encrypted; moxin reads unencrypted keys only (make a "
-                           "signing key with `ssh-keygen -t ed25519 -N ''`)") from None
+        raise ReleaseError(
+            f"--sign {path}: the key is encrypted; moxin reads unencrypted keys only (make a "
+            "signing key with `ssh-keygen -t ed25519 -N ''`)"
+        ) from None
     except (ValueError, binascii.Error) as e:
         raise ReleaseError(f"--sign {path}: not a PEM or OpenSSH private key ({e})") from None
     if not isinstance(key, Ed25519PrivateKey):
@@ -131,6 +134,10 @@ def verify_signature(root: Path, key_path: Path) -> list[str]:
         key.verify(sig, (root / SUMS).read_bytes())
     except InvalidSignature:
         signer = lines[1].removeprefix("key-sha256: ").strip()
-        return [(f"{SIG}: not a valid signature of {SUMS} by key {key_path} (key sha256 {fp}; the file names "
-                 f"{signer}): {SUMS} was changed after signing, or another key signed it")]
+        return [
+            (
+                f"{SIG}: not a valid signature of {SUMS} by key {key_path} (key sha256 {fp}; the file names "
+                f"{signer}): {SUMS} was changed after signing, or another key signed it"
+            )
+        ]
     return []

@@ -13,9 +13,16 @@ from moxin.layout import RunLayout
 from moxin.stage import StageResult
 
 
-def run_release(layout: RunLayout, out: Path | None = None, overrides: list[str] | None = None,
-                eval_data_dir: Path | None = None, recipe_path: Path | None = None, replace: bool = False,
-                progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
+def run_release(
+    layout: RunLayout,
+    out: Path | None = None,
+    overrides: list[str] | None = None,
+    eval_data_dir: Path | None = None,
+    recipe_path: Path | None = None,
+    replace: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> StageResult:
     """Bundle the run into `out` (default: `layout.release`). `replace` removes an existing `out` first (what
     the build does: a release is rebuilt whole); otherwise an existing `out` is an error. The MOF audit is in
     `out/mof.json`; the result's notes say what the release could not include."""
@@ -24,8 +31,9 @@ def run_release(layout: RunLayout, out: Path | None = None, overrides: list[str]
     out = Path(out) if out is not None else layout.release
     if replace and out.exists():
         shutil.rmtree(out)
-    rep = build_release(layout.root, out, overrides=overrides, progress=progress, eval_data_dir=eval_data_dir,
-                        recipe_path=recipe_path)
+    rep = build_release(
+        layout.root, out, overrides=overrides, progress=progress, eval_data_dir=eval_data_dir, recipe_path=recipe_path
+    )
     log(f"release: MOF Class {rep['class']} ({rep['class_name']})")
     return StageResult.done("release", (out / "SHA256SUMS", out / "mof.json"), rep.get("notes", []))
 
@@ -38,9 +46,16 @@ def reproduce_range(layout: RunLayout, wanted: str | None = None) -> str | None:
     return f"{steps[-2]}..{steps[-1]}" if len(steps) >= 2 else None
 
 
-def run_verify(release: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
-               log: Callable[[str], None] = print, digest: str | None = None,
-               key: Path | None = None, rebuild: bool = False) -> StageResult:
+def run_verify(
+    release: Path,
+    reproduce: str | None = None,
+    tolerance: float | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    digest: str | None = None,
+    key: Path | None = None,
+    rebuild: bool = False,
+) -> StageResult:
     """Verify a release (checksums, MOF class, manifests, the chain of derived files; the published `digest` and
     the `key`'s signature when given; re-run training over `reproduce` K..M; rebuild the whole release when
     `rebuild`). Logs one line per check and its problems; `failed` names the first problem (and how many more)."""

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from moxin.provenance import sha256_file, verify_manifest
 from moxin.release.runs import ReleaseError, all_checkpoints, read_json
@@ -92,8 +93,10 @@ def check_mof(root: Path) -> Check:
     now = report(root)
     if now["class"] != stored.get("class"):
         why = "; ".join(r for rs in now["reasons"].values() for r in rs)[:200]
-        c.problems.append(f"mof.json claims Class {stored.get('class')} but the contents give Class {now['class']}"
-                          + (f" ({why})" if why else ""))
+        c.problems.append(
+            f"mof.json claims Class {stored.get('class')} but the contents give Class {now['class']}"
+            + (f" ({why})" if why else "")
+        )
     old = {x["name"]: x for x in stored.get("components", [])}
     for comp in now["components"]:
         was = old.get(comp["name"], {})
@@ -109,31 +112,39 @@ def check_mof(root: Path) -> Check:
     listed = {x.get("name") for x in (doc.get("release") or {}).get("components") or [] if isinstance(x, dict)}
     present = {x["name"] for x in now["components"] if x["present"]}
     if not c.problems and listed != present:
-        c.problems.append(f"mof.yml lists {sorted(listed - present)} not present, omits {sorted(present - listed)}")
+        c.problems.append(
+            f"mof.yml lists {sorted(listed - present, key=str)} not present, omits {sorted(present - listed)}"
+        )
     c.summary = f"Class {now['class']}"
     return c
 
 
 # ------------------------------------------------------------------------------------------------ manifests
-def _checkpoint_problems(root: Path, ck, fingerprint: str | None, by_sha: dict[str, Any],
-                         omitted: set[str]) -> list[str]:
+def _checkpoint_problems(
+    root: Path, ck, fingerprint: str | None, by_sha: dict[str, Any], omitted: set[str]
+) -> list[str]:
     rel = ck.path.relative_to(root).as_posix()
-    probs = [p.replace(str(ck.path) + "/", "") for p in verify_manifest(ck.path)
-             if not any(o in p for o in omitted)]
+    probs = [p.replace(str(ck.path) + "/", "") for p in verify_manifest(ck.path) if not any(o in p for o in omitted)]
     probs = [f"checkpoint {rel}: {p}" for p in probs]
     if ck.stage == "pretrain" and fingerprint and ck.data_fingerprint and ck.data_fingerprint != fingerprint:
-        probs.append(f"checkpoint {rel}: data fingerprint {ck.data_fingerprint[:12]}… is not the release data's "
-                     f"{fingerprint[:12]}… (data/tokens.json)")
+        probs.append(
+            f"checkpoint {rel}: data fingerprint {ck.data_fingerprint[:12]}… is not the release data's "
+            f"{fingerprint[:12]}… (data/tokens.json)"
+        )
     base_sha, base_path = ck.base.get("sha256"), str(ck.base.get("path") or "")
     same_name = [p for p in by_sha.values() if base_path and p.path.name == Path(base_path).name and p is not ck]
     if base_sha and same_name and not any(p.sha == base_sha for p in same_name):
-        probs.append(f"checkpoint {rel}: base model {Path(base_path).name} has sha {same_name[0].sha[:12]}…, not the "
-                     f"recorded {base_sha[:12]}…")
+        probs.append(
+            f"checkpoint {rel}: base model {Path(base_path).name} has sha {same_name[0].sha[:12]}…, not the "
+            f"recorded {base_sha[:12]}…"
+        )
     parent_sha, parent_path = ck.parent.get("sha256"), str(ck.parent.get("path") or "")
     named = [p for p in by_sha.values() if parent_path and p.path.name == Path(parent_path).name]
     if parent_sha and named and not any(p.sha == parent_sha for p in named):
-        probs.append(f"checkpoint {rel}: lineage parent {parent_path} has sha {named[0].sha[:12]}…, not the recorded "
-                     f"{parent_sha[:12]}…")
+        probs.append(
+            f"checkpoint {rel}: lineage parent {parent_path} has sha {named[0].sha[:12]}…, not the recorded "
+            f"{parent_sha[:12]}…"
+        )
     return probs
 
 
@@ -153,15 +164,16 @@ def check_manifests(root: Path) -> Check:
     if (root / "data" / "manifest.json").is_file() and "files" in read_json(root / "data" / "manifest.json"):
         c.problems += [f"data: {p.replace(str(root) + '/', '')}" for p in verify_manifest(root / "data")]
     final = rel.get("final_checkpoint") or {}
-    match = [ck for ck in cks if ck.name == final.get("name") or
-             f"{ck.stage}/{ck.path.name}" == final.get("name")]
+    match = [ck for ck in cks if ck.name == final.get("name") or f"{ck.stage}/{ck.path.name}" == final.get("name")]
     if not match:
         c.problems.append(f"release.json's final checkpoint {final.get('name')!r} is not in the release")
     else:
         ck = match[0]
         if final.get("sha256") and ck.sha != final["sha256"]:
-            c.problems.append(f"checkpoint {ck.path.relative_to(root).as_posix()}: sha {ck.sha[:12]}… is not the "
-                              f"release.json record {final['sha256'][:12]}…")
+            c.problems.append(
+                f"checkpoint {ck.path.relative_to(root).as_posix()}: sha {ck.sha[:12]}… is not the "
+                f"release.json record {final['sha256'][:12]}…"
+            )
         weights = root / "model" / "model.safetensors"
         if weights.is_file() and sha256_file(weights) != sha256_file(ck.path / "model" / "model.safetensors"):
             c.problems.append(f"model/model.safetensors differs from the final checkpoint {ck.name}")
@@ -190,8 +202,9 @@ def reproducer() -> Callable[..., Any]:
     try:
         from moxin.train.reproduce import reproduce
     except ImportError as e:
-        raise ReleaseError(f"verify --reproduce needs moxin.train.reproduce, which this installation lacks "
-                           f"({e})") from None
+        raise ReleaseError(
+            f"verify --reproduce needs moxin.train.reproduce, which this installation lacks ({e})"
+        ) from None
     return reproduce
 
 
@@ -203,8 +216,10 @@ def parse_stage(span: str) -> tuple[str, str]:
     if not sep:
         return "pretrain", span
     if not STAGE_RE.match(stage.strip()):
-        raise ReleaseError(f"--reproduce {span!r}: the stage before ':' must be pretrain or finetune/<name> "
-                           f"(e.g. --reproduce finetune/sft:30..60)")
+        raise ReleaseError(
+            f"--reproduce {span!r}: the stage before ':' must be pretrain or finetune/<name> "
+            f"(e.g. --reproduce finetune/sft:30..60)"
+        )
     return stage.strip(), rest
 
 
@@ -226,8 +241,10 @@ def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Ch
             raise ReleaseError(f"--reproduce {span}: no {stage} checkpoint at step {s} in {root} (have {steps})")
     start = layout.checkpoint(stage, k)
     if not (start / "optimizer.safetensors").is_file():
-        raise ReleaseError(f"--reproduce {span}: {start.relative_to(root)} has no optimizer.safetensors (released "
-                           "with release.optimizer_state = false?); re-running training needs the optimizer state")
+        raise ReleaseError(
+            f"--reproduce {span}: {start.relative_to(root)} has no optimizer.safetensors (released "
+            "with release.optimizer_state = false?); re-running training needs the optimizer state"
+        )
     if stage == "pretrain":
         result = reproducer()(root, k, m, data_dir=root / "data")
     else:
@@ -239,18 +256,21 @@ def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Ch
     diff = float(result.max_abs_diff)
     nonfinite = list(getattr(result, "nonfinite", []) or [])
     if nonfinite:
-        c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives non-finite values "
-                          f"({', '.join(nonfinite[:5])})")
+        c.problems.append(
+            f"checkpoint {target}: re-running steps {k}..{m} gives non-finite values ({', '.join(nonfinite[:5])})"
+        )
     elif diff > tol or not math.isfinite(diff):
         what = "not bitwise equal" if tol == 0.0 else f"beyond tolerance {tol:g}"
         what = f"{what}, or not finite" if not math.isfinite(diff) else what
-        c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives weights {what} "
-                          f"(max |difference| {diff:.3e})")
+        c.problems.append(
+            f"checkpoint {target}: re-running steps {k}..{m} gives weights {what} (max |difference| {diff:.3e})"
+        )
     c.problems += _loss_problems(result, target, k, m)
     loss = f", max loss difference {result.max_loss_diff:.3e}" if result.max_loss_diff is not None else ""
     where = "" if stage == "pretrain" else f"{stage} "
-    c.summary = (f"{where}steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}")
-                 + loss)
+    c.summary = (
+        f"{where}steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}") + loss
+    )
     return c
 
 
@@ -258,12 +278,20 @@ def _loss_problems(result, target: str, k: int, m: int) -> list[str]:
     """Non-finite re-computed losses, or a non-finite difference to the run's logged losses, are mismatches."""
     losses = getattr(result, "losses", None) or {}
     bad = sorted(s for s, v in losses.items() if not math.isfinite(float(v)))
-    probs = [f"checkpoint {target}: re-running steps {k}..{m} gives a non-finite loss at step(s) "
-             f"{', '.join(map(str, bad[:5]))}"] if bad else []
+    probs = (
+        [
+            f"checkpoint {target}: re-running steps {k}..{m} gives a non-finite loss at step(s) "
+            f"{', '.join(map(str, bad[:5]))}"
+        ]
+        if bad
+        else []
+    )
     ld = result.max_loss_diff
     if ld is not None and not math.isfinite(float(ld)):
-        probs.append(f"checkpoint {target}: re-running steps {k}..{m} gives losses whose difference to "
-                     f"metrics.jsonl is not finite ({ld})")
+        probs.append(
+            f"checkpoint {target}: re-running steps {k}..{m} gives losses whose difference to "
+            f"metrics.jsonl is not finite ({ld})"
+        )
     return probs
 
 
@@ -275,8 +303,10 @@ def check_digest(root: Path, digest: str) -> Check:
     want = check_digest_text("--digest", digest)
     have = release_digest(root) if (root / SUMS).is_file() else None
     if have != want:
-        c.problems.append(f"{SUMS}: the release digest (SHA-256 of {SUMS}) is {have or 'absent'}, not the "
-                          f"published {want}: some file of the release differs from the published one")
+        c.problems.append(
+            f"{SUMS}: the release digest (SHA-256 of {SUMS}) is {have or 'absent'}, not the "
+            f"published {want}: some file of the release differs from the published one"
+        )
     c.summary = f"{want} = published"
     return c
 
@@ -295,15 +325,27 @@ def _checksums_with_bar(root: Path) -> Check:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != SUMS)
-    with Progress(TextColumn("checksums"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("checksums"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("hash", total=total)
         return check_checksums(root, lambda n: bar.advance(task, n))
 
 
-def verify_release(root: Path, reproduce: str | None = None, tolerance: float | None = None,
-                   progress: bool = False, digest: str | None = None, key: Path | None = None,
-                   chain: bool = True) -> list[Check]:
+def verify_release(
+    root: Path,
+    reproduce: str | None = None,
+    tolerance: float | None = None,
+    progress: bool = False,
+    digest: str | None = None,
+    key: Path | None = None,
+    chain: bool = True,
+) -> list[Check]:
     from moxin.release.chain import check_chain
 
     root = Path(root)

@@ -17,8 +17,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 
@@ -129,8 +129,15 @@ class _Row:
         rest = self.text.flush()
         if rest and reason != "cancelled":
             self.req.sink(rest)
-        self.req.sink(Completion(self.text.text, list(self.text.ids), len(self.req.prompt), reason,
-                                 time.perf_counter() - self.req.submitted))
+        self.req.sink(
+            Completion(
+                self.text.text,
+                list(self.text.ids),
+                len(self.req.prompt),
+                reason,
+                time.perf_counter() - self.req.submitted,
+            )
+        )
 
 
 class Engine:
@@ -147,8 +154,16 @@ class Engine:
             head of `moxin.serve.quant.quantize_int8`)
     """
 
-    def __init__(self, model, tokenizer=None, max_batch: int = 8, eos_ids: list[int] | None = None,
-                 gather_s: float = 0.002, head=None, join_headroom: int = 256) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        max_batch: int = 8,
+        eos_ids: list[int] | None = None,
+        gather_s: float = 0.002,
+        head=None,
+        join_headroom: int = 256,
+    ) -> None:
         self.model = model.eval()
         self.head = head
         self.tok = tokenizer
@@ -177,9 +192,11 @@ class Engine:
         if params.max_tokens < 1:
             raise ServeError(f"max_tokens must be at least 1, got {params.max_tokens}")
         if len(prompt) + params.max_tokens > self.context:
-            raise ServeError(f"this model's maximum context length is {self.context} tokens, but the prompt has "
-                             f"{len(prompt)} tokens and max_tokens is {params.max_tokens}; shorten the prompt or "
-                             f"lower max_tokens")
+            raise ServeError(
+                f"this model's maximum context length is {self.context} tokens, but the prompt has "
+                f"{len(prompt)} tokens and max_tokens is {params.max_tokens}; shorten the prompt or "
+                f"lower max_tokens"
+            )
         bad = [t for t in prompt if not 0 <= t < self.vocab]
         if bad:
             raise ServeError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab - 1})")
@@ -253,7 +270,7 @@ class Engine:
             self._in_flight = list(batch)
             try:
                 self._run(batch)
-            except Exception as e:  # noqa: BLE001 - report to every waiting caller, keep serving
+            except Exception as e:  # report to every waiting caller, keep serving
                 for r in self._in_flight:
                     if not r.done:
                         r.sink(e)
@@ -303,7 +320,7 @@ class Engine:
             if req.cancelled:
                 continue
             L = len(req.prompt)
-            if L > cache.written or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
+            if cache.written < L or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
                 self._deferred.appendleft(req)  # keeps its place in line for the next batch
                 break
             reqs.append(req)

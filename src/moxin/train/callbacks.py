@@ -126,8 +126,14 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-def default_callbacks(stage_dir: Path, cfg: TrainConfig, plan: Plan, evaluate: Evaluate | None = None,
-                      progress: bool = True, record: bool = True) -> list[Callback]:
+def default_callbacks(
+    stage_dir: Path,
+    cfg: TrainConfig,
+    plan: Plan,
+    evaluate: Evaluate | None = None,
+    progress: bool = True,
+    record: bool = True,
+) -> list[Callback]:
     """What a training stage runs with: evaluation (when given), metrics.jsonl + loss.png in `stage_dir` (unless
     `record` is off), checkpoint retention per `cfg.checkpoint` with the plan's forced saves protected, and the
     progress bar (when `progress`)."""

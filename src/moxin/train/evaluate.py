@@ -38,8 +38,9 @@ class Samples:
 
 
 @torch.no_grad()
-def mean_loss(model: nn.Module, task: Task, batches: HeldOut, micro_batch: int, precision: str = "fp32"
-              ) -> dict[str, float]:
+def mean_loss(
+    model: nn.Module, task: Task, batches: HeldOut, micro_batch: int, precision: str = "fp32"
+) -> dict[str, float]:
     """{"loss": mean over units, <metric>: mean over units, ...} of `task` on `batches`, `micro_batch` samples per
     forward, in eval mode (restored after). Every rank must call it with the same set (FSDP forwards together)."""
     n = len(batches)

@@ -42,14 +42,18 @@ def checkpoints_root(path: Path) -> Path:
     for cand in (path, path / "checkpoints", path / "pretrain" / "checkpoints"):
         if ckpt.list_checkpoints(cand):
             return cand
-    raise CheckpointError(f"no step-XXXXXXXX checkpoints under {path} (looked in ., checkpoints/, "
-                          f"pretrain/checkpoints/)")
+    raise CheckpointError(
+        f"no step-XXXXXXXX checkpoints under {path} (looked in ., checkpoints/, pretrain/checkpoints/)"
+    )
 
 
 def nonfinite_tensors(path: Path) -> list[str]:
     """Names of the tensors of a model.safetensors file holding a NaN or an infinity."""
-    return sorted(k for k, t in read_safetensors(Path(path)).items() if t.is_floating_point()
-                  and not bool(torch.isfinite(t).all()))
+    return sorted(
+        k
+        for k, t in read_safetensors(Path(path)).items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    )
 
 
 def compare_weights(a: Path, b: Path) -> float:
@@ -62,16 +66,17 @@ def compare_weights(a: Path, b: Path) -> float:
     for k in ta:
         if not ta[k].numel():
             continue
-        a, b = ta[k].double(), tb[k].double()
-        d = float((a - b).abs().max())
-        if not math.isfinite(d) or not bool(torch.isfinite(a).all() & torch.isfinite(b).all()):
+        x, y = ta[k].double(), tb[k].double()
+        d = float((x - y).abs().max())
+        if not math.isfinite(d) or not bool(torch.isfinite(x).all() & torch.isfinite(y).all()):
             return float("inf")
         worst = max(worst, d)
     return worst
 
 
-def _result(stage: str, k: int, m: int, rebuilt: Path, target: Path, losses: dict[int, float],
-            metrics: Path) -> Reproduction:
+def _result(
+    stage: str, k: int, m: int, rebuilt: Path, target: Path, losses: dict[int, float], metrics: Path
+) -> Reproduction:
     """Compare the re-run's checkpoint `rebuilt` with the published `target`, and its losses with `metrics`."""
     ours, theirs = rebuilt / "model" / "model.safetensors", target / "model" / "model.safetensors"
     diff = compare_weights(ours, theirs)
@@ -107,8 +112,15 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
         trainer = setup.trainer(model, dist, log=lambda m: None, progress=False, run_dir=Path(tmp), evaluate=False)
         trainer.resume(start)
         trainer.fit(until=to_step)
-        return _result("pretrain", from_step, to_step, Path(tmp) / "checkpoints" / target.name, target,
-                       dict(trainer.losses), root.parent / "metrics.jsonl")
+        return _result(
+            "pretrain",
+            from_step,
+            to_step,
+            Path(tmp) / "checkpoints" / target.name,
+            target,
+            dict(trainer.losses),
+            root.parent / "metrics.jsonl",
+        )
 
 
 def _span_dirs(root: Path, what: str, from_step: int, to_step: int) -> tuple[Path, Path]:
@@ -139,12 +151,13 @@ def find_parent(run: Path, start: Path) -> Path:
             return cand
     if base.get("path") and want and lin.current_sha(base) == want:
         return Path(base["path"])
-    raise CheckpointError(f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
-                          f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights")
+    raise CheckpointError(
+        f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
+        f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights"
+    )
 
 
-def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_dir: Path | None = None
-                    ) -> Reproduction:
+def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:
     """`reproduce` for any training stage of a run or release: 'pretrain' or 'finetune/<name>'."""
     from moxin.layout import RunLayout
 
@@ -158,5 +171,6 @@ def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_di
     parent = find_parent(layout.root, start)
     with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
         losses = reproduce_steps(layout.stage_dir(stage), start, to_step, Path(tmp), parent)
-        return _result(stage, from_step, to_step, Path(tmp) / "checkpoints" / target.name, target, losses,
-                       layout.metrics(stage))
+        return _result(
+            stage, from_step, to_step, Path(tmp) / "checkpoints" / target.name, target, losses, layout.metrics(stage)
+        )

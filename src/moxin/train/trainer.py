@@ -80,8 +80,8 @@ def split_micro(batch: Any, size: int) -> list[Any]:
     """Cut dim 0 into micro-batches of `size` samples (tensor, dict of tensors, or list)."""
     n = len(batch) if not isinstance(batch, dict) else len(next(iter(batch.values())))
     if isinstance(batch, dict):
-        return [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
-    return [batch[i:i + size] for i in range(0, n, size)]
+        return [{k: v[i : i + size] for k, v in batch.items()} for i in range(0, n, size)]
+    return [batch[i : i + size] for i in range(0, n, size)]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -101,9 +101,18 @@ class Trainer:
     bar) is a callback (`moxin.train.callbacks`; `default_callbacks` assembles a stage's). `log` receives the loop's
     messages (resume, skipped batches, signals)."""
 
-    def __init__(self, model: nn.Module, task: Task, batches: Batches, cfg: TrainConfig, plan: Plan,
-                 checkpointing: Checkpointing, callbacks: Sequence[Callback] = (), dist: Dist | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        batches: Batches,
+        cfg: TrainConfig,
+        plan: Plan,
+        checkpointing: Checkpointing,
+        callbacks: Sequence[Callback] = (),
+        dist: Dist | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.model, self.task, self.batches, self.cfg, self.plan = model, task, batches, cfg, plan
         self.checkpointing = checkpointing
         self.dist = dist or Dist()
@@ -117,7 +126,7 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, tuple(cfg.betas), cfg.eps)
+        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.betas[0], cfg.betas[1]), cfg.eps)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step = 0
         self.tokens_seen = 0
@@ -136,9 +145,11 @@ class Trainer:
         state = ckpt.load_checkpoint(path, self.model, self.optimizer)
         theirs = state.get("data", {}).get("fingerprint")
         if theirs != self.batches.fingerprint and not allow_data_change:
-            raise DataError(f"the data changed since checkpoint {path} (fingerprint {str(theirs)[:12]}… → "
-                            f"{self.batches.fingerprint[:12]}…); resume on the original data, or pass "
-                            f"--allow-data-change to continue on the new data")
+            raise DataError(
+                f"the data changed since checkpoint {path} (fingerprint {str(theirs)[:12]}… → "
+                f"{self.batches.fingerprint[:12]}…); resume on the original data, or pass "
+                f"--allow-data-change to continue on the new data"
+            )
         rngs = state.get("rng", [])
         if rngs:
             ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world else rngs[0])
@@ -175,8 +186,12 @@ class Trainer:
         loss = all_reduce(loss_sum.reshape(1))[0].item() / units
         norm = self._clip()
         out = {"loss": loss, "lr": lr, "grad_norm": norm, "units": units}
-        out.update({k: all_reduce(torch.tensor([v], dtype=torch.float64))[0].item() / units
-                    for k, v in sorted(metric_sums.items())})
+        out.update(
+            {
+                k: all_reduce(torch.tensor([v], dtype=torch.float64))[0].item() / units
+                for k, v in sorted(metric_sums.items())
+            }
+        )
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self._non_finite(step, loss, norm)
             out["skipped"] = True
@@ -198,9 +213,11 @@ class Trainer:
             self.log(f"step {step}: {what}; skipping this batch (on_nan = 'skip')")
             return
         good = self.last_checkpoint or "none (no checkpoint written yet)"
-        raise TrainingError(f"step {step}: non-finite {what}; stopped without updating the weights; last good "
-                            f"checkpoint: {good}; lower the LR, or set on_nan = 'skip' in the recipe to skip such "
-                            f"batches")
+        raise TrainingError(
+            f"step {step}: non-finite {what}; stopped without updating the weights; last good "
+            f"checkpoint: {good}; lower the LR, or set on_nan = 'skip' in the recipe to skip such "
+            f"batches"
+        )
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
@@ -209,18 +226,33 @@ class Trainer:
         lineage = dict(c.lineage)
         if parent is not None and (parent / "manifest.json").is_file():
             lineage["parent"] = {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
-        rng = [ckpt.rng_state()]
+        rng: list[dict[str, Any] | None] = [ckpt.rng_state()]
         if self.dist.distributed:
             import torch.distributed as dist
 
             rng = [None] * self.dist.world
             dist.all_gather_object(rng, ckpt.rng_state())
-        state = {**c.state, "step": self.step, "phase": self.plan.phase(max(self.step - 1, 0)),
-                 "tokens_seen": self.tokens_seen, "seed": c.seed, "world_size": self.dist.world,
-                 "data": {"fingerprint": self.batches.fingerprint, "position": {"next_step": self.step}},
-                 "rng": rng, "lineage": lineage}
-        path = ckpt.save_checkpoint(c.root, self.step, self.model, self.optimizer, c.model_cfg, state,
-                                    c.tokenizer_dir, sharded=self.cfg.checkpoint.sharded)
+        state = {
+            **c.state,
+            "step": self.step,
+            "phase": self.plan.phase(max(self.step - 1, 0)),
+            "tokens_seen": self.tokens_seen,
+            "seed": c.seed,
+            "world_size": self.dist.world,
+            "data": {"fingerprint": self.batches.fingerprint, "position": {"next_step": self.step}},
+            "rng": rng,
+            "lineage": lineage,
+        }
+        path = ckpt.save_checkpoint(
+            c.root,
+            self.step,
+            self.model,
+            self.optimizer,
+            c.model_cfg,
+            state,
+            c.tokenizer_dir,
+            sharded=self.cfg.checkpoint.sharded,
+        )
         self.last_checkpoint = path
         for cb in self.callbacks:
             cb.on_checkpoint(path, self.step)
@@ -234,6 +266,7 @@ class Trainer:
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM: finish the current step, write a checkpoint, return normally."""
+
         def handler(signum, frame):
             self._stop_signal = signum
 
@@ -254,12 +287,14 @@ class Trainer:
         Returns 'done' or 'interrupted'."""
         until = self.plan.total_steps if until is None else int(until)
         if not 0 < until <= self.plan.total_steps:
-            raise TrainingError(f"fit(until={until}): the stop step must be within 1..{self.plan.total_steps} "
-                                f"(the plan's total_steps)")
+            raise TrainingError(
+                f"fit(until={until}): the stop step must be within 1..{self.plan.total_steps} (the plan's total_steps)"
+            )
         self.until = until
         peak = self.cfg.peak_flops or measure_peak_flops(self.cfg.precision)
-        source = "recipe" if self.cfg.peak_flops else f"measured at start: best of 5 square torch.mm in " \
-                                                      f"{self.cfg.precision}"
+        source = (
+            "recipe" if self.cfg.peak_flops else f"measured at start: best of 5 square torch.mm in {self.cfg.precision}"
+        )
         # The measured peak is a wall-clock figure: it goes to the log, never into a checkpoint (checkpoints are
         # byte-reproducible).
         self.log(f"MFU is measured against {peak / 1e9:,.1f} GFLOP/s per device ({source})")
@@ -283,8 +318,14 @@ class Trainer:
             tokens = self.plan.tokens_per_step(step) if self.plan.tokens_per_step else int(out["units"])
             self.step, self.tokens_seen = step + 1, self.tokens_seen + tokens
             self.losses[step] = out["loss"]
-            record = {"step": step, "phase": self.plan.phase(step), **{k: v for k, v in out.items() if k != "units"},
-                      "tokens_seen": self.tokens_seen, "step_time": dt, "tokens_per_s": tokens / dt}
+            record = {
+                "step": step,
+                "phase": self.plan.phase(step),
+                **{k: v for k, v in out.items() if k != "units"},
+                "tokens_seen": self.tokens_seen,
+                "step_time": dt,
+                "tokens_per_s": tokens / dt,
+            }
             if self.plan.flops_per_unit is not None:
                 achieved = self.plan.flops_per_unit(step) * out["units"] / dt
                 record.update(flops_per_s=achieved, mfu=achieved / (peak * self.dist.world))
@@ -301,4 +342,3 @@ class Trainer:
     def _stop_requested(self) -> int:
         flag = torch.tensor([float(self._stop_signal or 0)])
         return int(all_reduce(flag, op="max")[0].item())
-
