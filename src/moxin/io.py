@@ -9,7 +9,7 @@ import lzma
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 from moxin.errors import MoxinError
 
@@ -124,7 +124,8 @@ def _decompress(name: str, raw: IO[bytes]) -> IO[bytes]:
     if name.endswith(".gz"):
         import gzip
 
-        return gzip.open(raw, "rb")
+        # typeshed types GzipFile as a BufferedIOBase only (its LZMAFile and BZ2File are IO[bytes] too); it is one
+        return cast(IO[bytes], gzip.open(raw, "rb"))
     if name.endswith(".xz"):
         return lzma.open(raw, "rb")
     if name.endswith(".bz2"):

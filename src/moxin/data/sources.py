@@ -26,7 +26,8 @@ class Meter:
     """Bytes of the input files consumed so far (compressed bytes for compressed files): drives the progress bar."""
 
     def __init__(self) -> None:
-        self.base, self.raw = 0, None
+        self.base = 0
+        self.raw: IO[bytes] | None = None
 
     @property
     def position(self) -> int:

@@ -134,7 +134,8 @@ def pack(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, pad_id: in
         n = len(examples[i][0])
         r = next((k for k, free in enumerate(room) if free >= n), None)
         if r is None:
-            rows.append([]), room.append(seq_len)
+            rows.append([])
+            room.append(seq_len)
             r = len(rows) - 1
         rows[r].append(int(i))
         room[r] -= n

@@ -153,6 +153,8 @@ def _environment():
 
 
 def _bound_filters(env) -> None:
+    import jinja2
+
     base = dict(env.filters)
 
     def center(value, width=80):
@@ -164,10 +166,12 @@ def _bound_filters(env) -> None:
         _check(len(str(s)) + (str(s).count("\n") + 1) * w, "indent")
         return base["indent"](s, width, *args, **kwargs)
 
+    @jinja2.pass_eval_context
     def replace(eval_ctx, s, old, new, count=None):
         _str_method(str(s).replace, (str(old), str(new)), {})
         return base["replace"](eval_ctx, s, old, new, count)
 
+    @jinja2.pass_eval_context
     def join(eval_ctx, value, d="", attribute=None):
         items = list(value)
         _check(sum(len(str(x)) for x in items) + len(str(d)) * len(items), "join")
@@ -180,7 +184,6 @@ def _bound_filters(env) -> None:
         _check(len(text), "tojson")
         return text
 
-    replace.jinja_pass_arg = join.jinja_pass_arg = base["join"].jinja_pass_arg  # both take the eval context
     env.filters.update(center=center, indent=indent, replace=replace, join=join, tojson=tojson)
     env.filters.pop("format", None)  # '%'-formatting with arbitrary widths; templates use '~' or '+' instead
 
