@@ -3,11 +3,13 @@
 lm-eval hands `dataset_kwargs.data_files` to `datasets.load_dataset`, which resolves a relative path against the
 process's working directory, so a task folder only works when run from one place. moxin copies the folder (Python
 helpers included, so `!function utils.x` still resolves) and rewrites each YAML's relative data paths to absolute
-ones, leaving everything else, `!function` tags included, untouched."""
+ones, leaving everything else, `!function` tags included, untouched. The copies live in a per-user cache and are
+checked byte for byte before they are reused."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,9 +18,6 @@ from typing import Any
 import yaml
 
 from moxin.errors import EvalError
-
-_ROOT = Path(tempfile.gettempdir()) / "moxin-eval-tasks"
-
 
 class _Func(str):
     """A `!function` value carried through load/dump unchanged."""
@@ -59,39 +58,69 @@ def rewrite(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
     return cfg
 
 
+def cache_root() -> Path:
+    """The per-user folder of task mirrors: `$XDG_CACHE_HOME/moxin/eval-tasks` (default `~/.cache/...`), private to
+    its owner. Never a shared temporary folder, where another user could plant or edit a task YAML."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = base / "moxin" / "eval-tasks"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = root.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise EvalError(f"{root} (moxin's task cache) belongs to another user; remove it or set XDG_CACHE_HOME to a "
+                        f"folder of your own")
+    if st.st_mode & 0o022:
+        os.chmod(root, 0o700)
+    return root
+
+
+def _content(folder: Path) -> dict[str, bytes]:
+    """What the mirror of `folder` holds: its files, with each YAML's relative data paths made absolute."""
+    out: dict[str, bytes] = {}
+    for p in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        rel = p.relative_to(folder).as_posix()
+        out[rel] = p.read_bytes()
+        if p.suffix in (".yaml", ".yml"):
+            try:
+                cfg = yaml.load(out[rel].decode("utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+            except (yaml.YAMLError, UnicodeDecodeError) as e:
+                raise EvalError(f"{p} is not valid YAML ({str(e).splitlines()[0]})") from None
+            if isinstance(cfg, dict):
+                text = yaml.dump(rewrite(cfg, p.parent), Dumper=_Dumper, allow_unicode=True, sort_keys=False)
+                out[rel] = text.encode("utf-8")
+    return out
+
+
+def _holds(dest: Path, content: dict[str, bytes]) -> bool:
+    """Whether `dest` holds exactly `content` (an existing mirror is checked byte for byte before it is used)."""
+    have = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return have == set(content) and all((dest / rel).read_bytes() == data for rel, data in content.items())
+
+
 def mirror(folder: Path) -> Path:
-    """A copy of `folder` whose YAMLs carry absolute data paths (cached by the folder's content)."""
+    """A copy of `folder` whose YAMLs carry absolute data paths, in the per-user cache (`cache_root`), named by the
+    SHA-256 of the folder's path and content. A cached copy is used only when its bytes are exactly what this
+    folder gives now; otherwise it is written again."""
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
         raise EvalError(f"--include-path {folder} is not a folder of lm-eval task YAMLs")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    content = _content(folder)
     digest = hashlib.sha256(str(folder).encode())
-    for p in files:
-        digest.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes())
-    dest = _ROOT / digest.hexdigest()[:16]
-    if dest.is_dir():
+    for rel, data in sorted(content.items()):
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    root = cache_root()
+    dest = root / digest.hexdigest()[:16]
+    if dest.is_dir() and _holds(dest, content):
         return dest
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ROOT if _ROOT.is_dir() else _mk()))
-    for p in files:
-        target = tmp / p.relative_to(folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix in (".yaml", ".yml"):
-            try:
-                cfg = yaml.load(p.read_text("utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-            except yaml.YAMLError as e:
-                raise EvalError(f"{p} is not valid YAML ({str(e).splitlines()[0]})") from None
-            if isinstance(cfg, dict):
-                target.write_text(yaml.dump(rewrite(cfg, p.parent), Dumper=_Dumper, allow_unicode=True,
-                                            sort_keys=False), "utf-8")
-                continue
-        shutil.copy2(p, target)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    for rel, data in content.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    if dest.exists():  # a copy that was edited or is incomplete: replace it
+        shutil.rmtree(dest, ignore_errors=True)
     try:
         tmp.rename(dest)
-    except OSError:  # another process made the same copy first
+    except OSError:  # another process wrote the same copy first: use it only if it is right
         shutil.rmtree(tmp, ignore_errors=True)
+        if not _holds(dest, content):
+            raise EvalError(f"could not write the task mirror {dest}; remove it and run again") from None
     return dest
-
-
-def _mk() -> Path:
-    _ROOT.mkdir(parents=True, exist_ok=True)
-    return _ROOT
