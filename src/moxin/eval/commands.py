@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from moxin.errors import EvalError
+from moxin.records import run_root
 
 
 # Evaluation is many small forward passes; on a shared CPU, OpenMP's spinning threads wait out each other's time
@@ -64,7 +65,7 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     run = target if identity.is_run(target) else None
     if all_checkpoints and run is None:
         raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
-    home = run or identity.run_of(target)
+    home = run or run_root(target)
     out_dir = out or (home / "eval" if home else Path.cwd() / "moxin-eval")
     if run is not None:
         ckpts = identity.checkpoints_of(run)

@@ -50,10 +50,11 @@ def compare_weights(a: Path, b: Path) -> float:
 
 
 def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:
-    from moxin.train.pretrain import Setup
+    from moxin.layout import checkpoint_name, run_of
+    from moxin.train.pretrain import Setup, recorded_data_dir
 
     root = checkpoints_root(path)
-    start, target = ckpt.step_dir(root, from_step), ckpt.step_dir(root, to_step)
+    start, target = root / checkpoint_name(from_step), root / checkpoint_name(to_step)
     for p in (start, target):
         if not p.is_dir():
             have = ", ".join(str(s) for s, _ in ckpt.list_checkpoints(root))
@@ -62,6 +63,8 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
     if to_step <= from_step:
         raise CheckpointError(f"--reproduce {from_step}..{to_step}: the end step must be after the start step")
     state = ckpt.read_state(start)
+    home = run_of(start)
+    data_dir = data_dir or recorded_data_dir(state["config"], [home] if home is not None else [])
     with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
         setup = Setup.from_info(state["config"], Path(tmp), data_dir)
         dist = Dist()
