@@ -77,7 +77,7 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
 
 def _evaluate_run(run: Path, ckpts: list[tuple[str, Path]], s, out_dir: Path) -> None:
     from moxin.eval import identity
-    from moxin.eval.report import write_plots, write_tables
+    from moxin.eval.report import write_manifest, write_plots, write_tables
     from moxin.eval.runner import evaluate
 
     everything, computed = [], 0
@@ -87,6 +87,7 @@ def _evaluate_run(run: Path, ckpts: list[tuple[str, Path]], s, out_dir: Path) ->
         computed += n
     csv_path, md_path = write_tables(out_dir, everything)
     plots = write_plots(out_dir, everything)
+    write_manifest(out_dir)
     _summary(everything, computed, out_dir)
     print(f"checkpoints: {len(ckpts)}; table: {csv_path}, {md_path}; plots: {len(plots)} in {out_dir / 'plots'}")
 

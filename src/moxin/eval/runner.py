@@ -96,6 +96,7 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
 
     entry = _tm(s)._index.get(p.lm_eval_task)
     yaml_cfg = _portable(getattr(entry, "cfg", None), getattr(entry, "yaml_path", None))
+    roots = _include_roots(s)
     data_files = {}
     if p.source == "local" and p.spec and p.spec.data:
         from moxin.eval.local_data import data_file
@@ -106,8 +107,8 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
             data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
         data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
     elif yaml_cfg:
-        data_files = _yaml_data_files(yaml_cfg)
-    return {"task": p.lm_eval_task, "yaml": yaml_cfg, "source": p.source, "data_files": data_files,
+        data_files = _relocate(_yaml_data_files(yaml_cfg), roots)
+    return {"task": p.lm_eval_task, "yaml": _relocate(yaml_cfg, roots), "source": p.source, "data_files": data_files,
             "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
             "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
             "lm_eval_version": lm_eval.__version__, "bootstrap_iters": BOOTSTRAP_ITERS, "result_version": RESULT_VERSION}
@@ -128,6 +129,25 @@ def _portable(cfg: Any, yaml_path: Any) -> Any:
         return None
     prefix = str(Path(yaml_path).resolve().parent) + "/" if yaml_path else "\0"
     text = json.dumps(cfg, sort_keys=True, default=str).replace(prefix, "")
+    return json.loads(text)
+
+
+def _include_roots(s: Settings) -> list[tuple[str, str]]:
+    """(absolute prefix, portable prefix) of each --include-path folder: its files are recorded as
+    `<folder name>/<file>` (for a run's selfdata/ that is the path relative to the run), never absolutely."""
+    out = []
+    for f in s.include_path:
+        folder = Path(f).expanduser().resolve()
+        out.append((str(folder) + "/", folder.name + "/"))
+    return out
+
+
+def _relocate(cfg: Any, roots: list[tuple[str, str]]) -> Any:
+    if cfg is None or not roots:
+        return cfg
+    text = json.dumps(cfg, sort_keys=True, default=str)
+    for absolute, portable in roots:
+        text = text.replace(json.dumps(absolute)[1:-1], json.dumps(portable)[1:-1])
     return json.loads(text)
 
 
