@@ -52,12 +52,15 @@ def resolve_parent(spec: str, run_dir: Path, resolve, mode_names: dict[str, str]
     return path
 
 
-def parent_record(path: Path, run_dir: Path, license: str = "") -> dict[str, Any]:
-    """kind, path (relative to the run `run_dir` when inside it, else the file or folder name) and identity
-    (`moxin.records.model_identity`, after checking the parent's manifest) of a parent model."""
+def parent_record(path: Path, run_dir: Path, license: str = "", written: str | None = None) -> dict[str, Any]:
+    """kind, path and identity (`moxin.records.model_identity`, after checking the parent's manifest) of a parent
+    model. The path is relative to the run `run_dir` when the parent is inside it, else as written in the recipe
+    (`written`), else the file or folder name: never an absolute path the recipe did not state."""
     path = Path(path).expanduser().resolve()
     kind, sha = model_identity(path)
-    rec = {"kind": kind, "path": RunLayout(Path(run_dir)).rel(path), "sha256": sha}
+    run = RunLayout(Path(run_dir))
+    inside = (run.root / run.rel(path)).resolve() == path
+    rec = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
     if kind != "checkpoint":
         rec["license"] = license or None
     return rec
@@ -106,21 +109,19 @@ def _input_sha(row: dict[str, Any]) -> str | None:
 def _data_node(state: TrainState, home: Path | None) -> dict[str, Any] | None:
     data = state.lineage.data
     if data is not None:
-        return {"manifest": data.manifest, "sha256": data.sha256,
-                "sources": data.datasets or _data_sources(recorded_path(data.manifest, home))}
+        mpath = recorded_path(data.manifest, home)
+        return {"manifest": str(mpath), "sha256": data.sha256, "sources": data.datasets or _data_sources(mpath)}
     data_dir = state.config.get("data_dir")
     if not data_dir:
         return None
     mpath = recorded_path(str(data_dir), home) / "manifest.json"
-    return {"manifest": str(Path(str(data_dir)) / "manifest.json"),
-            "sha256": sha256_file(mpath) if mpath.is_file() else None,
+    return {"manifest": str(mpath), "sha256": sha256_file(mpath) if mpath.is_file() else None,
             "sources": _data_sources(mpath) if mpath.is_file() else []}
 
 
 def _node(path: Path, state: TrainState, home: Path | None) -> dict[str, Any]:
     lin = state.lineage
-    shown = RunLayout(home).rel(path) if home is not None else str(path.resolve())
-    node: dict[str, Any] = {"path": shown, "kind": state.kind, "mode": state.mode, "step": state.step,
+    node: dict[str, Any] = {"path": str(path.resolve()), "kind": state.kind, "mode": state.mode, "step": state.step,
                             "sha256": sha256_file(path / "manifest.json") if (path / "manifest.json").is_file()
                             else None, "code": lin.code or {}, "recipe": to_dict(lin.recipe) if lin.recipe else None}
     data = _data_node(state, home)
@@ -131,8 +132,8 @@ def _node(path: Path, state: TrainState, home: Path | None) -> dict[str, Any]:
 
 def chain(ckpt: Path, limit: int = 32) -> list[dict[str, Any]]:
     """The checkpoint, its parent, the parent's parent, ... down to a pretraining run or an imported model.
-    Paths in the records are relative to the run folder; a base outside the run is named only, so the chain
-    stops there."""
+    Records hold run-relative paths (resolved here against the checkpoint's run folder) or, for a parent outside
+    the run, the path as the recipe wrote it; the chain stops at a parent it cannot find."""
     read_state(ckpt)  # a clear error when ckpt is not a checkpoint
     out: list[dict[str, Any]] = []
     path: Path | None = Path(ckpt)

@@ -51,9 +51,11 @@ def context(recipe: Recipe, mode: str) -> Context:
     run = RunLayout.from_recipe(recipe)
     names = finetune_names(fcfg)
     key = f"finetune.{mode}.parent" if cfg.parent else "finetune.parent"
-    parent_path = lin.resolve_parent(cfg.parent or fcfg.parent, run.root, recipe.resolve_path, names, key)
+    spec = cfg.parent or fcfg.parent
+    parent_path = lin.resolve_parent(spec, run.root, recipe.resolve_path, names, key)
+    written = None if spec == "pretrain" or spec in lin.MODES else spec  # an outside parent: as the recipe says
     return Context(recipe, mode, cfg, run.root, run.finetune(names[mode]), parent_path,
-                   lin.parent_record(parent_path, run.root, fcfg.parent_license))
+                   lin.parent_record(parent_path, run.root, fcfg.parent_license, written))
 
 
 def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
