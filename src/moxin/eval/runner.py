@@ -133,12 +133,17 @@ def _portable(cfg: Any, yaml_path: Any) -> Any:
 
 
 def _include_roots(s: Settings) -> list[tuple[str, str]]:
-    """(absolute prefix, portable prefix) of each --include-path folder: its files are recorded as
-    `<folder name>/<file>` (for a run's selfdata/ that is the path relative to the run), never absolutely."""
+    """(absolute prefix, portable prefix) pairs for what a result records: each --include-path folder (and its
+    mirror, see moxin.eval.includes) becomes `<folder name>/` (for a run's selfdata/ that is the path relative to
+    the run) and the evaluation data folder its name, so that no result holds an absolute path."""
+    from moxin.eval.includes import mirror
+
     out = []
     for f in s.include_path:
         folder = Path(f).expanduser().resolve()
-        out.append((str(folder) + "/", folder.name + "/"))
+        out += [(str(mirror(folder)) + "/", folder.name + "/"), (str(folder) + "/", folder.name + "/")]
+    if s.data_dir is not None:
+        out.append((str(Path(s.data_dir).resolve()), Path(s.data_dir).resolve().name))
     return out
 
 
@@ -231,7 +236,8 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
         "batch_size": s.batch_size, "dtype": s.dtype, "seed": s.seed, "apply_chat_template": s.apply_chat_template,
         "limit": s.limit, "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
         "time_s": round(seconds, 3), "metrics": metrics, "stderr": stderr,
-        "lm_eval_config": out.get("configs", {}).get(p.lm_eval_task), "environment": environment(),
+        "lm_eval_config": _relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s)),
+        "environment": environment(),
         "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

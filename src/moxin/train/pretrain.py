@@ -253,10 +253,10 @@ def show_batch(run_dir: Path, step: int, data_dir: Path | None = None) -> list[s
     return lines
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    for p in (run_dir / "run.json", run_dir / "pretrain" / "run.json"):
+def _run_info(folder: Path) -> dict[str, Any]:
+    """run.json of a pretrain folder, or of a run folder's pretrain stage (moxin.layout)."""
+    for p in (Path(folder) / "run.json", RunLayout(Path(folder)).run_json("pretrain")):
         if p.is_file():
             return json.loads(p.read_text("utf-8"))
-    raise CheckpointError(f"no run.json in {run_dir} or {run_dir}/pretrain; pass a run folder written by "
+    raise CheckpointError(f"no run.json in {folder} or {folder}/pretrain; pass a run folder written by "
                           f"`moxin pretrain`")
