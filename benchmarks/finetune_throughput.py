@@ -66,15 +66,15 @@ def moxin_step_fn(lora_rank: int, batch, lr: float, tmp: Path):
     from moxin.finetune.tasks import SFTTask
     from moxin.interop import load_model
     from moxin.interop.gguf import smollm2_path
-    from moxin.train.trainer import Trainer
+    from moxin.train.trainer import Checkpointing, Trainer
 
     model = load_model(smollm2_path())
     if lora_rank:
         apply_lora(model, LoRAConfig(rank=lora_rank, alpha=2.0 * lora_rank), seed=0)
     B = batch["input_ids"].shape[0]
     cfg = SFTConfig(global_batch=B, micro_batch=B, lr=lr, precision="fp32", peak_flops=1e12)
-    trainer = Trainer(model, SFTTask(), Fixed(batch), cfg, tmp / f"moxin-{lora_rank}", plan(cfg, 10**6, "sft"),
-                      model.cfg, progress=False)
+    trainer = Trainer(model, SFTTask(), Fixed(batch), cfg, plan(cfg, 10**6, "sft"),
+                      Checkpointing(tmp / f"moxin-{lora_rank}" / "checkpoints", model.cfg))
     losses = []
 
     def step():

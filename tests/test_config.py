@@ -2,10 +2,10 @@
 
 import pytest
 
-from moxin.config import apply_overrides, from_dict, load_recipe, parse_override, shipped_recipes, to_dict, to_toml
+from moxin.config import from_dict, to_dict, to_toml
 from moxin.errors import ConfigError
 from moxin.model import ModelConfig, preset
-from moxin.recipe import Recipe
+from moxin.recipe import Recipe, apply_overrides, load_recipe, parse_override, shipped_recipes
 
 
 def test_preset_with_overrides():
@@ -19,7 +19,7 @@ def test_override_values_parse_as_toml():
     assert parse_override("a.b=true") == (["a", "b"], True)
     assert parse_override("a.b=hello") == (["a", "b"], "hello")
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override("nonsense")
     with pytest.raises(ConfigError, match="is a value"):
         apply_overrides({"a": 1}, ["a.b=2"])
@@ -30,7 +30,7 @@ def test_validation_rules():
         from_dict(ModelConfig, {"preset": "tiny", "n_kv_heads": 3}, "r.toml", "model.")
     with pytest.raises(ConfigError, match="must be float"):
         from_dict(ModelConfig, {"rope_theta": "high"})
-    with pytest.raises(ConfigError, match="missing|must be"):
+    with pytest.raises(ConfigError, match=r"missing|must be"):
         from_dict(ModelConfig, {"n_layers": True})
 
 

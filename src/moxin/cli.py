@@ -2,20 +2,24 @@
 docstring. A parameter annotated `Recipe` becomes a RECIPE argument (file or shipped name) with `--set key=value`
 overrides and `--dry-run`. A MoxinError prints one line and exits 2, with no traceback.
 
-Command modules are imported only when their command runs (or for `--help`), and import heavy libraries (torch,
-transformers) inside the function bodies, so `moxin --help` stays fast."""
+The command table is lazy: `moxin --help` reads each command's summary from its module's source with `ast`, without
+importing it. A command module is imported only when its command runs (or for its own `--help`); command modules,
+recipes and configs import no torch or transformers at module level (those load inside the function bodies), so
+`moxin --help` and `moxin <command> --help` start in well under a second (tests/test_startup.py)."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import importlib
 import inspect
 import re
 import sys
 import types
-import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from moxin.errors import MoxinError
 
@@ -50,7 +54,11 @@ COMMANDS: dict[str, str] = {
 # ------------------------------------------------------------------------------------------------ docstrings
 def parse_doc(fn: Callable) -> tuple[str, str, dict[str, str]]:
     """(summary line, description, {param: help}) from a Google-style docstring."""
-    doc = inspect.getdoc(fn) or ""
+    return parse_docstring(inspect.getdoc(fn) or "")
+
+
+def parse_docstring(doc: str) -> tuple[str, str, dict[str, str]]:
+    """`parse_doc` on a docstring already cleaned of its indentation (`inspect.cleandoc`)."""
     parts = re.split(r"\n\s*Args:\s*\n", doc, maxsplit=1)
     body = parts[0].strip()
     summary = body.split("\n\n")[0].replace("\n", " ")
@@ -81,38 +89,59 @@ def _unwrap_optional(tp: Any) -> Any:
 
 
 def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
-    summary, body, helps = parse_doc(fn)
-    parser = argparse.ArgumentParser(prog=f"moxin {name}", description=body,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _summary, body, helps = parse_doc(fn)
+    parser = argparse.ArgumentParser(
+        prog=f"moxin {name}", description=body, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     hints = get_type_hints(fn)
     for pname, param in inspect.signature(fn).parameters.items():
         tp = _unwrap_optional(hints.get(pname, str))
-        help_text = helps.get(pname, "")
         if _is_recipe(tp):
-            default = getattr(fn, "default_recipe", None)
-            parser.add_argument("recipe", metavar="RECIPE", nargs="?" if default else None, default=default,
-                                help=(help_text or "recipe TOML file, or a shipped recipe name")
-                                + (f" (default: {default})" if default else ""))
-            parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                                help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)")
-            continue
-        flag = "--" + pname.replace("_", "-")
-        default = param.default
-        if default is inspect.Parameter.empty:
-            parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
-        elif tp is bool:
-            parser.add_argument(flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif get_origin(tp) is list:
-            (item,) = get_args(tp) or (str,)
-            parser.add_argument(flag, dest=pname, action="append", type=_caster(item, pname), default=None,
-                                help=f"{help_text} (repeatable)")
+            _add_recipe_arguments(parser, fn, helps.get(pname, ""))
         else:
-            kw: dict[str, Any] = {"type": _caster(tp, pname)}
-            if get_origin(tp) is Literal:
-                kw = {"choices": list(get_args(tp))}
-            shown = "" if default is None or "default" in help_text else f" (default: {default})"
-            parser.add_argument(flag, dest=pname, default=default, help=help_text + shown, **kw)
+            _add_argument(parser, pname, tp, param.default, helps.get(pname, ""))
     return parser
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser, fn: Callable, help_text: str) -> None:
+    """RECIPE (a file or a shipped name; optional when the command sets `default_recipe`) and `--set`."""
+    default = getattr(fn, "default_recipe", None)
+    parser.add_argument(
+        "recipe",
+        metavar="RECIPE",
+        nargs="?" if default else None,
+        default=default,
+        help=(help_text or "recipe TOML file, or a shipped recipe name")
+        + (f" (default: {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set model.n_layers=4 (repeatable)",
+    )
+
+
+def _add_argument(parser: argparse.ArgumentParser, pname: str, tp: Any, default: Any, help_text: str) -> None:
+    """One parameter: positional without a default, `--flag/--no-flag` for bools, repeatable for lists."""
+    flag = "--" + pname.replace("_", "-")
+    if default is inspect.Parameter.empty:
+        parser.add_argument(pname, metavar=pname.upper(), type=_caster(tp, pname), help=help_text)
+    elif tp is bool:
+        parser.add_argument(flag, dest=pname, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    elif get_origin(tp) is list:
+        (item,) = get_args(tp) or (str,)
+        parser.add_argument(
+            flag, dest=pname, action="append", type=_caster(item, pname), default=None, help=f"{help_text} (repeatable)"
+        )
+    else:
+        kw: dict[str, Any] = {"type": _caster(tp, pname)}
+        if get_origin(tp) is Literal:
+            kw = {"choices": list(get_args(tp))}
+        shown = "" if default is None or "default" in help_text else f" (default: {default})"
+        parser.add_argument(flag, dest=pname, default=default, help=help_text + shown, **kw)
 
 
 def _caster(tp: Any, pname: str) -> Callable[[str], Any]:
@@ -145,12 +174,49 @@ def load_command(key: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+@functools.cache
+def _module_tree(module: str) -> ast.Module | None:
+    """The parsed source of a moxin module, found under this package's folder without importing anything."""
+    parts = module.split(".")
+    if parts[0] != "moxin":
+        return None
+    base = Path(__file__).resolve().parent.joinpath(*parts[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return ast.parse(path.read_text("utf-8"), filename=str(path))
+    return None
+
+
+def _source_docstring(module: str, func: str, depth: int = 0) -> str | None:
+    """The docstring of top-level function `func` in `module`, following `from X import func` re-exports."""
+    tree = _module_tree(module)
+    if tree is None or depth > 4:
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == func:
+            return ast.get_docstring(node) or ""
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if (alias.asname or alias.name) == func:
+                    return _source_docstring(node.module, alias.name, depth + 1)
+    return None
+
+
+def command_summary(key: str) -> str:
+    """A command's one-line summary (the first paragraph of its docstring), read without importing its module."""
+    module, func = COMMANDS[key].split(":")
+    doc = _source_docstring(module, func)
+    if doc is None:  # not a plain function in a moxin source file: import it
+        return parse_doc(load_command(key))[0]
+    return parse_docstring(doc)[0]
+
+
 def overview(prefix: str = "") -> str:
     keys = [k for k in COMMANDS if k.startswith(prefix)]
     width = max(len(k) for k in keys) + 2
     lines = ["usage: moxin <command> [args] (moxin <command> --help for details)", "", "commands:"]
     for key in keys:
-        lines.append(f"  {key.ljust(width)}{parse_doc(load_command(key))[0]}")
+        lines.append(f"  {key.ljust(width)}{command_summary(key)}")
     return "\n".join(lines)
 
 
@@ -173,7 +239,7 @@ def run(argv: list[str]) -> int:
         parser.epilog = "subcommands: " + ", ".join(f"moxin {s}" for s in subs)
     args = vars(parser.parse_args(rest))
     if "recipe" in args:
-        from moxin.config import load_recipe
+        from moxin.recipe import load_recipe
 
         rname = next(p for p, t in get_type_hints(fn).items() if _is_recipe(_unwrap_optional(t)))
         args[rname] = load_recipe(args.pop("recipe"), args.pop("overrides"))

@@ -51,7 +51,7 @@ def model_info(preset: str, seq_len: int | None = None) -> None:
     """
     import torch
 
-    from moxin.config import load_recipe
+    from moxin.recipe import load_recipe
     from moxin.model.config import flops_per_token, num_params
     from moxin.model.config import preset as get_preset
     from moxin.model.transformer import Transformer

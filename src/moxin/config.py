@@ -1,19 +1,16 @@
-"""Typed configs: dataclasses per component, TOML recipes, `--set` overrides, and validation errors that name
-the file, the key and the bad value, and suggest the nearest valid key.
+"""Typed configs: build a dataclass from a plain dict with validation errors that name the file, the key and the
+bad value, and suggest the nearest valid key; write a dataclass back as a dict or TOML.
 
-Each component owns its config dataclass (in its own package) and receives only that section; `Recipe` just
-collects the sections. A dataclass may define `_resolve(cls, data) -> data` to expand shorthands (e.g. a model
-preset) before validation.
+Each component owns its config dataclass (in its own package) and receives only that section. A dataclass may
+define `_resolve(cls, data) -> data` to expand shorthands (e.g. a model preset) before validation. Reading recipe
+files, shipped recipe names and `--set` overrides live in `moxin.recipe`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.resources
-import tomllib
 import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -41,7 +38,7 @@ def _type_name(tp: Any) -> str:
 def _first_leaf(key: str, value: Any) -> str:
     """'modle' = {layers = 3} → 'modle.layers': the full dotted key the user wrote."""
     while isinstance(value, dict) and len(value) == 1:
-        (k, value), = value.items()
+        ((k, value),) = value.items()
         key = f"{key}.{k}"
     return key
 
@@ -56,7 +53,7 @@ def _all_keys(cls: type, prefix: str) -> list[str]:
         key = f"{prefix}{f.name}"
         keys.append(key)
         tp = get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys.extend(_all_keys(tp, key + "."))
     return keys
 
@@ -84,7 +81,7 @@ def _convert(tp: Any, value: Any, key: str, where: str) -> Any:
         close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of {_type_name(tp)}"
         raise ConfigError(f"{key} in {where} has invalid value {_fmt(value)}{hint}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} in {where} must be a table ([{key}]), got {_fmt(value)}")
         return from_dict(tp, value, where, prefix=key + ".")
@@ -141,7 +138,9 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "<config>", prefix: 
 def to_dict(obj: Any) -> Any:
     """Dataclass → plain TOML/JSON-able dict (paths as strings, None values dropped)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in _toml_fields(type(obj)) if getattr(obj, f.name) is not None}
+        return {
+            f.name: to_dict(getattr(obj, f.name)) for f in _toml_fields(type(obj)) if getattr(obj, f.name) is not None
+        }
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -149,34 +148,6 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=c` → (['a', 'b'], value). The value is read as a TOML literal, else taken as a string."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r} is not of the form section.key=value (e.g. --set model.n_layers=4)")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r} has an empty key; write it as section.key=value")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = data
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {text!r}: '{p}' is a value, not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return data
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -220,49 +191,3 @@ def _is_table(v: Any) -> bool:
 
 def _is_table_array(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"recipe file not found: {path}; check the path (shipped recipes: {', '.join(shipped_recipes())})") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
-
-
-def shipped_recipes() -> list[str]:
-    folder = importlib.resources.files("moxin") / "recipes"
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
-def recipe_path(name_or_path: str | Path) -> Path:
-    """A path to a TOML file, or the name of a shipped recipe (`tiny` → the embedded default)."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
-        return p
-    if str(name_or_path) in shipped_recipes():
-        return Path(str(importlib.resources.files("moxin") / "recipes" / f"{name_or_path}.toml"))
-    close = difflib.get_close_matches(str(name_or_path), shipped_recipes(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"no recipe file or shipped recipe named {str(name_or_path)!r}{hint} (shipped: {', '.join(shipped_recipes())})")
-
-
-def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> "Recipe":
-    """Load a recipe file, apply `--set` overrides, validate every section. Paths inside resolve against the file."""
-    from moxin.recipe import Recipe
-
-    path = recipe_path(name_or_path)
-    data = apply_overrides(read_toml(path), list(overrides or []))
-    where = str(path) if not overrides else f"{path} (with --set overrides)"
-    recipe = from_dict(Recipe, data, where)
-    recipe.source_path = path.resolve()
-    return recipe
-
-
-if typing.TYPE_CHECKING:  # pragma: no cover
-    from moxin.recipe import Recipe

@@ -27,3 +27,15 @@ class InteropError(MoxinError):
 
 class EvalError(MoxinError):
     """An evaluation task or its data is invalid."""
+
+
+class TrainingError(MoxinError):
+    """Training cannot continue (e.g. a NaN loss); the message names the step and the last good checkpoint."""
+
+
+class ReleaseError(MoxinError):
+    """A run cannot be released, or a release does not verify."""
+
+
+class ServeError(MoxinError):
+    """A generation request is invalid (too long, bad parameter); the server answers it with HTTP 400."""

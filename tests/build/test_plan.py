@@ -3,7 +3,7 @@
 import re
 
 from moxin.build.plan import memory_per_gpu, phase_plans
-from moxin.config import load_recipe
+from moxin.recipe import load_recipe
 from moxintest import run_cli
 
 

@@ -63,7 +63,7 @@ def test_missing_path_and_unknown_type_are_clear_errors(tmp_path):
         _read(SourceConfig(name="x", type="jsonl", license="MIT", path=str(tmp_path / "d")))
     recipe = tmp_path / "r.toml"
     recipe.write_text('[[data.sources]]\nname = "x"\ntype = "jsnl"\nlicense = "MIT"\npath = "a.jsonl"\n')
-    from moxin.config import load_recipe
+    from moxin.recipe import load_recipe
 
     with pytest.raises(ConfigError, match=r"data.sources\[0\].type .* did you mean 'jsonl'"):
         load_recipe(recipe)

@@ -126,7 +126,7 @@ def _pretrain(root: Path, run: Path) -> None:
     """The real trainer (moxin.train.pretrain) on the synthesised data: checkpoints at steps 2, 4, 6."""
     import torch
 
-    from moxin.config import load_recipe
+    from moxin.recipe import load_recipe
     from moxin.train.pretrain import run as pretrain
 
     (run / "recipe.toml").write_text(RECIPE.format(out=root), "utf-8")

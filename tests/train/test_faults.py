@@ -11,10 +11,10 @@ import torch
 
 from moxintest import run_cli
 from helpers import one_thread, python_docs, shakespeare_docs, small_tokens, write_bytes_tokens, write_recipe  # noqa: F401
-from moxin.config import load_recipe
 from moxin.errors import CheckpointError
 from moxin.parallel import Dist
 from moxin.provenance import sha256_file, verify_manifest
+from moxin.recipe import load_recipe
 from moxin.train import checkpoint as ckpt
 from moxin.train.metrics import read_metrics
 from moxin.train.pretrain import Setup

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
-from moxin.config import load_recipe
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.model.config import preset
 from moxin.model.transformer import build
 from moxin.parallel import Dist
+from moxin.recipe import load_recipe
 from moxin.train.pretrain import Setup
 from moxin.train.tasks import IGNORE, LMTask
 

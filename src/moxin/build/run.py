@@ -7,280 +7,157 @@ checkpoint bit-exactly, so the release comes out byte-identical to an uninterrup
 from __future__ import annotations
 
 import csv
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from moxin.build import selfdata
-from moxin.build.stages import Stage, output_fingerprint, run_stages
+from moxin.build.stages import Outcome, Stage, output_fingerprint, run_stages
 from moxin.config import to_dict
 from moxin.errors import ConfigError
-from moxin.provenance import atomic_dir, atomic_write_text, fingerprint, write_manifest
+from moxin.layout import FINETUNE_MODES, RunLayout, finetune_name
+from moxin.provenance import atomic_write_text, fingerprint
 from moxin.recipe import Recipe
+from moxin.stage import StageResult
 
 # Rough share of a tiny build's time per stage: the ETA of the whole build before per-stage timings exist.
 WEIGHTS = {"data": 2, "selfdata": 0.5, "pretrain": 6, "finetune": 1.5, "eval": 3, "release": 0.5, "verify": 1.5}
-
-CODECOMP_YAML = """task: moxin_codecomp
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: codecomp.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: context
-doc_to_choice: choices
-doc_to_target: label
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-
-HELDOUT_YAML = """task: moxin_heldout
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: heldout.jsonl
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: text
-should_decontaminate: false
-metric_list:
-  - metric: word_perplexity
-  - metric: byte_perplexity
-  - metric: bits_per_byte
-metadata:
-  version: 1.0
-"""
-
-
-SELFDATA_SOURCE = """# Data generated from the corpus itself by `moxin build`
-
-## Origin
-Source `{source}` of this run's data stage, read back from its token shards: `sft.jsonl` (docstring → function
-pairs from the train split), `codecomp.jsonl` (next-line multiple choice from held-out functions) and
-`heldout.jsonl` (held-out documents for perplexity).
-
-## License
-{licence}
-"""
-
-
-def _licence_of(ctx: "BuildContext", source: str) -> str:
-    return next(s.license for s in ctx.recipe.data.sources if s.name == source)
 
 
 @dataclass
 class BuildContext:
     recipe: Recipe
-    run_dir: Path
+    layout: RunLayout
     log: Callable[[str], None] = print
     notes: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> Path:
-        return self.run_dir / ".build"
+        return self.layout.build_state
 
     def section(self, name: str) -> Any:
         return to_dict(getattr(self.recipe, name))
 
+    def finetune_run_json(self, mode: str) -> Path:
+        """`finetune/<name>/run.json` of a mode (the folder the stage writes: `layout.finetune_name`)."""
+        return self.layout.run_json(f"finetune/{finetune_name(self.recipe.finetune, mode)}")
 
-def run_dir(recipe: Recipe, out: Path | None = None) -> Path:
-    base = Path(out) if out else Path(recipe.run.out_dir)
-    return base.expanduser().resolve() / recipe.run.name
+    def finish(self, res: StageResult) -> StageResult:
+        """Keep the stage's notes for the build summary."""
+        self.notes += list(res.notes)
+        return res
 
 
 # ------------------------------------------------------------------------------------------------ stages
 def data_stage(ctx: BuildContext) -> Stage:
-    from moxin.data.pipeline import inputs_fingerprint
+    from moxin.data.commands import data_inputs, run_data
 
-    r = ctx.recipe
-    data_cfg = r.data.resolved(r.resolve_path)
-    if not data_cfg.sources:
+    r, lay = ctx.recipe, ctx.layout
+    if not r.data.sources:
         raise ConfigError(f"[data] in {r.source_path} has no sources; add a [[data.sources]] table")
-
-    def run():
-        from moxin.data.pipeline import run_data_stage
-
-        run_data_stage(data_cfg, r.tokenizer, r.run.seed, ctx.run_dir)
-
-    return Stage("data", lambda: {"inputs": inputs_fingerprint(data_cfg, r.tokenizer, r.run.seed)[0]}, run,
-                 [ctx.run_dir / "data", ctx.run_dir / "tokenizer"], "clean, deduplicate, tokenize")
-
-
-def _selfdata_source(ctx: BuildContext) -> str:
-    wanted = ctx.recipe.build.selfdata_source
-    names = [s.name for s in ctx.recipe.data.sources]
-    if wanted and wanted not in names:
-        raise ConfigError(f"build.selfdata_source {wanted!r} in {ctx.recipe.source_path} is not a data source; "
-                          f"choose one of {names}")
-    code = [s.name for s in ctx.recipe.data.sources if s.type == "python-stdlib" or s.kind == "code"]
-    return wanted or (code[0] if code else names[0])
+    return Stage("data", lambda: {"inputs": data_inputs(r.data, r.tokenizer, r.run.seed, r.resolve_path)},
+                 lambda: run_data(r.data, r.tokenizer, lay, r.run.seed, r.resolve_path, log=ctx.log),
+                 [lay.data, lay.tokenizer], "clean, deduplicate, tokenize")
 
 
 def selfdata_stage(ctx: BuildContext) -> Stage:
-    out = ctx.run_dir / "selfdata"
+    from moxin.build.selfdata import run_selfdata
 
-    def run():
-        from moxin.data.tokens import TokenData
-        from moxin.interop.tokenizer import load_tokenizer
-
-        source = _selfdata_source(ctx)
-        td = TokenData(ctx.run_dir / "data")
-        tok = load_tokenizer(ctx.run_dir / "tokenizer")
-        decode = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
-        train = selfdata.collect(selfdata.documents(td, source, "train", decode))
-        held = [(d, t) for d, t in selfdata.documents(td, source, "val", decode)]
-        held_fns = selfdata.collect(iter(held))
-        with atomic_dir(out, overwrite=True) as tmp:
-            selfdata.write_jsonl(tmp / "sft.jsonl", selfdata.sft_records(train))
-            selfdata.write_jsonl(tmp / "codecomp.jsonl", selfdata.completion_items(held_fns, seed=ctx.recipe.run.seed))
-            selfdata.write_jsonl(tmp / "heldout.jsonl", [{"id": d, "text": t[:4000]} for d, t in held[:64] if t.strip()])
-            atomic_write_text(tmp / "SOURCE.md", SELFDATA_SOURCE.format(source=source, licence=_licence_of(ctx, source)))
-            atomic_write_text(tmp / "moxin_codecomp.yaml", CODECOMP_YAML)
-            atomic_write_text(tmp / "moxin_heldout.yaml", HELDOUT_YAML)
-            write_manifest(tmp, {"stage": "selfdata", "source": source, "data": output_fingerprint(ctx.run_dir / "data"),
-                                 "sft_pairs": len(train), "codecomp_items": len(held_fns),
-                                 "license": _licence_of(ctx, source)})
-        ctx.log(f"selfdata: {len(train)} SFT pairs from {source}/train, code-completion from {len(held_fns)} "
-                f"held-out functions")
-
-    return Stage("selfdata", lambda: {"data": output_fingerprint(ctx.run_dir / "data"), "seed": ctx.recipe.run.seed,
-                                      "source": ctx.recipe.build.selfdata_source}, run, [out],
-                 "docstring → function pairs, code-completion task")
+    r, lay = ctx.recipe, ctx.layout
+    return Stage("selfdata", lambda: {"data": output_fingerprint(lay.data), "seed": r.run.seed,
+                                      "source": r.build.selfdata_source},
+                 lambda: run_selfdata(r.data.sources, r.build.selfdata_source, lay, r.run.seed,
+                                      str(r.source_path), ctx.log),
+                 [lay.selfdata], "docstring → function pairs, code-completion task")
 
 
 def pretrain_stage(ctx: BuildContext) -> Stage:
-    def run():
-        from moxin.train.pretrain import run as pretrain
+    from moxin.train.commands import run_pretrain
 
-        status = pretrain(ctx.recipe, resume="auto", progress=True, log=ctx.log)
-        if status != "done":
-            raise KeyboardInterrupt  # a checkpoint was written; the next build resumes from it
-
+    r, lay = ctx.recipe, ctx.layout
     return Stage("pretrain", lambda: {"model": ctx.section("model"), "pretrain": ctx.section("pretrain"),
-                                      "seed": ctx.recipe.run.seed, "data": output_fingerprint(ctx.run_dir / "data")},
-                 run, [ctx.run_dir / "pretrain" / "run.json"], "phases, intermediate checkpoints")
+                                      "seed": r.run.seed, "data": output_fingerprint(lay.data)},
+                 lambda: run_pretrain(r, lay, resume="auto", progress=True, log=ctx.log),
+                 [lay.run_json("pretrain")], "phases, intermediate checkpoints")
 
 
 def finetune_modes(recipe: Recipe) -> list[str]:
-    return [m for m in ("sft", "dpo", "grpo") if recipe.finetune.mode(m).data]
+    return [m for m in FINETUNE_MODES if recipe.finetune.mode(m).data]
 
 
 def finetune_stage(ctx: BuildContext, mode: str) -> Stage:
-    name = ctx.recipe.finetune.mode(mode).name or mode
+    from moxin.finetune.commands import run_finetune
 
-    def run():
-        from moxin.finetune.run import run as finetune
-
-        summary = finetune(ctx.recipe, mode, resume="auto", progress=True, log=ctx.log)
-        if summary.get("status") != "done":
-            raise KeyboardInterrupt
+    r, lay = ctx.recipe, ctx.layout
+    modes = finetune_modes(r)
 
     def inputs():
-        return {"finetune": ctx.section("finetune"), "seed": ctx.recipe.run.seed,
-                "pretrain": output_fingerprint(ctx.run_dir / "pretrain" / "run.json"),
-                "selfdata": output_fingerprint(ctx.run_dir / "selfdata"),
-                "before": [output_fingerprint(ctx.run_dir / "finetune" / m / "run.json")
-                           for m in finetune_modes(ctx.recipe)[:finetune_modes(ctx.recipe).index(mode)]]}
+        return {"finetune": ctx.section("finetune"), "seed": r.run.seed,
+                "pretrain": output_fingerprint(lay.run_json("pretrain")),
+                "selfdata": output_fingerprint(lay.selfdata),
+                "before": [output_fingerprint(ctx.finetune_run_json(m)) for m in modes[:modes.index(mode)]]}
 
-    return Stage(f"finetune-{mode}", inputs, run, [ctx.run_dir / "finetune" / name / "run.json"], f"{mode.upper()}")
+    return Stage(f"finetune-{mode}", inputs, lambda: run_finetune(r, lay, mode, resume="auto", log=ctx.log),
+                 [ctx.finetune_run_json(mode)], f"{mode.upper()}")
 
 
 def eval_stage(ctx: BuildContext) -> Stage:
-    out = ctx.run_dir / "eval"
+    from moxin.build.selfdata import TASKS
+    from moxin.eval.commands import run_eval
 
-    def settings():
-        from moxin.eval.runner import Settings, hf_reachable
-
-        cfg = ctx.recipe.eval
-        data_dir = ctx.recipe.resolve_path(cfg.data_dir) if cfg.data_dir else None
-        tasks = ["moxin_heldout", "moxin_codecomp"]
-        if data_dir is not None or hf_reachable():
-            tasks += list(cfg.tasks)
-        else:
-            ctx.notes.append(f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging "
-                             f"Face is unreachable; give --set eval.data_dir=../shared/data to run them")
-        return Settings(tasks=tasks, data_dir=data_dir, limit=cfg.limit, batch_size=cfg.batch_size, dtype=cfg.dtype,
-                        num_fewshot=cfg.num_fewshot, apply_chat_template=cfg.apply_chat_template,
-                        include_path=[ctx.run_dir / "selfdata"])
-
-    def run():
-        from moxin.eval.commands import _evaluate_run
-        from moxin.eval.identity import checkpoints_of
-
-        ckpts = checkpoints_of(ctx.run_dir)
-        _evaluate_run(ctx.run_dir, ckpts if ctx.recipe.eval.all_checkpoints else ckpts[-1:], settings(), out)
+    r, lay = ctx.recipe, ctx.layout
 
     def inputs():
-        return {"eval": ctx.section("eval"), "selfdata": output_fingerprint(ctx.run_dir / "selfdata"),
-                "pretrain": output_fingerprint(ctx.run_dir / "pretrain" / "run.json"),
-                "finetune": [output_fingerprint(ctx.run_dir / "finetune" / (ctx.recipe.finetune.mode(m).name or m)
-                                                / "run.json") for m in finetune_modes(ctx.recipe)]}
+        return {"eval": ctx.section("eval"), "selfdata": output_fingerprint(lay.selfdata),
+                "pretrain": output_fingerprint(lay.run_json("pretrain")),
+                "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)]}
 
-    return Stage("eval", inputs, run, [out / "table.csv"], "every checkpoint: held-out perplexity, code completion, "
-                 "benchmarks")
+    return Stage("eval", inputs,
+                 lambda: ctx.finish(run_eval(r.eval, lay, r.resolve_path, TASKS, [lay.selfdata])),
+                 [lay.eval / "table.csv"], "every checkpoint: held-out perplexity, code completion, benchmarks")
 
 
 def release_stage(ctx: BuildContext) -> Stage:
-    out = ctx.run_dir / "release"
+    from moxin.release.stage import run_release
+
+    r, lay = ctx.recipe, ctx.layout
 
     def run():
-        from moxin.release.bundle import build_release
+        data_dir = r.resolve_path(r.eval.data_dir) if r.eval.data_dir else None
+        return ctx.finish(run_release(lay, replace=True, recipe_path=r.source_path, eval_data_dir=data_dir,
+                                      log=ctx.log))
 
-        if out.exists():
-            shutil.rmtree(out)
-        data_dir = ctx.recipe.eval.data_dir
-        rep = build_release(ctx.run_dir, out, progress=True, recipe_path=ctx.recipe.source_path,
-                            eval_data_dir=ctx.recipe.resolve_path(data_dir) if data_dir else None)
-        ctx.log(f"release: MOF Class {rep['class']} ({rep['class_name']})")
-
-    def inputs():
-        return {"release": ctx.section("release"), "upstream": [r for r in _upstream(ctx)]}
-
-    return Stage("release", inputs, run, [out / "SHA256SUMS"], "MOF release with licences and checksums")
+    return Stage("release", lambda: {"release": ctx.section("release"), "upstream": _upstream(ctx)}, run,
+                 [lay.release / "SHA256SUMS"], "MOF release with licences and checksums")
 
 
 def _upstream(ctx: BuildContext) -> list[str | None]:
-    paths = [ctx.run_dir / "data", ctx.run_dir / "pretrain" / "run.json", ctx.run_dir / "eval" / "table.csv"]
-    paths += [ctx.run_dir / "finetune" / (ctx.recipe.finetune.mode(m).name or m) / "run.json"
-              for m in finetune_modes(ctx.recipe)]
+    lay = ctx.layout
+    paths = [lay.data, lay.run_json("pretrain"), lay.eval / "table.csv"]
+    paths += [ctx.finetune_run_json(m) for m in finetune_modes(ctx.recipe)]
     return [output_fingerprint(p) for p in paths]
 
 
-def reproduce_range(recipe: Recipe, release: Path) -> str | None:
-    """build.reproduce, or the last two pretraining checkpoints in the release."""
-    if recipe.build.reproduce:
-        return recipe.build.reproduce
-    steps = sorted(int(p.name.split("-")[1]) for p in (release / "pretrain" / "checkpoints").glob("step-*"))
-    return f"{steps[-2]}..{steps[-1]}" if len(steps) >= 2 else None
-
-
 def verify_stage(ctx: BuildContext) -> Stage:
+    from moxin.release.stage import reproduce_range, run_verify
+
     report = ctx.state / "verify.txt"
+    release = ctx.layout.release
 
-    def run():
-        from moxin.errors import MoxinError
-        from moxin.release.verify import verify_release
+    def run() -> StageResult:
+        lines: list[str] = []
 
-        release = ctx.run_dir / "release"
-        span = reproduce_range(ctx.recipe, release)
-        checks = verify_release(release, span, None, progress=True)
-        lines = [f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.summary}" for c in checks]
-        for line in lines:
+        def log(line: str) -> None:
+            lines.append(line)
             ctx.log(line)
-        bad = [p for c in checks for p in c.problems]
-        if bad:
-            raise MoxinError(f"verify failed for {release}: {bad[0]}")
-        atomic_write_text(report, "\n".join(lines) + "\n")
 
-    return Stage("verify", lambda: {"release": output_fingerprint(ctx.run_dir / "release" / "SHA256SUMS"),
+        res = run_verify(release, reproduce_range(RunLayout(release), ctx.recipe.build.reproduce), log=log)
+        if res.ok:
+            atomic_write_text(report, "\n".join(lines) + "\n")
+        return res
+
+    return Stage("verify", lambda: {"release": output_fingerprint(release / "SHA256SUMS"),
                                     "reproduce": ctx.recipe.build.reproduce}, run, [report],
                  "checksums, MOF class, re-run training and compare bytes")
 
@@ -299,16 +176,24 @@ def stages(ctx: BuildContext) -> list[Stage]:
     return out
 
 
+def plan_names(recipe: Recipe) -> list[str]:
+    """The stage names a build of `recipe` runs, in order (what --dry-run shows)."""
+    b = recipe.build
+    names = ["data", "selfdata", "pretrain"] + ([f"finetune-{m}" for m in finetune_modes(recipe)] if b.finetune else [])
+    names += (["eval"] if b.evaluate else []) + (["release"] + (["verify"] if b.verify else []) if b.release else [])
+    return names
+
+
 # ------------------------------------------------------------------------------------------------ the build
 def build(recipe: Recipe, out: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Run the build; the summary's "ok" is False when a stage failed (its "failed" says which and why)."""
     from rich.console import Console
 
     console = Console(highlight=False)
-    recipe.run.out_dir = str(Path(out).expanduser().resolve()) if out else recipe.run.out_dir
-    rdir = run_dir(recipe)
-    ctx = BuildContext(recipe, rdir, log=lambda m: console.print(m, markup=False, highlight=False))
-    rdir.mkdir(parents=True, exist_ok=True)
-    _record_recipe(recipe, rdir)
+    layout = RunLayout.from_recipe(recipe, out)
+    ctx = BuildContext(recipe, layout, log=lambda m: console.print(m, markup=False, highlight=False))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    _record_recipe(recipe, layout)
     plan = stages(ctx)
     total = sum(WEIGHTS.get(s.name.split("-")[0], 1) for s in plan)
     t0 = time.perf_counter()
@@ -330,18 +215,19 @@ def build(recipe: Recipe, out: Path | None = None, force: bool = False) -> dict[
     return summary
 
 
-def _record_recipe(recipe: Recipe, rdir: Path) -> None:
-    """The recipe the run was built with, resolved, beside the run (the release copies it)."""
+def _record_recipe(recipe: Recipe, layout: RunLayout) -> None:
+    """The recipe the run was built with, resolved, beside the run (`moxin release RUN` reads it). run.out_dir is
+    kept as written: the run's bytes do not depend on where it was built."""
     from moxin.config import to_toml
 
     text = to_toml(to_dict(recipe))
-    path = rdir / "recipe.toml"
+    path = layout.recipe_file
     if not path.is_file() or path.read_text("utf-8") != text:
         atomic_write_text(path, text)
 
 
-def key_metrics(run: Path) -> list[str]:
-    table = run / "eval" / "table.csv"
+def key_metrics(layout: RunLayout) -> list[str]:
+    table = layout.eval / "table.csv"
     if not table.is_file():
         return []
     with open(table, newline="", encoding="utf-8") as f:
@@ -353,24 +239,29 @@ def key_metrics(run: Path) -> list[str]:
             if r.get("model") == last_model and r.get("value") not in (None, "", "nan")][:8]
 
 
-def summarize(ctx: BuildContext, results, seconds: float) -> dict[str, Any]:
+def summarize(ctx: BuildContext, results: list[Outcome], seconds: float) -> dict[str, Any]:
     import json
 
-    release = ctx.run_dir / "release"
-    mof = {}
-    if (release / "mof.json").is_file():
-        mof = json.loads((release / "mof.json").read_text("utf-8"))
-    model = release / "model" if (release / "model").is_dir() else ctx.run_dir
-    lines = [f"build finished in {seconds / 60:.1f} min: " +
-             ", ".join(f"{r.name} {'skipped' if r.skipped else f'{r.seconds:.0f}s'}" for r in results)]
+    lay = ctx.layout
+    failed = next((r for r in results if r.status == "failed"), None)
+    took = ", ".join(f"{r.name} {r.status if r.status != 'done' else f'{r.seconds:.0f}s'}" for r in results)
+    if failed is not None:
+        lines = [f"build stopped after {seconds / 60:.1f} min ({took})",
+                 f"build stopped at stage {failed.name}: {failed.reason}"]
+        return {"run": str(lay.root), "ok": False, "failed": {"stage": failed.name, "reason": failed.reason},
+                "lines": lines, "stages": [r.as_dict() for r in results]}
+    release = lay.release
+    mof = json.loads((release / "mof.json").read_text("utf-8")) if (release / "mof.json").is_file() else {}
+    model = release / "model" if (release / "model").is_dir() else lay.root
+    lines = [f"build finished in {seconds / 60:.1f} min: {took}"]
     if mof:
         lines.append(f"release: {release}  MOF Class {mof.get('class')} ({mof.get('class_name')})")
         for k, reasons in (mof.get("reasons") or {}).items():
             lines.append(f"  Class {k} not met: " + "; ".join(reasons))
-    lines += [f"  {m}" for m in key_metrics(ctx.run_dir)]
+    lines += [f"  {m}" for m in key_metrics(lay)]
     lines += [f"note: {n}" for n in ctx.notes]
     lines += [f"chat with it:   moxin chat {model}", f"serve it:       moxin serve {model}",
               f"verify it:      moxin verify {release}"]
-    return {"run": str(ctx.run_dir), "release": str(release), "mof_class": mof.get("class"), "lines": lines,
-            "stages": [{"name": r.name, "skipped": r.skipped, "seconds": r.seconds} for r in results],
+    return {"run": str(lay.root), "ok": True, "release": str(release), "mof_class": mof.get("class"),
+            "lines": lines, "stages": [r.as_dict() for r in results],
             "fingerprint": fingerprint([r.fingerprint for r in results])}

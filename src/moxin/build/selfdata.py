@@ -17,9 +17,9 @@ import ast
 import hashlib
 import json
 import textwrap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from moxin.provenance import atomic_write_text
 
@@ -121,3 +121,97 @@ def documents(token_data, source: str, split: str, decode: Callable[[list[int]],
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records))
+
+
+# ------------------------------------------------------------------------------------------------ the stage
+CODECOMP_YAML = """task: moxin_codecomp
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: codecomp.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: context
+doc_to_choice: choices
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+HELDOUT_YAML = """task: moxin_heldout
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: heldout.jsonl
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: text
+should_decontaminate: false
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+  - metric: bits_per_byte
+metadata:
+  version: 1.0
+"""
+
+TASKS = ("moxin_heldout", "moxin_codecomp")  # the eval tasks these YAMLs define (eval's `extra_tasks`)
+
+SELFDATA_SOURCE = """# Data generated from the corpus itself by `moxin build`
+
+## Origin
+Source `{source}` of this run's data stage, read back from its token shards: `sft.jsonl` (docstring → function
+pairs from the train split), `codecomp.jsonl` (next-line multiple choice from held-out functions) and
+`heldout.jsonl` (held-out documents for perplexity).
+
+## License
+{licence}
+"""
+
+
+def selfdata_source(sources, wanted: str | None, where: str) -> str:
+    """build.selfdata_source, else the first code source (python-stdlib or kind "code"), else the first source."""
+    from moxin.errors import ConfigError
+
+    names = [s.name for s in sources]
+    if wanted and wanted not in names:
+        raise ConfigError(f"build.selfdata_source {wanted!r} in {where} is not a data source; choose one of {names}")
+    code = [s.name for s in sources if s.type == "python-stdlib" or s.kind == "code"]
+    return wanted or (code[0] if code else names[0])
+
+
+def run_selfdata(sources, wanted: str | None, layout, seed: int, where: str = "the recipe",
+                 log: Callable[[str], None] = print):
+    """The selfdata stage: SFT pairs, the code-completion task and held-out documents from the data stage's
+    shards (`layout.data`, decoded with `layout.tokenizer`) into `layout.selfdata`. `sources`: the recipe's
+    [[data.sources]]; `wanted`: build.selfdata_source."""
+    from moxin.build.stages import output_fingerprint
+    from moxin.data.tokens import TokenData
+    from moxin.interop.tokenizer import load_tokenizer
+    from moxin.provenance import atomic_dir, write_manifest
+    from moxin.stage import StageResult
+
+    source = selfdata_source(sources, wanted, where)
+    licence = next(s.license for s in sources if s.name == source)
+    td, tok = TokenData(layout.data), load_tokenizer(layout.tokenizer)
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)  # noqa: E731
+    train = collect(documents(td, source, "train", decode))
+    held = list(documents(td, source, "val", decode))
+    held_fns = collect(iter(held))
+    with atomic_dir(layout.selfdata, overwrite=True) as tmp:
+        write_jsonl(tmp / "sft.jsonl", sft_records(train))
+        write_jsonl(tmp / "codecomp.jsonl", completion_items(held_fns, seed=seed))
+        write_jsonl(tmp / "heldout.jsonl", [{"id": d, "text": t[:4000]} for d, t in held[:64] if t.strip()])
+        atomic_write_text(tmp / "SOURCE.md", SELFDATA_SOURCE.format(source=source, licence=licence))
+        atomic_write_text(tmp / "moxin_codecomp.yaml", CODECOMP_YAML)
+        atomic_write_text(tmp / "moxin_heldout.yaml", HELDOUT_YAML)
+        write_manifest(tmp, {"stage": "selfdata", "source": source, "data": output_fingerprint(layout.data),
+                             "sft_pairs": len(train), "codecomp_items": len(held_fns), "license": licence})
+    log(f"selfdata: {len(train)} SFT pairs from {source}/train, code-completion from {len(held_fns)} held-out "
+        f"functions")
+    return StageResult.done("selfdata", (layout.selfdata,))

@@ -1,28 +1,78 @@
-"""`moxin data`, `moxin data inspect`, `moxin data trace`, `moxin tokenizer`. Heavy imports stay in the bodies."""
+"""`moxin data`, `moxin data inspect`, `moxin data trace`, `moxin tokenizer`. Heavy imports stay in the bodies.
+
+`run_data` is the data stage's one entry point: `moxin data` and `moxin build` both call it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+from moxin.layout import RunLayout
 from moxin.recipe import Recipe
-
-
-def run_dir(recipe: Recipe) -> Path:
-    return Path(recipe.run.out_dir) / recipe.run.name
+from moxin.stage import StageResult
 
 
 def _plan(recipe: Recipe) -> list[str]:
-    d = recipe.data
+    d, layout = recipe.data, RunLayout.from_recipe(recipe)
     lines = [f"source {s.name}: {s.type} {s.path or '(interpreter stdlib)'} licence {s.license} weight {s.weight}"
              for s in d.sources]
     lines.append("steps: read → normalize → langid → quality → dedup_exact → dedup_fuzzy → pii → decontaminate "
                  f"({len(d.decontaminate)} eval set(s)); val fraction {d.val_fraction}; {d.workers} worker(s)")
     tk = recipe.tokenizer
     lines.append(f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} "
-                 f"→ {run_dir(recipe) / 'tokenizer'}")
-    lines.append(f"shards of {d.shard_tokens:,} tokens → {run_dir(recipe) / 'data'}")
+                 f"→ {layout.tokenizer}")
+    lines.append(f"shards of {d.shard_tokens:,} tokens → {layout.data}")
     return lines
+
+
+def stage_configs(data_cfg, tok_cfg, resolve_path: Callable[[str], Path]):
+    """The data stage's inputs as it uses them: the [data] section with its paths resolved against the recipe,
+    and the [tokenizer] section with `path` (a reused tokenizer) resolved the same way."""
+    import dataclasses
+
+    tok = dataclasses.replace(tok_cfg, path=str(resolve_path(tok_cfg.path))) if tok_cfg.path else tok_cfg
+    return data_cfg.resolved(resolve_path), tok
+
+
+def data_inputs(data_cfg, tok_cfg, seed: int, resolve_path: Callable[[str], Path]) -> str:
+    """The fingerprint of everything the data stage's output depends on (what `moxin build` compares)."""
+    from moxin.data.pipeline import inputs_fingerprint
+
+    cfg, tok = stage_configs(data_cfg, tok_cfg, resolve_path)
+    return inputs_fingerprint(cfg, tok, seed)[0]
+
+
+def run_data(data_cfg, tok_cfg, layout: RunLayout, seed: int, resolve_path: Callable[[str], Path],
+             force: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
+    """The data stage: sources → cleaned, deduplicated, tokenized shards in `layout.data`, tokenizer in
+    `layout.tokenizer`. Skipped (reason given) when the inputs' fingerprint matches the existing manifest."""
+    import time
+
+    from moxin.data.pipeline import run_data_stage
+    from moxin.errors import DataError
+
+    cfg, tok = stage_configs(data_cfg, tok_cfg, resolve_path)
+    if not cfg.sources:
+        raise DataError("data.sources is empty; add at least one [[data.sources]] table to the recipe")
+    old = _manifest_fingerprint(layout)
+    t0 = time.perf_counter()
+    m = run_data_stage(cfg, tok, seed, layout.root, force=force, progress=progress)
+    outputs = (layout.data, layout.tokenizer)
+    if not force and old is not None and old == m.get("inputs_fingerprint"):
+        return StageResult.skipped("data", f"inputs unchanged since {layout.rel(layout.data / 'manifest.json')}",
+                                   outputs)
+    log(f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
+        f"{sum(s['docs_in'] for s in m['sources']):,}; {m['tokens']['train_tokens']:,} train + "
+        f"{m['tokens']['val_tokens']:,} val tokens → {layout.data} ({time.perf_counter() - t0:.1f} s)")
+    return StageResult.done("data", outputs)
+
+
+def _manifest_fingerprint(layout: RunLayout) -> str | None:
+    try:
+        return json.loads((layout.data / "manifest.json").read_text("utf-8")).get("inputs_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
@@ -39,26 +89,10 @@ def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
     if dry_run:
         print_dry_run(recipe, _plan(recipe))
         return
-    import time
-
-    from moxin.data.pipeline import run_data_stage
-
-    cfg = recipe.data.resolved(recipe.resolve_path)
-    tok = tokenizer_config(recipe)
-    t0 = time.perf_counter()
-    m = run_data_stage(cfg, tok, recipe.run.seed, run_dir(recipe), force=force)
-    dt = time.perf_counter() - t0
-    print(f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
-          f"{sum(s['docs_in'] for s in m['sources']):,}; {m['tokens']['train_tokens']:,} train + "
-          f"{m['tokens']['val_tokens']:,} val tokens → {run_dir(recipe) / 'data'} ({dt:.1f} s)")
-
-
-def tokenizer_config(recipe: Recipe):
-    """The recipe's [tokenizer] section with `path` (a reused tokenizer) resolved against the recipe file."""
-    import dataclasses
-
-    tk = recipe.tokenizer
-    return dataclasses.replace(tk, path=str(recipe.resolve_path(tk.path))) if tk.path else tk
+    res = run_data(recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed,
+                   recipe.resolve_path, force=force)
+    if res.status != "done":
+        print(res.line())
 
 
 def tokenizer(recipe: Recipe, dry_run: bool = False) -> None:
@@ -78,9 +112,10 @@ def tokenizer(recipe: Recipe, dry_run: bool = False) -> None:
         return
     from moxin.data.pipeline import train_tokenizer_stage
 
-    m = train_tokenizer_stage(recipe.data.resolved(recipe.resolve_path), tokenizer_config(recipe), recipe.run.seed,
-                              run_dir(recipe))
-    print(f"tokenizer: vocab {m['vocab_size']}, sha256 {m['tokenizer_sha256'][:16]}… → {run_dir(recipe) / 'tokenizer'}")
+    layout = RunLayout.from_recipe(recipe)
+    cfg, tok = stage_configs(recipe.data, recipe.tokenizer, recipe.resolve_path)
+    m = train_tokenizer_stage(cfg, tok, recipe.run.seed, layout.root)
+    print(f"tokenizer: vocab {m['vocab_size']}, sha256 {m['tokenizer_sha256'][:16]}… → {layout.tokenizer}")
 
 
 def inspect(dir: Path) -> None:

@@ -5,16 +5,15 @@ no Python sets of strings). Items shorter than n units cannot be matched and are
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from moxin.data.config import EvalSetConfig
-from moxin.data.sources import _open
 from moxin.data.text import UnitHasher, ngram_hashes, units
 from moxin.errors import DataError
+from moxin.io import read_jsonl
 
 
 @dataclass
@@ -45,7 +44,8 @@ class EvalIndex:
 def item_texts(rec: dict, fields: list[str]) -> list[str]:
     """What a model sees of one item: the scalar fields joined, followed by each choice of a list field
     (HellaSwag ctx + each ending, ARC question + each choice), one text per choice."""
-    prefix, choices = [], []
+    prefix: list[str] = []
+    choices: list[str] = []
     for f in fields:
         v = rec.get(f)
         if isinstance(v, dict):  # ARC's choices {text: [...], label: [...]}
@@ -64,20 +64,13 @@ def build_index(cfg: EvalSetConfig, n: int, hasher: UnitHasher, where: str = "da
         raise DataError(f"{where}: eval set {cfg.name!r} path {cfg.path!r} does not exist; fix its path")
     hashes, owners = [], []
     items = too_short = 0
-    with _open(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise DataError(f"{path}:{lineno}: eval set {cfg.name!r} is not valid JSONL ({e})") from None
-            g = np.unique(np.concatenate([ngram_hashes(hasher(units(t)), n) for t in item_texts(rec, cfg.fields)]))
-            if len(g) == 0:
-                too_short += 1
-            hashes.append(g)
-            owners.append(np.full(len(g), items, dtype=np.int32))
-            items += 1
+    for _, rec in read_jsonl(path, DataError, what=f"eval set {cfg.name!r}"):
+        g = np.unique(np.concatenate([ngram_hashes(hasher(units(t)), n) for t in item_texts(rec, cfg.fields)]))
+        if len(g) == 0:
+            too_short += 1
+        hashes.append(g)
+        owners.append(np.full(len(g), items, dtype=np.int32))
+        items += 1
     if not items:
         raise DataError(f"{where}: eval set {cfg.name!r} ({path}) has no items")
     h = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)

@@ -6,10 +6,7 @@ error up front, since a typo there would silently train on less data."""
 
 from __future__ import annotations
 
-import bz2
 import glob as globmod
-import gzip
-import io
 import json
 import lzma
 import sysconfig
@@ -19,10 +16,10 @@ from typing import IO, Iterator
 from moxin.data.config import SourceConfig
 from moxin.data.document import Document, Ledger
 from moxin.errors import DataError
+from moxin.io import open_compressed, strip_compression
 from moxin.provenance import sha256_file, fingerprint
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
-COMPRESSED = (".gz", ".xz", ".zst", ".bz2")
 STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -47,29 +44,11 @@ class Meter:
 
 
 def _open(path: Path, meter: Meter | None = None) -> IO[bytes]:
-    """A binary stream, decompressing .gz/.xz/.zst/.bz2 on the fly (never the whole file in memory)."""
+    """A binary stream over a (possibly compressed) file whose compressed position `meter` follows."""
     raw = open(path, "rb")
     if meter is not None:
         meter.raw = raw
-    name = path.name
-    if name.endswith(".gz"):
-        return gzip.open(raw, "rb")
-    if name.endswith(".xz"):
-        return lzma.open(raw, "rb")
-    if name.endswith(".bz2"):
-        return bz2.open(raw, "rb")
-    if name.endswith(".zst"):
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return raw
-
-
-def _strip_compression(name: str) -> str:
-    for ext in COMPRESSED:
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
+    return open_compressed(path, fileobj=raw)
 
 
 def stdlib_root() -> Path:
@@ -116,7 +95,7 @@ def source_files(cfg: SourceConfig, where: str = "data.sources") -> list[Path]:
 
 
 def _wanted(cfg: SourceConfig, f: Path) -> bool:
-    base = _strip_compression(f.name)
+    base = strip_compression(f.name)
     if cfg.type == "jsonl":
         return base.endswith(JSONL_EXTS)
     if cfg.type == "parquet":
@@ -163,10 +142,7 @@ def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", 
 
 def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 only: set[int] | None) -> Iterator[Document]:
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         empty = True
         try:
             with _open(f, meter) as fh:
@@ -219,8 +195,13 @@ def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_i
     return Document(doc_id, text, {"where": at})
 
 
-def _selected(files: list[Path], only: set[int] | None) -> list[Path]:
-    return files if only is None else [f for k, f in enumerate(files) if k in only]
+def _selected(cfg: SourceConfig, where: str, only: set[int] | None) -> Iterator[tuple[Path, str]]:
+    """The source's files to read (all, or those numbered in `only`), each with its path relative to their root."""
+    files = source_files(cfg, where)
+    root = _common_root(files)
+    for k, f in enumerate(files):
+        if only is None or k in only:
+            yield f, f.relative_to(root).as_posix()
 
 
 def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str:
@@ -236,10 +217,7 @@ def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str
 
 def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                only: set[int] | None) -> Iterator[Document]:
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         try:
             with _open(f) as fh:
                 data = fh.read()
@@ -279,7 +257,9 @@ def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
 def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                  only: set[int] | None) -> Iterator[Document]:
     root = stdlib_root()
-    for f in _selected(_stdlib_files(), only):
+    for k, f in enumerate(_stdlib_files()):
+        if only is not None and k not in only:
+            continue
         data = f.read_bytes()
         meter.done(f)
         if not data.strip():
@@ -292,10 +272,7 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                   only: set[int] | None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
-    files = source_files(cfg, where)
-    root = _common_root(files)
-    for f in _selected(files, only):
-        rel = f.relative_to(root).as_posix()
+    for f, rel in _selected(cfg, where, only):
         try:
             pf = pq.ParquetFile(f)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file

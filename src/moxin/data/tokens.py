@@ -19,6 +19,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class TokenWriter:
             self.finished[key] = self.streams.pop(key).close()
 
     def close(self) -> dict:
-        meta = {"format": 1, "dtype": self.dtype.name, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
+        meta: dict[str, Any] = {"format": 1, "dtype": self.dtype.name, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
                 "shard_tokens": self.shard_tokens, "sources": {}}
         for key in list(self.streams):
             self.finished[key] = self.streams.pop(key).close()

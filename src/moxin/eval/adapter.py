@@ -154,6 +154,7 @@ class MoxinLM(TemplateLM):
 
     @torch.inference_mode()
     def _score_batch(self, batch) -> list[tuple[int, tuple[float, bool]]]:
+        from moxin.model.generate import left_pad
         from moxin.model.kv_cache import KVCache
 
         dev = self._device
@@ -161,18 +162,13 @@ class MoxinLM(TemplateLM):
         Tc = max(len(ctx) for ctx, _ in batch)
         conts = [(g, c, i) for g, (_, cs) in enumerate(batch) for c, i in cs]
         Tn = max(len(c) for _, c, _ in conts) - 1  # continuation inputs: all but the last token
-        # Contexts, left-padded (position -1 marks padding): tokens/positions (G, Tc)
-        toks = torch.zeros(G, Tc, dtype=torch.long)
-        pos = torch.full((G, Tc), -1, dtype=torch.long)
-        for g, (ctx, _) in enumerate(batch):
-            toks[g, Tc - len(ctx):] = torch.tensor(ctx)
-            pos[g, Tc - len(ctx):] = torch.arange(len(ctx))
+        toks, pos = left_pad([ctx for ctx, _ in batch], Tc)  # contexts (G, Tc); position -1 marks padding
         cache = KVCache.for_model(self.model, G, max_len=Tc + max(Tn, 0) + 1)
         h_last = self.model(toks.to(dev), positions=pos.to(dev), cache=cache, last_only=True,
                             return_hidden=True)[:, 0]  # (G, D): predicts each continuation's first token
         rows = [h_last[[g for g, _, _ in conts]]]  # hidden states that score a token, in order
         if Tn > 0:
-            self._expand_cache(cache, torch.tensor([g for g, _, _ in conts], device=dev))
+            cache.select_rows(torch.tensor([g for g, _, _ in conts], device=dev))  # a context row per continuation
             R = len(conts)
             ctoks = torch.zeros(R, Tn, dtype=torch.long)
             cpos = torch.zeros(R, Tn, dtype=torch.long)
@@ -204,13 +200,6 @@ class MoxinLM(TemplateLM):
         total = torch.zeros(R, dtype=torch.float64, device=dev).index_add_(0, own, tok_lp).tolist()
         misses = torch.zeros(R, dtype=torch.float64, device=dev).index_add_(0, own, miss).tolist()
         return [(i, (total[r], misses[r] == 0)) for r, (_, _, i) in enumerate(conts)]
-
-    @staticmethod
-    def _expand_cache(cache, index: torch.Tensor) -> None:
-        """Copy each context's cached keys/values to every continuation row that extends it."""
-        cache.k = cache.k.index_select(1, index)
-        cache.v = cache.v.index_select(1, index)
-        cache.slot_pos = cache.slot_pos.index_select(0, index)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         windows, owner = [], []

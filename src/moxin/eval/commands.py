@@ -1,13 +1,19 @@
-"""`moxin eval`: evaluate a model, a checkpoint or every checkpoint of a run. Heavy imports stay inside."""
+"""`moxin eval`: evaluate a model, a checkpoint or every checkpoint of a run. Heavy imports stay inside.
+
+`run_eval` is the eval stage's one entry point (a recipe's [eval] section over a run); `moxin build` calls it, and
+`moxin eval RUN` goes through the same `evaluate_checkpoints`."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from moxin.errors import EvalError
+from moxin.layout import RunLayout
 from moxin.records import run_root
-
+from moxin.stage import StageResult
 
 # Evaluation is many small forward passes; on a shared CPU, OpenMP's spinning threads wait out each other's time
 # slices and every op costs tens of ms (measured 30-80x slower under load). Passive waiting avoids that; it must be
@@ -66,20 +72,22 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     if all_checkpoints and run is None:
         raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
     home = run or run_root(target)
-    out_dir = out or (home / "eval" if home else Path.cwd() / "moxin-eval")
+    out_dir = out or (RunLayout(home).eval if home else Path.cwd() / "moxin-eval")
     if run is not None:
-        ckpts = identity.checkpoints_of(run)
-        _evaluate_run(run, ckpts if all_checkpoints else ckpts[-1:], s, out_dir)
+        evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir)
     else:
         results, n = evaluate(identity.identify(target), s, out_dir)
         _summary(results, n, out_dir)
 
 
-def _evaluate_run(run: Path, ckpts: list[tuple[str, Path]], s, out_dir: Path) -> None:
+def evaluate_checkpoints(layout: RunLayout, all_checkpoints: bool, s, out_dir: Path) -> None:
+    """Evaluate a run's latest checkpoint, or every one, with settings `s`; write the table and plots."""
     from moxin.eval import identity
     from moxin.eval.report import write_manifest, write_plots, write_tables
     from moxin.eval.runner import evaluate
 
+    ckpts = identity.checkpoints_of(layout.root)
+    ckpts = ckpts if all_checkpoints else ckpts[-1:]
     everything, computed = [], 0
     for stage, folder in ckpts:
         results, n = evaluate(identity.identify(folder, stage=stage), s, out_dir)
@@ -111,15 +119,32 @@ def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
     Console(soft_wrap=True).print(table)
 
 
-def evaluate_run_from_config(run: Path, cfg, data_dir: Path | None = None) -> None:
-    """The build's eval stage: a recipe's [eval] section (an `EvalConfig`) over a run's checkpoints.
+def eval_settings(cfg, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (),
+                  include_path: Sequence[Path] = ()) -> tuple[Any, list[str]]:
+    """The lm-eval settings of a recipe's [eval] section (an `EvalConfig`; data_dir relative to the recipe), plus
+    notes. `extra_tasks` (with the YAML folders in `include_path`) run whatever data the standard tasks have;
+    without eval.data_dir ($MOXIN_EVAL_DATA_DIR) and offline, the standard tasks are left out with a note when
+    there are extra tasks, and are an error otherwise."""
+    from moxin.eval.local_data import ENV
+    from moxin.eval.runner import Settings, hf_reachable, resolve_source
 
-    `data_dir` is the section's data_dir already resolved against the recipe file (`recipe.resolve_path`)."""
-    from moxin.eval import identity
-    from moxin.eval.runner import Settings, resolve_source
+    data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else None
+    s = Settings(tasks=list(extra_tasks) + list(cfg.tasks), data_dir=data_dir, limit=cfg.limit,
+                 batch_size=cfg.batch_size, dtype=cfg.dtype, num_fewshot=cfg.num_fewshot,
+                 apply_chat_template=cfg.apply_chat_template, include_path=[Path(p) for p in include_path])
+    if data_dir is not None or os.environ.get(ENV) or hf_reachable() or not extra_tasks:
+        return resolve_source(s), []
+    s.tasks = list(extra_tasks)
+    note = (f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
+            f"unreachable; give --set eval.data_dir=../shared/data to run them")
+    return s, [note]
 
-    s = resolve_source(Settings(tasks=list(cfg.tasks), data_dir=data_dir, limit=cfg.limit, batch_size=cfg.batch_size,
-                                dtype=cfg.dtype, num_fewshot=cfg.num_fewshot,
-                                apply_chat_template=cfg.apply_chat_template))
-    ckpts = identity.checkpoints_of(run)
-    _evaluate_run(run, ckpts if cfg.all_checkpoints else ckpts[-1:], s, run / "eval")
+
+def run_eval(cfg, layout: RunLayout, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (),
+             include_path: Sequence[Path] = ()) -> StageResult:
+    """The eval stage: a recipe's [eval] section over the run's checkpoints (every one with eval.all_checkpoints,
+    else the latest) into `layout.eval`: results/, table.csv, table.md, plots/. Results already computed for a
+    (model SHA-256, task hash) are reused."""
+    s, notes = eval_settings(cfg, resolve_path, extra_tasks, include_path)
+    evaluate_checkpoints(layout, cfg.all_checkpoints, s, layout.eval)
+    return StageResult.done("eval", (layout.eval_results, layout.eval / "table.csv", layout.eval / "table.md"), notes)

@@ -23,6 +23,7 @@ def generate_batch(lm, contexts: list[str], gen_kwargs: dict[str, Any]) -> list[
     """contexts → generated texts, each cut before the first stop string."""
     from lm_eval.models.utils import postprocess_generated_text
 
+    from moxin.model.generate import Sampling, left_pad, next_token
     from moxin.model.kv_cache import KVCache
 
     until, max_new, temperature, seed = _settings(lm, gen_kwargs)
@@ -32,21 +33,18 @@ def generate_batch(lm, contexts: list[str], gen_kwargs: dict[str, Any]) -> list[
 
         raise EvalError(f"max_gen_toks={max_new} leaves no room for the prompt within max_length={lm.max_length}")
     enc = [lm.tok_encode(c, left_truncate_len=max_ctx) for c in contexts]
-    B, T = len(enc), max(len(e) for e in enc)
-    toks = torch.zeros(B, T, dtype=torch.long)
-    pos = torch.full((B, T), -1, dtype=torch.long)  # (B, T); -1 marks left padding
-    for b, e in enumerate(enc):
-        toks[b, T - len(e):] = torch.tensor(e)
-        pos[b, T - len(e):] = torch.arange(len(e))
+    toks, pos = left_pad(enc)  # (B, T); -1 marks left padding
+    B, T = toks.shape
     dev = lm.device
     cache = KVCache.for_model(lm.model, B, max_len=T + max_new)
+    sampling = Sampling(temperature=temperature)
     gen = torch.Generator(device=dev).manual_seed(int(seed)) if seed is not None else None
     next_pos = torch.tensor([len(e) for e in enc], device=dev)  # (B,)
     out: list[list[int]] = [[] for _ in range(B)]
     done = [False] * B
     logits = lm.model(toks.to(dev), positions=pos.to(dev), cache=cache, last_only=True)[:, -1]  # (B, V)
     for _ in range(max_new):
-        tok = _choose(logits, temperature, gen)  # (B,)
+        tok = next_token(logits, sampling, gen)  # (B,)
         for b in range(B):
             if not done[b]:
                 out[b].append(int(tok[b]))
@@ -56,14 +54,6 @@ def generate_batch(lm, contexts: list[str], gen_kwargs: dict[str, Any]) -> list[
         logits = lm.model(tok[:, None], positions=next_pos[:, None], cache=cache, last_only=True)[:, -1]
         next_pos = next_pos + 1
     return [postprocess_generated_text(lm.tok_decode(o), until, None) for o in out]
-
-
-def _choose(logits: torch.Tensor, temperature: float, gen: torch.Generator | None) -> torch.Tensor:
-    """logits (B, V) → next tokens (B,)."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
 def _hit_stop(lm, tokens: list[int], until: list[str]) -> bool:

@@ -10,15 +10,13 @@ names the file, the line and the field.
 from __future__ import annotations
 
 import csv
-import gzip
-import json
-import lzma
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from moxin.errors import DataError
+from moxin.io import read_jsonl
 
 ENV = "MOXIN_EVAL_DATA_DIR"
 
@@ -57,32 +55,6 @@ def data_file(root: Path, rel: str) -> Path:
     if not p.is_file():
         raise DataError(f"data file missing: {p}; the data folder {root} must contain {rel} (layout of ../shared/data)")
     return p
-
-
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    if path.suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every non-empty line; a bad line raises naming file:line."""
-    try:
-        with _open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove that line") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-                yield n, obj
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot be read ({e}); replace it with a good copy") from None
 
 
 def need(obj: dict[str, Any], where: str, **fields: type | tuple[type, ...]) -> None:
@@ -125,7 +97,7 @@ def _cached(fn: Callable) -> Callable:
 def _jsonl_split(root: Path, rel: str, check: Callable[[dict, str], None]) -> list[dict[str, Any]]:
     path = data_file(root, rel)
     rows = []
-    for n, obj in read_jsonl(path):
+    for n, obj in read_jsonl(path, DataError):
         check(obj, f"{path}:{n}")
         rows.append(obj)
     if not rows:

@@ -94,7 +94,7 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
 
     from moxin.eval.local_data import FILES
 
-    entry = _tm(s)._index.get(p.lm_eval_task)
+    entry = _tm(s).task_index.get(p.lm_eval_task)  # public: name → Entry(cfg, yaml_path, ...)
     yaml_cfg = _portable(getattr(entry, "cfg", None), getattr(entry, "yaml_path", None))
     roots = _include_roots(s)
     data_files = {}
@@ -245,10 +245,17 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
 @contextlib.contextmanager
 def quiet_env_probe():
     """lm-eval ends every simple_evaluate with torch's collect_env, which shells out to pip (~2-7 s per task per
-    checkpoint). moxin records the environment itself (`environment()` in every result), so skip the probe."""
+    checkpoint). moxin records the environment itself (`environment()` in every result), so skip the probe.
+
+    lm-eval has no public switch for it: this is the one place moxin patches lm-eval, the module global
+    `lm_eval.evaluator.add_env_info` that `simple_evaluate` calls. tests/eval/test_eval_lm_eval_api.py fails when
+    lm-eval stops calling it that way; should the name be gone, evaluation still runs (only slower)."""
     import lm_eval.evaluator as ev
 
-    saved = ev.add_env_info
+    saved = getattr(ev, "add_env_info", None)
+    if saved is None:
+        yield
+        return
     ev.add_env_info = lambda results: None
     try:
         yield

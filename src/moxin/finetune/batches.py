@@ -63,11 +63,14 @@ class SFTBatches:
 
     def __init__(self, seqs: list[tuple[np.ndarray, np.ndarray]] | None, packed: Packed | None, global_batch: int,
                  seed: int, pad_id: int) -> None:
-        self.seqs, self.packed, self.pad_id = seqs, packed, pad_id
-        n = len(packed.input_ids) if packed is not None else len(seqs)
+        if (seqs is None) == (packed is None):
+            raise ValueError("SFTBatches takes either seqs or packed rows")  # a programming error, not a user's
+        self.seqs: list[tuple[np.ndarray, np.ndarray]] = seqs or []
+        self.packed, self.pad_id = packed, pad_id
+        n = len(packed.input_ids) if packed is not None else len(self.seqs)
         self.order = StepOrder(n, global_batch, seed)
         body = (packed.input_ids, packed.labels, packed.segment_ids) if packed is not None else \
-            [a for s in seqs for a in s]
+            [a for s in self.seqs for a in s]
         self.fingerprint = fingerprint_arrays("sft", seed, global_batch, body)
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:

@@ -1,11 +1,35 @@
-"""`moxin finetune sft|dpo|grpo RECIPE` and `moxin lineage CKPT`. Heavy imports (torch) stay inside the functions."""
+"""`moxin finetune sft|dpo|grpo RECIPE` and `moxin lineage CKPT`. Heavy imports (torch) stay inside the functions.
+
+`run_finetune` is a fine-tuning stage's one entry point: `moxin finetune MODE` and `moxin build` both call it."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
+from moxin.layout import RunLayout, finetune_name
 from moxin.recipe import Recipe
+from moxin.stage import StageResult, interrupted, recipe_at
+
+
+def run_finetune(recipe: Recipe, layout: RunLayout, mode: str, resume: str = "auto", progress: bool = True,
+                 log: Callable[[str], None] = lambda m: None) -> StageResult:
+    """Fine-tune (MODE: sft, dpo or grpo) into `layout.finetune(<name>)` (its summary: that folder's run.json).
+    `failed` when a signal stopped it: the next call with resume="auto" goes on from its checkpoint.
+
+    Takes the recipe because the mode resolves its parent ('pretrain', another mode, or a recipe-relative path),
+    its data ('{run}/...' or recipe-relative) and the shared [finetune] settings; the run folder is `layout`'s."""
+    from moxin.finetune.run import run
+
+    summary = run(recipe_at(recipe, layout), mode, resume=resume, progress=progress, log=log)
+    folder = f"finetune/{finetune_name(recipe.finetune, mode)}"
+    stage, outputs = f"finetune-{mode}", (layout.run_json(folder), layout.checkpoints_dir(folder))
+    if summary.get("status") == "done":
+        return StageResult.done(stage, outputs)
+    last = layout.checkpoints(folder)
+    return interrupted(stage, last[-1].step if last else None, outputs)
 
 
 def _run(recipe: Recipe, mode: str, resume: str, progress: bool, dry_run: bool) -> int:
@@ -28,9 +52,12 @@ def _run(recipe: Recipe, mode: str, resume: str, progress: bool, dry_run: bool) 
                                f"data: {', '.join(d.path for d in c.data) or 'none'}", lora,
                                f"writes {ctx.out}"])
         return 0
-    from moxin.finetune.run import run
-
-    summary = run(recipe, mode, resume=resume, progress=progress, log=log)
+    res = run_finetune(recipe, RunLayout.from_recipe(recipe), mode, resume=resume, progress=progress, log=log)
+    if not res.ok:
+        log(res.reason)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 writes run.json and reports
+    summary = json.loads(res.outputs[0].read_text("utf-8"))
     for when in ("before", "after"):
         if when in summary:
             log(f"held-out {when}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary[when].items()))

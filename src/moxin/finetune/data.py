@@ -17,11 +17,8 @@ Normalised examples (JSON-able): `{"messages": [...]}` (SFT), `{"prompt": [...],
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
-import lzma
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ from typing import Any
 
 from moxin.errors import ConfigError, DataError
 from moxin.finetune.config import DatasetConfig
+from moxin.io import open_compressed, strip_compression
 
 ROLES = ("system", "user", "assistant")
 MODE_FORMATS = {"sft": ("chat", "instruction", "prompt-response", "math", "preference"),
@@ -94,26 +92,11 @@ class Ledger:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def _open_text(path: Path) -> io.TextIOBase:
-    name = path.name
-    if name.endswith(".gz"):
-        raw = gzip.open(path, "rb")
-    elif name.endswith(".xz"):
-        raw = lzma.open(path, "rb")
-    elif name.endswith(".zst"):
-        import zstandard
-
-        raw = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    else:
-        raw = open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
-
-
 def read_records(path: Path, count: DatasetCount) -> Iterator[tuple[str, Any]]:
     """(where, parsed record) for every record of a JSONL file or a JSON array; unreadable ones are counted."""
-    stem = re.sub(r"\.(gz|xz|zst)$", "", path.name)
+    stem = strip_compression(path.name)
     try:
-        with _open_text(path) as fh:
+        with open_compressed(path, "rt") as fh:
             if stem.endswith(".json"):
                 try:
                     data = json.load(fh)
@@ -305,7 +288,7 @@ def load_dataset(cfg: DatasetConfig, mode: str, resolve: Callable[[str], Path], 
     path = resolve(cfg.path)
     if not path.is_file():
         raise DataError(f"finetune data file not found: {path} (path {cfg.path!r}); fix the path")
-    name = cfg.name or re.sub(r"(\.jsonl|\.json)?(\.gz|\.xz|\.zst)?$", "", path.name)
+    name = cfg.name or re.sub(r"(\.jsonl|\.json)?$", "", strip_compression(path.name))
     count = ledger.add(DatasetCount(name, cfg.path, cfg.license, sha256=sha256_file(path)))  # as written + SHA
     fmt: str | None = None if cfg.format == "auto" else cfg.format
     out = []

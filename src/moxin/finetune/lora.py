@@ -9,7 +9,7 @@ ordinary moxin model that every other command loads."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from torch import nn
 
 from moxin.errors import CheckpointError
 from moxin.finetune.config import LoRAConfig
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 ATTN, MLP = ("q", "k", "v", "o"), ("gate", "up", "down")
 
@@ -56,12 +59,12 @@ class LoRALinear(nn.Module):
 
 
 def _targets(model: nn.Module, names: list[str]) -> list[tuple[nn.Module, str, str]]:
-    """(parent module, attribute, dotted name) of every targeted linear layer."""
+    """(parent module, attribute, dotted name) of every targeted linear layer of a moxin Transformer."""
     out = []
-    for i, block in enumerate(model.layers):
+    for i, block in enumerate(cast("Transformer", model).layers):
         block = getattr(block, "_checkpoint_wrapped_module", block)
         for attr in names:
-            owner = block.attn if attr in ATTN else block.mlp
+            owner = cast(nn.Module, block.attn if attr in ATTN else block.mlp)
             kind = "attn" if attr in ATTN else "mlp"
             out.append((owner, attr, f"layers.{i}.{kind}.{attr}"))
     return out

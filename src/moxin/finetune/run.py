@@ -115,24 +115,18 @@ def sft_batches(prep: Prepared, cfg, seed: int, pad_id: int) -> SFTBatches:
 def sft_eval(prep: Prepared, cfg, pad_id: int):
     """Mean cross-entropy on the held-out examples' assistant tokens."""
     from moxin.finetune.tasks import SFTTask
+    from moxin.train.evaluate import Samples, mean_loss
 
     if not prep.val:
         return None
     task = SFTTask()
 
-    @torch.no_grad()
+    def collate(rows: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(pad_rows([r[0] for r in rows], pad_id))
+        return {"input_ids": ids, "labels": torch.from_numpy(pad_rows([r[1] for r in rows], -100, ids.shape[1]))}
+
     def evaluate(model: nn.Module, step: int) -> dict[str, float]:
-        was, total, count = model.training, 0.0, 0
-        model.eval()
-        dev = next(model.parameters()).device
-        for i in range(0, len(prep.val), cfg.micro_batch):
-            rows = prep.val[i:i + cfg.micro_batch]
-            ids = torch.from_numpy(pad_rows([r[0] for r in rows], pad_id)).to(dev)
-            labels = torch.from_numpy(pad_rows([r[1] for r in rows], -100, ids.shape[1])).to(dev)
-            total += float(task.loss(model, {"input_ids": ids, "labels": labels})[0])
-            count += task.count({"labels": labels})
-        model.train(was)
-        return {"val_loss": total / max(count, 1)}
+        return {"val_loss": mean_loss(model, task, Samples(prep.val, collate), cfg.micro_batch, cfg.precision)["loss"]}
 
     return evaluate
 
@@ -192,24 +186,17 @@ def _write_ref_cache(path: Path, arrays: dict[str, np.ndarray], key: dict) -> No
 
 
 def dpo_eval(val: PreferenceBatches | None, cfg):
+    """The DPO loss and reward statistics on the held-out pairs (means over pairs)."""
     from moxin.finetune.tasks import DPOTask
+    from moxin.train.evaluate import Samples, mean_loss
 
     if val is None:
         return None
     task = DPOTask(cfg.beta, cfg.label_smoothing)
+    held_out = Samples(range(len(val.pairs)), val.collate)
 
-    @torch.no_grad()
     def evaluate(model: nn.Module, step: int) -> dict[str, float]:
-        was, n, sums = model.training, len(val.pairs), {}
-        model.eval()
-        dev = next(model.parameters()).device
-        for i in range(0, n, cfg.micro_batch):
-            b = {k: v.to(dev) for k, v in val.collate(list(range(i, min(n, i + cfg.micro_batch)))).items()}
-            loss, m = task.loss(model, b)
-            for k, v in {"loss": loss, **m}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        model.train(was)
-        return {f"val_{k}": v / n for k, v in sums.items()}
+        return {f"val_{k}": v for k, v in mean_loss(model, task, held_out, cfg.micro_batch, cfg.precision).items()}
 
     return evaluate
 
@@ -298,8 +285,9 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     from moxin.config import to_dict
     from moxin.parallel import barrier, init_distributed
     from moxin.provenance import atomic_write_json, environment
+    from moxin.train.callbacks import default_callbacks
     from moxin.train.pretrain import choose_checkpoint
-    from moxin.train.trainer import Trainer
+    from moxin.train.trainer import Checkpointing, Trainer
 
     dist = init_distributed()
     log = log if dist.is_main else (lambda m: None)
@@ -323,10 +311,11 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     shared = {k: v for k, v in to_dict(recipe.finetune).items() if k not in lin.MODES}
     config = {"mode": mode, "finetune": shared, mode: to_dict(ctx.cfg), "seed": seed,
               "model": dataclasses.asdict(_model_cfg(model))}
-    trainer = Trainer(model, task, batches, ctx.cfg, ctx.out, plan(ctx.cfg, steps, mode), _model_cfg(model),
-                      dist=dist, tokenizer_dir=ctx.out / "tokenizer",
-                      state_extra={"kind": "finetune", "mode": mode, "config": config},
-                      lineage=lineage_record(ctx, prep, lora), evaluate=evaluate, log=log, progress=progress, seed=seed)
+    checkpointing = Checkpointing(ctx.out / "checkpoints", _model_cfg(model), seed, ctx.out / "tokenizer",
+                                  {"kind": "finetune", "mode": mode, "config": config}, lineage_record(ctx, prep, lora))
+    the_plan = plan(ctx.cfg, steps, mode)
+    trainer = Trainer(model, task, batches, ctx.cfg, the_plan, checkpointing,
+                      default_callbacks(ctx.out, ctx.cfg, the_plan, evaluate, progress), dist=dist, log=log)
     start = choose_checkpoint(ctx.out / "checkpoints", resume)
     summary = _read_summary(ctx.out) if start is not None else {}
     if start is not None:

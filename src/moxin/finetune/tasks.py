@@ -8,34 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from moxin.finetune.losses import IGNORE, dpo_loss, token_logps
+from moxin.finetune.losses import dpo_loss, token_logps
+from moxin.train.tasks import LMTask, forward
 
 
-def forward(model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None = None,
-            segment_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """ids (B, T) → logits (B, T, V) in fp32 (the softmax stays fp32 under bf16 autocast)."""
-    kw = {}
-    if positions is not None:
-        kw["positions"] = positions
-    if segment_ids is not None:
-        kw["segment_ids"] = segment_ids
-    return model(ids, **kw).float()
+class SFTTask(LMTask):
+    """Next-token cross-entropy on the labelled (assistant) tokens only: `LMTask`'s dict path, without z-loss."""
 
-
-class SFTTask:
-    """Next-token cross-entropy on the labelled (assistant) tokens only."""
-
-    def count(self, batch: dict[str, torch.Tensor]) -> int:
-        return int((batch["labels"] != IGNORE).sum())
-
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = forward(model, batch["input_ids"], batch.get("positions"), batch.get("segment_ids"))  # (B, T, V)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
-                             ignore_index=IGNORE, reduction="sum")
-        return ce, {}
+    def __init__(self) -> None:
+        super().__init__(z_loss=0.0)
 
 
 def pair_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

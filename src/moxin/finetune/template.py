@@ -15,15 +15,10 @@ import numpy as np
 
 from moxin.errors import DataError
 from moxin.finetune.data import BadRecord
+from moxin.tokenizer.config import CHATML_TEMPLATE
+from moxin.train import IGNORE
 
-IGNORE = -100
-# The same ChatML template as moxin.tokenizer.config.CHATML_TEMPLATE (what moxin's own tokenizers carry).
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+CHATML = CHATML_TEMPLATE  # what moxin's own tokenizers carry
 
 
 def ensure_chat_template(tok: Any, template: str = "") -> str:

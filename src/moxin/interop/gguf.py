@@ -10,24 +10,9 @@ import numpy as np
 import torch
 
 from moxin.errors import InteropError
+from moxin.interop.keymap import GGUF_KEY_MAP, expand
 from moxin.model.config import ModelConfig
 from moxin.model.transformer import Transformer
-
-# moxin name → GGUF name.
-KEY_MAP: dict[str, str] = {
-    "embed.weight": "token_embd.weight",
-    "norm.weight": "output_norm.weight",
-    "head.weight": "output.weight",
-    "layers.{i}.attn_norm.weight": "blk.{i}.attn_norm.weight",
-    "layers.{i}.attn.q.weight": "blk.{i}.attn_q.weight",
-    "layers.{i}.attn.k.weight": "blk.{i}.attn_k.weight",
-    "layers.{i}.attn.v.weight": "blk.{i}.attn_v.weight",
-    "layers.{i}.attn.o.weight": "blk.{i}.attn_output.weight",
-    "layers.{i}.mlp_norm.weight": "blk.{i}.ffn_norm.weight",
-    "layers.{i}.mlp.gate.weight": "blk.{i}.ffn_gate.weight",
-    "layers.{i}.mlp.up.weight": "blk.{i}.ffn_up.weight",
-    "layers.{i}.mlp.down.weight": "blk.{i}.ffn_down.weight",
-}
 
 
 def permute_qk(w: np.ndarray | torch.Tensor, heads: int):
@@ -110,19 +95,15 @@ def from_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> Transform
     cfg = config_from_gguf(reader, str(path))
     tensors = read_tensors(reader)
     sd = {}
-    for ours, theirs in KEY_MAP.items():
-        for i in range(cfg.n_layers) if "{i}" in ours else [None]:
-            o, t = (ours.format(i=i), theirs.format(i=i)) if i is not None else (ours, theirs)
-            if o == "head.weight" and cfg.tie_embeddings:
-                continue
-            if t not in tensors:
-                raise InteropError(f"{path}: tensor {t!r} missing")
-            w = tensors[t]
-            if o.endswith("attn.q.weight"):
-                w = unpermute_qk(w, cfg.n_heads)
-            elif o.endswith("attn.k.weight"):
-                w = unpermute_qk(w, cfg.n_kv_heads)
-            sd[o] = torch.from_numpy(np.array(w, dtype=np.float32, copy=True)).to(dtype)
+    for o, t in expand(GGUF_KEY_MAP, cfg).items():
+        if t not in tensors:
+            raise InteropError(f"{path}: tensor {t!r} missing")
+        w = tensors[t]
+        if o.endswith("attn.q.weight"):
+            w = unpermute_qk(w, cfg.n_heads)
+        elif o.endswith("attn.k.weight"):
+            w = unpermute_qk(w, cfg.n_kv_heads)
+        sd[o] = torch.from_numpy(np.array(w, dtype=np.float32, copy=True)).to(dtype)
     with torch.device("meta"):
         model = Transformer(cfg)
     model.load_state_dict(sd, strict=True, assign=True)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from moxin.errors import InteropError
-from moxin.interop.gguf import KEY_MAP, permute_qk
+from moxin.interop.gguf import permute_qk
+from moxin.interop.keymap import GGUF_KEY_MAP, expand
 
 DTYPES = ("f32", "f16", "q8_0")
 
@@ -97,17 +98,13 @@ def gguf_tensors(model) -> dict[str, np.ndarray]:
     cfg = model.cfg
     sd = model.state_dict()
     out: dict[str, np.ndarray] = {}
-    for ours, theirs in KEY_MAP.items():
-        for i in range(cfg.n_layers) if "{i}" in ours else [None]:
-            o, t = (ours.format(i=i), theirs.format(i=i)) if i is not None else (ours, theirs)
-            if o == "head.weight" and cfg.tie_embeddings:
-                continue
-            w = sd[o].detach().float().cpu().numpy()
-            if o.endswith("attn.q.weight"):
-                w = permute_qk(w, cfg.n_heads)
-            elif o.endswith("attn.k.weight"):
-                w = permute_qk(w, cfg.n_kv_heads)
-            out[t] = np.ascontiguousarray(w, dtype=np.float32)
+    for o, t in expand(GGUF_KEY_MAP, cfg).items():
+        w = sd[o].detach().float().cpu().numpy()
+        if o.endswith("attn.q.weight"):
+            w = permute_qk(w, cfg.n_heads)
+        elif o.endswith("attn.k.weight"):
+            w = permute_qk(w, cfg.n_kv_heads)
+        out[t] = np.ascontiguousarray(w, dtype=np.float32)
     return out
 
 

@@ -4,45 +4,24 @@ safetensors, tied embeddings) into moxin."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from moxin.errors import InteropError
+from moxin.interop.keymap import HF_KEY_MAP, expand
 from moxin.interop.safetensors_io import read_weights_dir, write_weights_dir
+from moxin.io import read_json
 from moxin.model.config import ModelConfig
 from moxin.model.transformer import Transformer
 from moxin.provenance import atomic_write_json
-
-# moxin name → Hugging Face name. `{i}` is the layer index.
-KEY_MAP: dict[str, str] = {
-    "embed.weight": "model.embed_tokens.weight",
-    "norm.weight": "model.norm.weight",
-    "head.weight": "lm_head.weight",
-    "layers.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
-    "layers.{i}.attn.q.weight": "model.layers.{i}.self_attn.q_proj.weight",
-    "layers.{i}.attn.k.weight": "model.layers.{i}.self_attn.k_proj.weight",
-    "layers.{i}.attn.v.weight": "model.layers.{i}.self_attn.v_proj.weight",
-    "layers.{i}.attn.o.weight": "model.layers.{i}.self_attn.o_proj.weight",
-    "layers.{i}.mlp_norm.weight": "model.layers.{i}.post_attention_layernorm.weight",
-    "layers.{i}.mlp.gate.weight": "model.layers.{i}.mlp.gate_proj.weight",
-    "layers.{i}.mlp.up.weight": "model.layers.{i}.mlp.up_proj.weight",
-    "layers.{i}.mlp.down.weight": "model.layers.{i}.mlp.down_proj.weight",
-}
 
 SUPPORTED = {"mistral": "MistralForCausalLM", "llama": "LlamaForCausalLM"}
 
 
 def expanded_key_map(cfg: ModelConfig) -> dict[str, str]:
-    out = {}
-    for ours, theirs in KEY_MAP.items():
-        if "{i}" in ours:
-            out.update({ours.format(i=i): theirs.format(i=i) for i in range(cfg.n_layers)})
-        elif not (ours == "head.weight" and cfg.tie_embeddings):
-            out[ours] = theirs
-    return out
+    return expand(HF_KEY_MAP, cfg)
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -159,10 +138,7 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise InteropError(f"{folder} has no config.json; is it a Hugging Face model directory?")
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InteropError(f"{path} is not valid JSON ({e})") from None
+    return read_json(path, InteropError, "Hugging Face config")
 
 
 def from_hf(folder: str | Path, dtype: torch.dtype = torch.float32) -> Transformer:

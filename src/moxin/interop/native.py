@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from moxin.errors import CheckpointError
+from moxin.io import read_json
 from moxin.interop.safetensors_io import read_safetensors, write_safetensors
 from moxin.model.config import ModelConfig, from_json_dict, to_json_dict
 from moxin.model.transformer import Transformer
@@ -34,12 +34,7 @@ def save_model(model: Transformer, folder: str | Path, dtype: torch.dtype | None
 
 def read_model_config(folder: Path) -> ModelConfig:
     path = folder / CONFIG_NAME
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} not found; is {folder} a moxin model directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    data = read_json(path, CheckpointError, "model config", hint=f"is {folder} a moxin model directory?")
     return from_json_dict(data, str(path))
 
 

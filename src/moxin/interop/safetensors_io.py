@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from moxin.errors import CheckpointError
+from moxin.io import read_json
 from moxin.provenance import atomic_write_bytes, atomic_write_json
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -39,10 +39,10 @@ def read_weights_dir(folder: Path) -> dict[str, torch.Tensor]:
     if single.is_file():
         return read_safetensors(single)
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text("utf-8"))["weight_map"]
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{index} is not a valid safetensors index ({e})") from None
+        data = read_json(index, CheckpointError, "safetensors index")
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} is not a valid safetensors index (no 'weight_map' object); re-export it")
         tensors: dict[str, torch.Tensor] = {}
         for shard in sorted(set(weight_map.values())):
             tensors.update(read_safetensors(folder / shard))

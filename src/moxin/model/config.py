@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
+from moxin.config import from_dict
 from moxin.errors import ConfigError, ModelError
 
 
@@ -149,8 +151,6 @@ def preset(name: str, where: str = "moxin model", key: str = "preset") -> ModelC
 
 def from_json_dict(data: dict[str, Any], where: str) -> ModelConfig:
     """Read a ModelConfig saved by `to_json_dict` (in a checkpoint's config), with the same validation as recipes."""
-    from moxin.config import from_dict
-
     try:
         return from_dict(ModelConfig, data, where)
     except ConfigError as e:

@@ -9,10 +9,14 @@ whenever the weight changes (tracked by its version counter), and training or au
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 
 def supported() -> bool:
@@ -33,7 +37,7 @@ def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(*shape[:-1], out.shape[-1])
 
 
-def enable(model: nn.Module) -> nn.Module:
+def enable(model: Transformer) -> Transformer:
     """Route every bias-free Linear of `model` through the packed bf16 path (a no-op for other dtypes)."""
     if not supported():
         return model
@@ -51,8 +55,8 @@ def enable(model: nn.Module) -> nn.Module:
 
 
 def _patch(mod: nn.Linear) -> nn.Linear:
-    mod._moxin_pack_key = None
-    mod.forward = types.MethodType(_packed_forward, mod)
+    mod.__dict__["_moxin_pack_key"] = None
+    mod.forward = types.MethodType(_packed_forward, mod)  # type: ignore[method-assign]
     return mod
 
 

@@ -17,6 +17,18 @@ class Sampling:
     seed: int | None = None
 
 
+def left_pad(seqs: list[list[int]], T: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and RoPE positions (B, T) of sequences left-padded to T (default: the longest); padding is token 0
+    at position -1, which attention never sees."""
+    T = max(len(q) for q in seqs) if T is None else T
+    tokens = torch.zeros(len(seqs), T, dtype=torch.long)
+    positions = torch.full((len(seqs), T), -1, dtype=torch.long)
+    for i, q in enumerate(seqs):
+        tokens[i, T - len(q):] = torch.tensor(q, dtype=torch.long)
+        positions[i, T - len(q):] = torch.arange(len(q))
+    return tokens, positions
+
+
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """logits (B, V) → logits with everything outside top-k / the top-p nucleus set to -inf."""
     if top_k is not None and 0 < top_k < logits.shape[-1]:

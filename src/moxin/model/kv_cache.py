@@ -38,6 +38,40 @@ class KVCache:
     def memory_bytes(self) -> int:
         return 2 * self.k.numel() * self.k.element_size()
 
+    # ----------------------------------------------------------------------------------------------- batch rows
+    def blank(self, batch: int, max_len: int) -> "KVCache":
+        """An empty cache without rolling buffer of this one's geometry, device and dtype (prefill of newcomers)."""
+        L, _, K, _, D = self.k.shape
+        return KVCache(L, batch, K, D, max_len, None, self.k.device, self.k.dtype)
+
+    def select_rows(self, idx: torch.Tensor) -> None:
+        """Keep batch rows `idx` in that order (finished rows leave; a repeated index copies a row)."""
+        idx = idx.to(self.k.device)
+        self.k = self.k.index_select(1, idx)
+        self.v = self.v.index_select(1, idx)
+        self.slot_pos = self.slot_pos.index_select(0, idx.to(self.slot_pos.device))
+
+    def append_row(self, fresh: "KVCache", row: int, n: int) -> None:
+        """Add row `row` of `fresh` (a cache without rolling buffer, left-padded, whose row holds n real tokens at
+        positions 0..n-1) as a new last row, laid out as if it had been left-padded to this batch: token j at padded
+        index written - n + j, in slot index mod S. Needs n <= written."""
+        if fresh.rolling or n > self.written or n > fresh.written:
+            raise ModelError(f"cannot append a row of {n} tokens to a cache with {self.written} written "
+                             f"(from a {'rolling' if fresh.rolling else 'plain'} cache with {fresh.written})")
+        S, W0, T = self.size, self.written, fresh.written
+        idx = torch.arange(W0 - n, W0)  # padded indices of the new tokens here
+        j = torch.arange(n)[idx >= W0 - S]  # a rolling buffer keeps only the last S
+        slots, src = idx[j] % S, T - n + j  # where they go, where they are in `fresh`
+        shape = (self.k.shape[0], 1, *self.k.shape[2:])  # (layers, 1, K, S, D)
+        k, v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        k[:, :, :, slots] = fresh.k[:, row:row + 1, :, src]
+        v[:, :, :, slots] = fresh.v[:, row:row + 1, :, src]
+        pos = torch.full((1, S), -1, dtype=self.slot_pos.dtype, device=self.slot_pos.device)
+        pos[0, slots] = j.to(pos.device)
+        self.k = torch.cat([self.k, k], 1)
+        self.v = torch.cat([self.v, v], 1)
+        self.slot_pos = torch.cat([self.slot_pos, pos], 0)
+
     # ----------------------------------------------------------------------------------------------- one forward
     def prepare(self, positions: torch.Tensor, window: int | None) -> torch.Tensor | None:
         """Plan where the T new tokens go and build the mask all layers share. positions (B, T)."""

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local, device)
 
 
-def parallelize(model: nn.Module, d: Dist, mode: Literal["fsdp", "ddp"] = "fsdp", activation_checkpointing: bool = False,
+def parallelize(model: Transformer, d: Dist, mode: Literal["fsdp", "ddp"] = "fsdp", activation_checkpointing: bool = False,
                 compile: bool = False, bf16_params: bool = False) -> nn.Module:
     """Wrap `model` (a moxin Transformer already on `d.device`) for training. Returns the module to train."""
     if activation_checkpointing:
@@ -89,12 +92,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 @contextlib.contextmanager
 def grad_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
     """Skip the gradient all-reduce on all but the last micro-batch of an accumulation."""
+    wrapped: Any = model  # DDP and FSDP2 add these methods to the module
     if hasattr(model, "no_sync") and not enabled:  # DDP
-        with model.no_sync():
+        with wrapped.no_sync():
             yield
         return
     if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        model.set_requires_gradient_sync(enabled)
+        wrapped.set_requires_gradient_sync(enabled)
     yield
 
 

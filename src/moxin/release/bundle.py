@@ -96,7 +96,8 @@ def tree_size(*folders: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ parts
 def release_config(recipe: dict[str, Any], where: str, overrides: list[str] | None) -> ReleaseConfig:
-    from moxin.config import apply_overrides, from_dict
+    from moxin.config import from_dict
+    from moxin.recipe import apply_overrides
 
     data = apply_overrides({"release": dict(recipe.get("release") or {})}, list(overrides or []))
     where = (where or "the run's recorded recipe") + (" (with --set overrides)" if overrides else "")
@@ -293,9 +294,16 @@ def write_hf(out: Path) -> None:
 
 def write_licences(out: Path, licences: dict[str, str | None]) -> None:
     """LICENSES/<id>.txt for every licence in the release, and per-source lists for data, eval data, libraries."""
+    for rel, text in licence_files(out, licences).items():
+        atomic_write_text(out / rel, text)
+
+
+def licence_files(out: Path, licences: dict[str, str | None]) -> dict[str, str]:
+    """{LICENSES/...: text} for a release folder (what write_licences writes; verify recomputes it)."""
     from moxin.release.licences import licence_filename, licence_text, terms
     from moxin.release.mof import licences_of
 
+    files: dict[str, str] = {}
     ids: set[str] = {v for v in licences.values() if v}
     recorded = licences_of(out)
     for key in ("datasets", "eval_data", "libraries"):
@@ -306,11 +314,12 @@ def write_licences(out: Path, licences: dict[str, str | None]) -> None:
         for name, lic in entries:
             ids_here = [t.split(" WITH ")[0] for t in terms(lic)]
             ids.update(ids_here)
-            files = ", ".join(licence_filename(t) for t in ids_here)
-            lines.append(f"| {name} | `{lic or 'none stated'}` | {files} |")
-        atomic_write_text(out / "LICENSES" / f"{key}.md", "\n".join(lines) + "\n")
+            names = ", ".join(licence_filename(t) for t in ids_here)
+            lines.append(f"| {name} | `{lic or 'none stated'}` | {names} |")
+        files[f"LICENSES/{key}.md"] = "\n".join(lines) + "\n"
     for spdx in sorted(ids):
-        atomic_write_text(out / licence_filename(spdx), licence_text(spdx))
+        files[licence_filename(spdx)] = licence_text(spdx)
+    return files
 
 
 def write_plots(out: Path) -> None:
@@ -364,8 +373,9 @@ def _save(fig, path: Path) -> None:
 
 
 def write_checksums(out: Path) -> int:
-    """SHA256SUMS in `sha256sum` format (hash, two spaces, path) over every file but itself."""
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    """SHA256SUMS in `sha256sum` format (hash, two spaces, path) over every file but itself and its signature."""
+    outside = {out / "SHA256SUMS", out / "SHA256SUMS.sig"}
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p not in outside)
     lines = [f"{sha256_file(p)}  {p.relative_to(out).as_posix()}" for p in files]
     atomic_write_text(out / "SHA256SUMS", "\n".join(lines) + "\n")
     return len(files)
@@ -406,8 +416,20 @@ def _facts(run: Path, cks: list[Checkpoint], final: Checkpoint, cfg: ReleaseConf
         "final_checkpoint": {"name": final.name, "step": final.step, "sha256": final.sha},
         "checkpoints": [{"name": c.name, "step": c.step, "sha256": c.sha} for c in cks
                         if cfg.intermediate_checkpoints or c is final],
-        "omitted": omitted, "code": code, "environment": environment(),
+        "omitted": omitted, "code": code, "environment": environment(), "verify": VERIFY_HOWTO,
     }
+
+
+# release.json cannot hold its own digest (it is inside SHA256SUMS): it says how to check the published one.
+VERIFY_HOWTO = {
+    "digest": "The release digest is the SHA-256 of SHA256SUMS (`sha256sum SHA256SUMS`, printed by `moxin release` "
+              "and `moxin verify`). Compare it with the value the producer published outside the release: "
+              "`moxin verify . --digest HEX` fails unless they match.",
+    "signature": "When SHA256SUMS.sig is present (the one file SHA256SUMS does not list), it is the producer's "
+                 "Ed25519 signature of SHA256SUMS: `moxin verify . --key PRODUCER_KEY.pub` checks it.",
+    "checks": "`moxin verify .` checks every file against SHA256SUMS and every derived file against what it was "
+              "derived from (docs/VERIFY.md in moxin's source).",
+}
 
 
 def _package_licence() -> str:
@@ -448,7 +470,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     cks = all_checkpoints(run)
     final = final_checkpoint(cks)
     if recipe_path is not None:
-        from moxin.config import read_toml
+        from moxin.recipe import read_toml
 
         recipe, where = read_toml(Path(recipe_path)), str(recipe_path)
     else:
@@ -465,6 +487,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
         code = copy_code(tmp, cp)
         write_paper(tmp, cfg, Path(where).parent if where else None)
         meta = _facts(run, cks, final, cfg, recipe, code, parts["omitted"])
+        meta["release_overrides"] = list(overrides or [])  # --set values: verify re-applies them to config/
         atomic_write_json(tmp / "release.json", meta)
         if cfg.hf_export:
             write_hf(tmp)

@@ -154,7 +154,9 @@ def _samples(f: dict[str, Any]) -> list[str]:
 
 def _reproduce(f: dict[str, Any]) -> list[str]:
     pre = f["stages"].get("pretrain", [])
-    cmd = ["moxin verify .                       # checksums, MOF class, manifests"]
+    cmd = ["sha256sum SHA256SUMS                 # the release digest: compare it with the published one",
+           "moxin verify . --digest <published>   # checksums, MOF class, manifests, every derived file",
+           "moxin verify . --key <producer.pub>   # when SHA256SUMS.sig is present: the producer's signature"]
     if len(pre) >= 2:
         cmd.append(f"moxin verify . --reproduce {pre[-2].step}..{pre[-1].step}   # re-train and compare bitwise")
     code = f["release"].get("code", {})
@@ -162,7 +164,11 @@ def _reproduce(f: dict[str, Any]) -> list[str]:
     return ["## How to reproduce", "", "Everything needed is in this folder: the recipe or resolved configuration "
             "(`config/`), the "
             "tokenized data (`data/`), the code (`code/`, with its version in `code/VERSION.json`) and every "
-            f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}", "", "```sh", *cmd, "```", ""]
+            f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}", "",
+            "This card cannot state the release digest (the SHA-256 of `SHA256SUMS`): it is itself listed in "
+            "`SHA256SUMS`. Take the digest from where the producer published it, outside this folder; only that "
+            "value, or a signature (`SHA256SUMS.sig`, the one file `SHA256SUMS` does not list), proves that no "
+            "one rewrote the release and its checksums together.", "", "```sh", *cmd, "```", ""]
 
 
 LIMITATIONS = ["## Limitations", "",

@@ -15,10 +15,11 @@ def _disk(folder: Path) -> int:
 
 
 def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: Path | None = None,  # noqa: A002
-            recipe_file: Path | None = None, progress: bool = True) -> None:
+            recipe_file: Path | None = None, progress: bool = True, sign: Path | None = None) -> None:
     """Bundle a run into a release: checkpoints, data, code, cards, licences, mof.yml and SHA256SUMS.
 
     The MOF class is computed from what ends up in OUT, and every licence is audited (see `moxin mof check`).
+    Prints the release digest (SHA-256 of SHA256SUMS): publish it where the release cannot rewrite it.
 
     Args:
         run: the run folder (<run.out_dir>/<run.name>) with data/, pretrain/, finetune/, eval/
@@ -27,19 +28,39 @@ def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: P
         eval_data_dir: the folder holding the evaluation data the results name (default: $MOXIN_EVAL_DATA_DIR)
         recipe_file: the recipe TOML the run was built with, when the run folder does not hold it
         progress: show a progress bar while copying
+        sign: an Ed25519 private key (PEM or OpenSSH, unencrypted): write SHA256SUMS.sig, its signature of SHA256SUMS
     """
-    from moxin.release.bundle import build_release
+    import json
 
+    from moxin.layout import RunLayout
+    from moxin.release.stage import run_release
+
+    if sign is not None:
+        from moxin.release.signing import load_private_key
+
+        load_private_key(Path(sign))  # a bad key fails before the release is built
     t0 = time.perf_counter()
-    rep = build_release(run, out, overrides=set, progress=progress, eval_data_dir=eval_data_dir,
-                        recipe_path=recipe_file)
+    res = run_release(RunLayout(Path(run)), out, overrides=set, eval_data_dir=eval_data_dir, recipe_path=recipe_file,
+                      progress=progress, log=lambda m: None)
+    rep = json.loads((Path(out) / "mof.json").read_text("utf-8"))
     secs = time.perf_counter() - t0
     print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
           f"({rep['class_name']})")
     for k, reasons in rep["reasons"].items():
         print(f"  Class {k} not met: " + "; ".join(reasons))
-    for note in rep.get("notes", []):
+    for note in res.notes:
         print(f"  note: {note}")
+    _print_digest(Path(out), sign)
+
+
+def _print_digest(out: Path, sign: Path | None) -> None:
+    from moxin.release.signing import release_digest, sign_release
+
+    if sign is not None:
+        sig = sign_release(out, Path(sign))
+        print(f"signed: {sig} (Ed25519 signature of SHA256SUMS; check with `moxin verify {out} --key PUB`)")
+    print(f"release digest (SHA-256 of SHA256SUMS): {release_digest(out)}")
+    print(f"  publish it outside the release; anyone can check with `moxin verify {out} --digest <digest>`")
 
 
 def mof_check(out: Path, require: str | None = None) -> None:
@@ -77,25 +98,27 @@ def mof_check(out: Path, require: str | None = None) -> None:
                            + "; ".join(r for rs in rep["reasons"].values() for r in rs))
 
 
-def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True) -> None:
-    """Verify a release: checksums, MOF class against the contents, manifests, and optionally re-run training.
+def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
+           digest: str | None = None, key: Path | None = None) -> None:
+    """Verify a release: checksums, MOF class, manifests, every derived file against the chain, and optionally the
+    published digest, the signature and re-run training. See docs/VERIFY.md for what each check protects against.
 
     Args:
         out: a release folder written by `moxin release`
         reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
         progress: show a progress bar while hashing
+        digest: the release digest the producer published (SHA-256 of SHA256SUMS): fail unless the release has it
+        key: the producer's Ed25519 public key (PEM or OpenSSH .pub): fail unless SHA256SUMS.sig is its signature
     """
-    from moxin.release.verify import verify_release
+    from moxin.release.signing import release_digest
+    from moxin.release.stage import run_verify
 
     t0 = time.perf_counter()
-    checks = verify_release(Path(out), reproduce, tolerance, progress=progress)
-    for c in checks:
-        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.summary}")
-        for p in c.problems[:20]:
-            print(f"     {p}")
-    bad = [p for c in checks for p in c.problems]
-    if bad:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ReleaseError(f"verify failed for {out}: {bad[0]}{more}")
+    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key)
+    have = release_digest(Path(out)) if (Path(out) / "SHA256SUMS").is_file() else "none (no SHA256SUMS)"
+    print(f"release digest (SHA-256 of SHA256SUMS): {have}"
+          + ("" if digest else "; compare it with the one the producer published (--digest)"))
+    if not res.ok:
+        raise ReleaseError(res.reason)
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")

@@ -319,7 +319,7 @@ MOT_SCHEMA: dict[str, Any] = {
                     "license": {"type": "string"}, "license_path": {"type": "string"},
                     "component_path": {"type": "string"}}}}}}}}
 
-_TYPES = {"object": dict, "array": list, "string": str, "null": type(None)}
+_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "null": type(None)}
 
 
 def validate_schema(doc: Any, schema: dict[str, Any] = MOT_SCHEMA, where: str = "$") -> list[str]:

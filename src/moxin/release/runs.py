@@ -10,40 +10,24 @@ here, so that a change in a stage's files is adapted in one place.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moxin.config import to_dict
-from moxin.errors import MoxinError
+from moxin.errors import ReleaseError
+from moxin.io import read_json as _read_json, read_jsonl as _read_jsonl
 from moxin.layout import RunLayout
 from moxin.provenance import sha256_file
 from moxin.records import STATE_NAME, TrainState, read_train_state, recorded_path
 
 
-class ReleaseError(MoxinError):
-    """A run cannot be released, or a release does not verify."""
-
-
 def read_json(path: Path, what: str = "file") -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ReleaseError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReleaseError(f"{path} is not valid JSON ({e}); the {what} is corrupted") from None
+    return _read_json(path, ReleaseError, what)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ReleaseError(f"{path}:{i} is not valid JSON ({e})") from None
-    return rows
+    return [row for _, row in _read_jsonl(path, ReleaseError)]
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

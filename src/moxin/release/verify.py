@@ -6,11 +6,18 @@
 3. manifests: every checkpoint matches its manifest.json; its data fingerprint is the release data's; each
    lineage parent hash is its parent's checkpoint sha; model/ is the final checkpoint's weights;
 4. with `--reproduce K[..M]`: training re-run from checkpoint K to M with the recorded recipe, data order and RNG
-   state, weights compared with the published checkpoint M (bitwise on CPU; a stated tolerance on GPU).
+   state, weights compared with the published checkpoint M (bitwise on CPU; a stated tolerance on GPU); a
+   non-finite difference or loss is a mismatch;
+5. chain (moxin.release.chain): every derived file recomputed from what it was derived from;
+6. with `--digest HEX`: the SHA-256 of SHA256SUMS is HEX; with `--key PUB`: SHA256SUMS.sig is PUB's signature.
+
+SHA256SUMS.sig (moxin.release.signing) is the one file outside SHA256SUMS. docs/VERIFY.md says what each check
+protects against.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +27,7 @@ from moxin.provenance import sha256_file, verify_manifest
 from moxin.release.runs import ReleaseError, all_checkpoints, read_json
 
 SUMS = "SHA256SUMS"
+SIG = "SHA256SUMS.sig"  # the detached signature: beside SHA256SUMS, not listed in it (moxin.release.signing)
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
@@ -28,10 +36,15 @@ class Check:
     name: str
     problems: list[str] = field(default_factory=list)
     summary: str = ""
+    skipped: str = ""  # why the check could not run here (said, never a silent pass)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if self.problems else ("skip" if self.skipped else "ok  ")
 
 
 # ------------------------------------------------------------------------------------------------ checksums
@@ -49,7 +62,7 @@ def check_checksums(root: Path, advance: Callable[[int], None] = lambda n: None)
             c.problems.append(f"{SUMS}:{i}: not '<sha256>  <path>': {line[:60]!r}")
             continue
         listed[m.group(2)] = m.group(1)
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != SUMS}
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {SUMS, SIG}
     for rel, digest in sorted(listed.items()):
         if rel not in present:
             c.problems.append(f"missing file: {rel}")
@@ -200,12 +213,50 @@ def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Ch
     target = f"pretrain/checkpoints/step-{m:08d}"
     tol = 0.0 if tolerance is None and not torch.cuda.is_available() else (tolerance if tolerance is not None else 1e-5)
     diff = float(result.max_abs_diff)
-    if diff > tol:
+    if not math.isfinite(diff) or diff > tol:  # nan > tol is False: a non-finite difference is a mismatch
         what = "not bitwise equal" if tol == 0.0 else f"beyond tolerance {tol:g}"
+        what = f"{what}, or not finite" if not math.isfinite(diff) else what
         c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives weights {what} "
                           f"(max |difference| {diff:.3e})")
+    c.problems += _loss_problems(result, target, k, m)
     loss = f", max loss difference {result.max_loss_diff:.3e}" if result.max_loss_diff is not None else ""
     c.summary = (f"steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}") + loss)
+    return c
+
+
+def _loss_problems(result, target: str, k: int, m: int) -> list[str]:
+    """Non-finite re-computed losses, or a non-finite difference to the run's logged losses, are mismatches."""
+    losses = getattr(result, "losses", None) or {}
+    bad = sorted(s for s, v in losses.items() if not math.isfinite(float(v)))
+    probs = [f"checkpoint {target}: re-running steps {k}..{m} gives a non-finite loss at step(s) "
+             f"{', '.join(map(str, bad[:5]))}"] if bad else []
+    ld = result.max_loss_diff
+    if ld is not None and not math.isfinite(float(ld)):
+        probs.append(f"checkpoint {target}: re-running steps {k}..{m} gives losses whose difference to "
+                     f"metrics.jsonl is not finite ({ld})")
+    return probs
+
+
+# ------------------------------------------------------------------------------------------------ digest, signature
+def check_digest(root: Path, digest: str) -> Check:
+    from moxin.release.signing import check_digest_text, release_digest
+
+    c = Check("digest")
+    want = check_digest_text("--digest", digest)
+    have = release_digest(root) if (root / SUMS).is_file() else None
+    if have != want:
+        c.problems.append(f"{SUMS}: the release digest (SHA-256 of {SUMS}) is {have or 'absent'}, not the "
+                          f"published {want}: some file of the release differs from the published one")
+    c.summary = f"{want} = published"
+    return c
+
+
+def check_signature(root: Path, key: Path) -> Check:
+    from moxin.release.signing import verify_signature
+
+    c = Check("signature")
+    c.problems = verify_signature(root, Path(key))
+    c.summary = f"{SIG} signed by {Path(key).name}"
     return c
 
 
@@ -221,11 +272,20 @@ def _checksums_with_bar(root: Path) -> Check:
 
 
 def verify_release(root: Path, reproduce: str | None = None, tolerance: float | None = None,
-                   progress: bool = False) -> list[Check]:
+                   progress: bool = False, digest: str | None = None, key: Path | None = None,
+                   chain: bool = True) -> list[Check]:
+    from moxin.release.chain import check_chain
+
     root = Path(root)
     if not root.is_dir():
         raise ReleaseError(f"release folder not found: {root}")
-    checks = [_checksums_with_bar(root) if progress else check_checksums(root), check_mof(root), check_manifests(root)]
+    checks = [check_digest(root, digest)] if digest else []
+    checks += [check_signature(root, key)] if key else []
+    checks += [_checksums_with_bar(root) if progress else check_checksums(root), check_mof(root), check_manifests(root)]
+    checks += check_chain(root) if chain else []
+    for c in checks:  # a skipped check says so wherever its summary is shown (CLI, the build's verify.txt)
+        if c.skipped and not c.summary:
+            c.summary = f"skipped: {c.skipped}"
     if reproduce:
         checks.append(check_reproduce(root, reproduce, tolerance))
     return checks

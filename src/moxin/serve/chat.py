@@ -52,6 +52,9 @@ class ChatSession:
         except BaseException:  # an error or Ctrl-C: the unanswered message leaves the history
             self.history.pop()
             raise
+        if done is None:  # the stream ended without its final Completion: the engine stopped under us
+            self.history.pop()
+            raise ServeError("generation ended without a result; the engine was stopped, start the chat again")
         self.history.append({"role": "assistant", "content": done.text})
         return done
 

@@ -22,14 +22,10 @@ from typing import Callable, Iterator
 
 import torch
 
-from moxin.errors import MoxinError
-from moxin.model.generate import filter_logits
+from moxin.errors import ServeError
+from moxin.model.generate import Sampling, left_pad, next_token
 from moxin.model.kv_cache import KVCache
 from moxin.serve.text import TextTracker
-
-
-class ServeError(MoxinError):
-    """A generation request is invalid (too long, bad parameter); the server answers it with HTTP 400."""
 
 
 @dataclass
@@ -85,6 +81,7 @@ class _Row:
         self.req, self.p = req, p
         self.text = TextTracker(tokenizer, p.stop)
         self.stop_ids = set(p.stop_token_ids) | (set() if p.ignore_eos else eos)
+        self.sampling = Sampling(p.temperature, p.top_k, p.top_p)
         self.gen = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
         if p.temperature > 0 and self.gen is None:
             self.gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
@@ -110,11 +107,7 @@ class _Row:
 
     def pick(self, logits: torch.Tensor) -> int:
         """logits (V,) fp32 → the next token id."""
-        logits = self.adjust(logits)
-        if self.p.temperature <= 0:
-            return int(logits.argmax())
-        filtered = filter_logits(logits[None] / self.p.temperature, self.p.top_k, self.p.top_p)  # (1, V)
-        return int(torch.multinomial(filtered.softmax(-1), 1, generator=self.gen))
+        return int(next_token(self.adjust(logits)[None], self.sampling, self.gen)[0])
 
     def advance(self, token: int) -> str | None:
         """Record a sampled token → None while generating, else the finish reason."""
@@ -270,7 +263,7 @@ class Engine:
         self.batches.append(len(reqs))
         rows = [_Row(r, self.tok, self.vocab, self.eos) for r in reqs]
         B, T = len(reqs), max(len(r.prompt) for r in reqs)
-        tokens, positions = _left_pad([r.prompt for r in reqs], T)
+        tokens, positions = left_pad([r.prompt for r in reqs], T)
         max_new = max(r.params.max_tokens for r in reqs)
         cache = KVCache.for_model(self.model, B, max_len=T + max_new + self.join_headroom)
         logits = self._logits(tokens, positions, cache)  # (B, V)
@@ -288,7 +281,7 @@ class Engine:
                 return
             if len(keep) < len(rows):
                 idx = torch.tensor(keep)
-                _select_rows(cache, idx)
+                cache.select_rows(idx)
                 rows, next_pos = [rows[i] for i in keep], next_pos[idx]
                 picked = [picked[i] for i in keep]
             for row, tok in self._admit(cache, len(rows)):
@@ -318,9 +311,8 @@ class Engine:
             return []
         self._in_flight.extend(reqs)
         T = max(len(r.prompt) for r in reqs)
-        tokens, positions = _left_pad([r.prompt for r in reqs], T)
-        p = cache.k  # (layers, B, K, S, D)
-        fresh = KVCache(p.shape[0], len(reqs), p.shape[2], p.shape[4], T, None, p.device, p.dtype)
+        tokens, positions = left_pad([r.prompt for r in reqs], T)
+        fresh = cache.blank(len(reqs), T)
         logits = self._logits(tokens, positions, fresh)  # (n, V)
         out: list[tuple[_Row, int]] = []
         for i, req in enumerate(reqs):
@@ -330,7 +322,7 @@ class Engine:
             if reason is not None:
                 row.finish(reason)
                 continue
-            _append_row(cache, fresh, i, len(req.prompt))
+            cache.append_row(fresh, i, len(req.prompt))
             self.joined += 1
             out.append((row, tok))
         return out
@@ -341,43 +333,3 @@ class Engine:
             return self.model(tokens, positions=positions, cache=cache, last_only=True)[:, -1].float()
         hidden = self.model(tokens, positions=positions, cache=cache, last_only=True, return_hidden=True)
         return self.head(hidden)[:, -1].float()
-
-
-def _select_rows(cache: KVCache, idx: torch.Tensor) -> None:
-    """Keep only the batch rows `idx` of the cache (finished requests leave the batch)."""
-    if hasattr(cache, "select_rows"):
-        cache.select_rows(idx)
-        return
-    # KVCache stores k/v as (L, B, K, S, D) and slot positions as (B, S).
-    cache.k = cache.k.index_select(1, idx)
-    cache.v = cache.v.index_select(1, idx)
-    cache.slot_pos = cache.slot_pos.index_select(0, idx)
-
-
-def _left_pad(prompts: list[list[int]], T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and RoPE positions (B, T), left-padded; padding has position -1."""
-    tokens = torch.zeros(len(prompts), T, dtype=torch.long)
-    positions = torch.full((len(prompts), T), -1, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        tokens[i, T - len(p):] = torch.tensor(p)
-        positions[i, T - len(p):] = torch.arange(len(p))
-    return tokens, positions
-
-
-def _append_row(cache: KVCache, fresh: KVCache, row: int, L: int) -> None:
-    """Add row `row` of the non-rolling, left-padded cache `fresh` (L real tokens, positions 0..L-1) as a new row of
-    `cache`, laid out as if it had been left-padded to the batch: token j at padded index written - L + j, in slot
-    index mod S."""
-    S, W0, T = cache.size, cache.written, fresh.written
-    idx = torch.arange(W0 - L, W0)  # padded indices of the new tokens in `cache`
-    j = torch.arange(L)[idx >= W0 - S]  # a rolling buffer keeps only the last S
-    slots, src = idx[j] % S, T - L + j  # where they go, where they are in `fresh`
-    shape = (cache.k.shape[0], 1, *cache.k.shape[2:])  # (layers, 1, K, S, D)
-    k, v = cache.k.new_zeros(shape), cache.v.new_zeros(shape)
-    k[:, :, :, slots] = fresh.k[:, row:row + 1, :, src]
-    v[:, :, :, slots] = fresh.v[:, row:row + 1, :, src]
-    pos = torch.full((1, S), -1, dtype=cache.slot_pos.dtype)
-    pos[0, slots] = j
-    cache.k = torch.cat([cache.k, k], 1)
-    cache.v = torch.cat([cache.v, v], 1)
-    cache.slot_pos = torch.cat([cache.slot_pos, pos], 0)

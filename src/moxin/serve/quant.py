@@ -9,11 +9,15 @@ its logit difference and its effect on a score (see benchmarks/serve.py)."""
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from moxin.errors import ModelError
+
+if TYPE_CHECKING:
+    from moxin.model.transformer import Transformer
 
 
 def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +30,9 @@ def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Int8Linear(nn.Module):
     """y = x @ (q · s)ᵀ for x (..., K) in bf16 (or fp16): weight-only int8, no bias."""
+
+    qweight: torch.Tensor
+    scales: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
@@ -55,7 +62,7 @@ class QuantizedHead(nn.Module):
         return self.proj(hidden)
 
 
-def quantize_int8(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> tuple[nn.Module, nn.Module]:
+def quantize_int8(model: Transformer, dtype: torch.dtype = torch.bfloat16) -> tuple[nn.Module, nn.Module]:
     """A copy of `model` in `dtype` with every block's linear layer int8, plus its int8 output head.
 
     Use with `Engine(..., head=head)`: the engine asks the model for hidden states and applies the head itself,
@@ -65,7 +72,7 @@ def quantize_int8(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> tupl
     q = copy.deepcopy(model).to(dtype)
     for block in q.layers:
         for parent in (block.attn, block.mlp):
-            for name, child in list(parent.named_children()):
+            for name, child in list(cast(nn.Module, parent).named_children()):
                 if isinstance(child, nn.Linear):
                     setattr(parent, name, Int8Linear(child.weight, dtype))
     head = QuantizedHead(model.output_weight, dtype)

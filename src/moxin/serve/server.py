@@ -147,7 +147,10 @@ def _params(body, prompt_len: int, max_tokens: int | None, engine: Engine, cfg: 
 async def _events(engine: Engine, prompt: list[int], params: SamplingParams) -> AsyncIterator[str | Completion]:
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
-    req = engine.submit(prompt, params, lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
+    def deliver(ev: str | Completion | BaseException) -> None:
+        loop.call_soon_threadsafe(q.put_nowait, ev)
+
+    req = engine.submit(prompt, params, deliver)
     try:
         while True:
             ev = await q.get()
@@ -213,7 +216,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError):
         errs = e.errors()
-        first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = dict(errs[0]) if errs else {"loc": (), "msg": "invalid request"}
         loc = [str(x) for x in first.get("loc", ()) if x != "body"]
         if first.get("type") == "json_invalid":
             msg = f"the request body is not valid JSON ({first.get('ctx', {}).get('error', first.get('msg'))})"

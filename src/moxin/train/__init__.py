@@ -3,12 +3,15 @@
 The loop (`moxin.train.trainer`)::
 
     from moxin.parallel import init_distributed, parallelize
-    from moxin.train.trainer import Trainer, Plan
+    from moxin.train.callbacks import default_callbacks
+    from moxin.train.trainer import Checkpointing, Plan, Trainer
 
     dist = init_distributed()                       # torchrun env → gloo/NCCL group; 1 process → nothing
     model = parallelize(build(model_cfg, seed), dist, mode="fsdp")   # AC → compile → FSDP2/DDP, from outside
-    trainer = Trainer(model, task, batches, cfg, run_dir, plan, model_cfg, dist=dist,
-                      tokenizer_dir=..., state_extra={"config": ...}, lineage={"base": {"path":..., "sha256":...}})
+    checkpointing = Checkpointing(stage_dir / "checkpoints", model_cfg, seed, tokenizer_dir=...,
+                                  state={"config": ...}, lineage={"base": {"path":..., "sha256":...}})
+    callbacks = default_callbacks(stage_dir, cfg, plan, evaluate)   # metrics, loss.png, eval, pruning, progress
+    trainer = Trainer(model, task, batches, cfg, plan, checkpointing, callbacks, dist=dist, log=print)
     trainer.resume(checkpoint_path)                 # optional: verified by SHA-256, data fingerprint checked
     status = trainer.fit()                          # 'done' | 'interrupted' (SIGINT/SIGTERM → checkpoint, exit 0)
 
@@ -23,7 +26,14 @@ The loop (`moxin.train.trainer`)::
 - `cfg` is a `config.TrainConfig` (batch sizes, AdamW, clipping, precision, AC/compile, FSDP/DDP, NaN policy,
   checkpoint cadence and retention); `plan` (`trainer.Plan`) gives total steps, LR per step, phase names, forced
   checkpoint steps and FLOPs per unit (for MFU).
-- `run_dir` receives `checkpoints/step-XXXXXXXX/` (docs/CONTRACTS.md), `metrics.jsonl` and `loss.png`.
+- `checkpointing` (`trainer.Checkpointing`): the `checkpoints/` folder that receives `step-XXXXXXXX/`
+  (docs/CONTRACTS.md), the model config, the seed (seeds the global RNGs), the tokenizer copied into each checkpoint,
+  extra train_state keys and the lineage. `fit(until=K)` stops at step K (with a checkpoint there) instead of the
+  plan's end: what `reproduce` uses.
+- `callbacks` (`moxin.train.callbacks`): hooks `on_fit_start`, `on_step_end(step, metrics)`,
+  `on_checkpoint(path, step)`, `on_fit_end(status)`; `MetricsLogger` (metrics.jsonl, TensorBoard), `LossPlot`
+  (loss.png), `Evaluation` (held-out evaluation when a checkpoint follows; `moxin.train.evaluate.mean_loss` is the
+  shared mean-loss helper), `PruneCheckpoints` (retention) and `ProgressBar` (rich, rate and ETA).
 
 Checkpoints (`moxin.train.checkpoint`): `save_checkpoint`, `load_checkpoint(path, model, optimizer)` (any world
 size), `verify(path)` (SHA-256; names the previous good checkpoint), `list_checkpoints`, `prune`, `consolidate`
@@ -33,3 +43,5 @@ K..M from checkpoint K and returns the max |Δ| against checkpoint M's weights (
 Pretraining (`moxin.train.pretrain`): `run(recipe, resume, allow_data_change)`, `show_batch(run_dir, step)`,
 `Setup` (phases, sampler, model config from a recipe or from a checkpoint's recorded config).
 """
+
+IGNORE = -100  # the label of a position that carries no loss (cross-entropy ignore_index)

@@ -1,12 +1,35 @@
-"""`moxin pretrain` commands. Heavy imports (torch) stay inside the functions."""
+"""`moxin pretrain` commands. Heavy imports (torch) stay inside the functions.
+
+`run_pretrain` is the pretraining stage's one entry point: `moxin pretrain` and `moxin build` both call it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from moxin.errors import ConfigError
+from moxin.layout import RunLayout
 from moxin.recipe import Recipe
+from moxin.stage import StageResult, interrupted, recipe_at
+
+
+def run_pretrain(recipe: Recipe, layout: RunLayout, resume: str = "auto", allow_data_change: bool = False,
+                 progress: bool = True, log: Callable[[str], None] = lambda m: None) -> StageResult:
+    """Pretrain into `layout.pretrain` (single process or one rank of torchrun). `failed` when a signal stopped
+    it: the checkpoint it wrote is where the next call (resume="auto") goes on from.
+
+    Takes the recipe (model, pretrain, run.seed and recipe-relative data paths) because the trainer's set-up
+    reads those sections; the run folder is `layout`'s, whatever the recipe's run.out_dir says."""
+    from moxin.train.pretrain import run
+
+    status = run(recipe_at(recipe, layout), resume=resume, allow_data_change=allow_data_change, progress=progress,
+                 log=log)
+    outputs = (layout.run_json("pretrain"), layout.checkpoints_dir("pretrain"))
+    if status == "done":
+        return StageResult.done("pretrain", outputs)
+    last = layout.checkpoints("pretrain")
+    return interrupted("pretrain", last[-1].step if last else None, outputs)
 
 
 def pretrain(recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, progress: bool = True,
@@ -37,12 +60,12 @@ def pretrain(recipe: Recipe, resume: str = "auto", allow_data_change: bool = Fal
         setup = Setup.from_recipe(recipe)
         print_dry_run(recipe, [*setup.describe(), f"writes {setup.run_dir}"])
         return 0
-    from moxin.train.pretrain import run
-
-    status = run(recipe, resume=resume, allow_data_change=allow_data_change, progress=progress, log=log)
+    layout = RunLayout.from_recipe(recipe)
+    res = run_pretrain(recipe, layout, resume=resume, allow_data_change=allow_data_change, progress=progress,
+                       log=log)
     if os.environ.get("RANK", "0") == "0":
-        log(f"{status}; see {Path(recipe.run.out_dir) / recipe.run.name / 'pretrain'}")
-    return 0
+        log(f"{res.status if res.ok else res.reason}; see {layout.pretrain}")
+    return 0  # an interrupted run exits 0 too (documented): the checkpoint is written, re-running resumes
 
 
 def show_batch(run: Path, step: int | None = None, data_dir: Path | None = None) -> None:

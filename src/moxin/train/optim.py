@@ -19,7 +19,8 @@ def no_decay(name: str, p: torch.Tensor) -> bool:
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
                     eps: float) -> torch.optim.AdamW:
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (plain if no_decay(_clean(name), p) else decay).append(p)

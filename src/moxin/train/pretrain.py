@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from moxin.config import to_dict
@@ -21,11 +22,13 @@ from moxin.provenance import atomic_write_json, code_version, environment
 from moxin.recipe import Recipe
 from moxin.records import write_stage_manifest
 from moxin.train import checkpoint as ckpt
+from moxin.train.callbacks import default_callbacks
 from moxin.train.config import PretrainConfig
+from moxin.train.evaluate import Samples, mean_loss
 from moxin.train.sampler import MixtureSampler
 from moxin.train.schedule import PhaseSpan, layout, lr_at, phase_at
 from moxin.train.tasks import LMTask
-from moxin.train.trainer import Plan, Trainer
+from moxin.train.trainer import Checkpointing, Plan, Trainer
 
 
 @dataclass
@@ -156,9 +159,8 @@ class Setup:
         n = self.cfg.eval_batches * self.cfg.micro_batch
         if n == 0:
             return None
-        task, data, spans = LMTask(), self.data, self.spans
+        task, data, spans, cfg = LMTask(), self.data, self.spans, self.cfg
 
-        @torch.no_grad()
         def evaluate(model: torch.nn.Module, step: int) -> dict[str, float]:
             span = phase_at(spans, max(step - 1, 0))
             L = span.cfg.seq_len
@@ -169,28 +171,21 @@ class Setup:
                     rows += [data.read(s, i * L, L + 1, "val") for i in range(k)]
             if not rows:
                 return {}
-            import numpy as np
-
-            batch = torch.from_numpy(np.stack(rows))
-            was = model.training
-            model.eval()
-            total, count = 0.0, 0
-            for i in range(0, len(batch), self.cfg.micro_batch):
-                mb = batch[i:i + self.cfg.micro_batch].to(next(model.parameters()).device)
-                with torch.autocast(mb.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-                    total += float(task.loss(model, mb)[0])
-                count += task.count(mb)
-            model.train(was)
-            return {"val_loss": total / count}
+            held_out = Samples(rows, lambda r: torch.from_numpy(np.stack(r)))
+            return {"val_loss": mean_loss(model, task, held_out, cfg.micro_batch, cfg.precision)["loss"]}
 
         return evaluate
 
     def trainer(self, model: torch.nn.Module, dist: Dist, log: Callable[[str], None], progress: bool = True,
-                run_dir: Path | None = None) -> Trainer:
-        return Trainer(model, LMTask(self.cfg.z_loss), self.sampler, self.cfg, run_dir or self.run_dir,
-                       self.plan(), self.model_cfg, dist=dist, tokenizer_dir=self.tokenizer_dir,
-                       state_extra={"config": self.run_info(), "kind": "pretrain"},
-                       evaluate=self.evaluator(), log=log, progress=progress, seed=self.seed)
+                run_dir: Path | None = None, evaluate: bool = True) -> Trainer:
+        """The loop with pretraining's callbacks (evaluation only when `evaluate` and eval_batches > 0)."""
+        run_dir = Path(run_dir or self.run_dir)
+        plan = self.plan()
+        checkpointing = Checkpointing(run_dir / "checkpoints", self.model_cfg, self.seed, self.tokenizer_dir,
+                                      state={"config": self.run_info(), "kind": "pretrain"})
+        callbacks = default_callbacks(run_dir, self.cfg, plan, self.evaluator() if evaluate else None, progress)
+        return Trainer(model, LMTask(self.cfg.z_loss), self.sampler, self.cfg, plan, checkpointing, callbacks,
+                       dist=dist, log=log)
 
 
 def choose_checkpoint(root: Path, resume: str) -> Path | None:

@@ -12,8 +12,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from moxin.errors import CheckpointError
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.parallel import Dist
@@ -69,11 +67,9 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
         setup = Setup.from_info(state["config"], Path(tmp), data_dir)
         dist = Dist()
         model = setup.build_model(dist)
-        trainer = setup.trainer(model, dist, log=lambda m: None, progress=False, run_dir=Path(tmp))
-        trainer.plan.total_steps = to_step
-        trainer.evaluate = None
+        trainer = setup.trainer(model, dist, log=lambda m: None, progress=False, run_dir=Path(tmp), evaluate=False)
         trainer.resume(start)
-        trainer.fit()
+        trainer.fit(until=to_step)
         diff = compare_weights(Path(tmp) / "checkpoints" / target.name / "model" / "model.safetensors",
                                target / "model" / "model.safetensors")
         losses = dict(trainer.losses)

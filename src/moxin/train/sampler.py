@@ -30,18 +30,13 @@ _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def resolve_weights(mixture: dict[str, float], available: dict[str, int], budget_tokens: int) -> dict[str, float]:
-    """Normalised source weights for a phase. Uses the data stage's `moxin.data.mixture.resolve_mixture` when it
-    exists; otherwise the recipe's weights (empty mixture: every source in proportion to its size)."""
-    try:
-        from moxin.data.mixture import resolve_mixture  # the data stage's policy, when installed
-    except ImportError:
-        resolve_mixture = None
-    if resolve_mixture is not None:
-        # The data stage allots tokens per source (weights, capped epochs, water-filling); use them as weights.
-        got = resolve_mixture(dict(mixture) or {s: float(n) for s, n in available.items()}, available, budget_tokens)
-        weights = {str(k): float(getattr(v, "tokens", v)) for k, v in got.items()}
-    else:
-        weights = dict(mixture) if mixture else {s: float(n) for s, n in available.items()}
+    """Normalised source weights for a phase, from the data stage's `moxin.data.mixture.resolve_mixture` (an empty
+    mixture weighs every source in proportion to its size)."""
+    from moxin.data.mixture import resolve_mixture
+
+    # The data stage allots tokens per source (weights, capped epochs, water-filling); use them as weights.
+    got = resolve_mixture(dict(mixture) or {s: float(n) for s, n in available.items()}, available, budget_tokens)
+    weights = {str(k): float(v.tokens) for k, v in got.items()}
     total = sum(weights.values())
     return {s: w / total for s, w in sorted(weights.items()) if w > 0}
 

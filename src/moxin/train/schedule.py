@@ -35,7 +35,7 @@ def layout(phases: list[PhaseConfig], global_batch: int, lr: float) -> list[Phas
     spans, start = [], 0
     for i, p in enumerate(phases):
         gb = p.global_batch or global_batch
-        steps = p.steps if p.steps is not None else max(1, math.ceil(p.tokens / (gb * p.seq_len)))
+        steps = p.steps if p.steps is not None else max(1, math.ceil((p.tokens or 0) / (gb * p.seq_len)))
         spans.append(PhaseSpan(i, p, start, steps, gb, p.lr if p.lr is not None else lr))
         start += steps
     return spans

@@ -8,7 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -100
+from moxin.train import IGNORE
+
+
+def forward(model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None = None,
+            segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """ids (B, T) → logits (B, T, V) in fp32 (the softmax stays fp32 under bf16 autocast). Packed rows pass
+    positions and segment ids, so attention stays inside each example and RoPE positions restart at 0."""
+    kw = {}
+    if positions is not None:
+        kw["positions"] = positions
+    if segment_ids is not None:
+        kw["segment_ids"] = segment_ids
+    return model(ids, **kw).float()
 
 
 class LMTask:
@@ -16,7 +28,8 @@ class LMTask:
 
     A batch is either an int64 tensor (B, T+1) (inputs = [:, :-1], targets = [:, 1:]) or a dict with
     `input_ids` (B, T) and `labels` (B, T) already aligned to the inputs, IGNORE (-100) where no loss is taken
-    (how SFT masks prompts). Loss units are target tokens."""
+    (how SFT masks prompts), and optionally `positions` and `segment_ids` of packed rows. Loss units are target
+    tokens."""
 
     def __init__(self, z_loss: float = 0.0) -> None:
         self.z_loss = z_loss
@@ -28,12 +41,13 @@ class LMTask:
         return batch[:, :-1], batch[:, 1:]
 
     def count(self, batch: Any) -> int:
-        _, y = self._split(batch)
+        y = batch["labels"] if isinstance(batch, dict) else batch[:, 1:]  # a dict may carry the labels alone
         return int((y != IGNORE).sum())
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = self._split(batch)
-        logits = model(x).float()  # (B, T, V); the softmax in fp32 also under bf16 autocast
+        packed = batch if isinstance(batch, dict) else {}
+        logits = forward(model, x, packed.get("positions"), packed.get("segment_ids"))  # (B, T, V)
         flat, tgt = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
         ce = F.cross_entropy(flat, tgt, ignore_index=IGNORE, reduction="sum")
         if not self.z_loss:

@@ -12,25 +12,25 @@ import math
 import random
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from moxin.errors import DataError, MoxinError
+from moxin.errors import DataError, TrainingError
 from moxin.model.config import ModelConfig
 from moxin.parallel import Dist, all_reduce, grad_sync
 from moxin.train import checkpoint as ckpt
 from moxin.train.config import TrainConfig
-from moxin.train.metrics import MetricsLog, Progress, measure_peak_flops, plot_loss
+from moxin.train.metrics import measure_peak_flops
 from moxin.train.optim import build_optimizer
 
-
-class TrainingError(MoxinError):
-    """Training cannot continue (e.g. a NaN loss); the message names the step and the last good checkpoint."""
+if TYPE_CHECKING:
+    from moxin.train.callbacks import Callback
 
 
 class Task(Protocol):
@@ -64,6 +64,18 @@ class Plan:
     tokens_per_step: Callable[[int], int] | None = None  # for tokens_seen; default: global loss units
 
 
+@dataclass
+class Checkpointing:
+    """What the loop needs to write and resume checkpoints besides the weights and the optimizer."""
+
+    root: Path  # the stage's checkpoints/ folder
+    model_cfg: ModelConfig  # written beside the weights
+    seed: int = 0  # seeds the global RNGs at construction; recorded in every train_state.json
+    tokenizer_dir: Path | None = None  # copied into every checkpoint
+    state: dict[str, Any] = field(default_factory=dict)  # merged into every train_state.json (config, kind, ...)
+    lineage: dict[str, Any] = field(default_factory=dict)  # what the run started from (e.g. a fine-tune's base)
+
+
 def split_micro(batch: Any, size: int) -> list[Any]:
     """Cut dim 0 into micro-batches of `size` samples (tensor, dict of tensors, or list)."""
     n = len(batch) if not isinstance(batch, dict) else len(next(iter(batch.values())))
@@ -72,35 +84,36 @@ def split_micro(batch: Any, size: int) -> list[Any]:
     return [batch[i:i + size] for i in range(0, n, size)]
 
 
-def _to(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, dict of tensors, or anything else left as is) on `device`."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     return batch
 
 
 class Trainer:
-    """`Trainer(model, task, batches, cfg, run_dir, plan, model_cfg)`; `resume(...)`; `fit()`.
+    """`Trainer(model, task, batches, cfg, plan, checkpointing, callbacks)`; `resume(...)`; `fit()`.
 
-    `model` is already parallelised (`moxin.parallel.parallelize`); `run_dir` receives checkpoints/,
-    metrics.jsonl and loss.png. `state_extra` is merged into every train_state.json (resolved config, phase
-    names, ...); `lineage` names what this run started from (e.g. the base checkpoint of a fine-tune)."""
+    `model` is already parallelised (`moxin.parallel.parallelize`); checkpoints go to `checkpointing.root`.
+    Everything else the loop does (metrics.jsonl, loss.png, held-out evaluation, checkpoint retention, the progress
+    bar) is a callback (`moxin.train.callbacks`; `default_callbacks` assembles a stage's). `log` receives the loop's
+    messages (resume, skipped batches, signals)."""
 
-    def __init__(self, model: nn.Module, task: Task, batches: Batches, cfg: TrainConfig, run_dir: Path, plan: Plan,
-                 model_cfg: ModelConfig, dist: Dist | None = None, tokenizer_dir: Path | None = None,
-                 state_extra: dict[str, Any] | None = None, lineage: dict[str, Any] | None = None,
-                 evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
-                 log: Callable[[str], None] | None = None, progress: bool = True, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, task: Task, batches: Batches, cfg: TrainConfig, plan: Plan,
+                 checkpointing: Checkpointing, callbacks: Sequence[Callback] = (), dist: Dist | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.model, self.task, self.batches, self.cfg, self.plan = model, task, batches, cfg, plan
-        self.run_dir, self.model_cfg = Path(run_dir), model_cfg
+        self.checkpointing = checkpointing
         self.dist = dist or Dist()
-        self.tokenizer_dir, self.evaluate = tokenizer_dir, evaluate
-        self.state_extra, self.lineage = dict(state_extra or {}), dict(lineage or {})
         self.log = log or (lambda msg: None)
-        self.progress, self.seed = progress, seed
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.trainer = self
         # Python's, NumPy's and torch's global generators are saved in every checkpoint: seed them so a fresh run's
         # checkpoints are byte-identical to another fresh run's (resume restores them from the checkpoint).
+        seed = checkpointing.seed
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
@@ -111,7 +124,11 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.losses: dict[int, float] = {}
         self._stop_signal: int | None = None
-        self.ckpt_root = self.run_dir / "checkpoints"
+        # Loop state the callbacks read: the step `fit` trains up to, whether a checkpoint follows the current step
+        # (cadence, forced step or the last step) and the signal that asked to stop (0: none).
+        self.until = plan.total_steps
+        self.checkpoint_due = False
+        self.stopping = 0
 
     # ------------------------------------------------------------------------------------------ resume
     def resume(self, path: Path, allow_data_change: bool = False) -> dict[str, Any]:
@@ -150,7 +167,7 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         for i, micro in enumerate(micros):
             with grad_sync(self.model, i == len(micros) - 1), self._autocast():
-                total, metrics = self.task.loss(self.model, _to(micro, self.dist.device))
+                total, metrics = self.task.loss(self.model, to_device(micro, self.dist.device))
             (total * scale).backward()
             loss_sum += total.detach().double().cpu()
             for k, v in metrics.items():
@@ -187,8 +204,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
-        parent = self.last_checkpoint
-        lineage = dict(self.lineage)
+        """Write a checkpoint of the current step, then tell the callbacks (`on_checkpoint`)."""
+        parent, c = self.last_checkpoint, self.checkpointing
+        lineage = dict(c.lineage)
         if parent is not None and (parent / "manifest.json").is_file():
             lineage["parent"] = {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
         rng = [ckpt.rng_state()]
@@ -197,20 +215,20 @@ class Trainer:
 
             rng = [None] * self.dist.world
             dist.all_gather_object(rng, ckpt.rng_state())
-        state = {**self.state_extra, "step": self.step, "phase": self.plan.phase(max(self.step - 1, 0)),
-                 "tokens_seen": self.tokens_seen, "seed": self.seed, "world_size": self.dist.world,
+        state = {**c.state, "step": self.step, "phase": self.plan.phase(max(self.step - 1, 0)),
+                 "tokens_seen": self.tokens_seen, "seed": c.seed, "world_size": self.dist.world,
                  "data": {"fingerprint": self.batches.fingerprint, "position": {"next_step": self.step}},
                  "rng": rng, "lineage": lineage}
-        path = ckpt.save_checkpoint(self.ckpt_root, self.step, self.model, self.optimizer, self.model_cfg, state,
-                                    self.tokenizer_dir, sharded=self.cfg.checkpoint.sharded)
+        path = ckpt.save_checkpoint(c.root, self.step, self.model, self.optimizer, c.model_cfg, state,
+                                    c.tokenizer_dir, sharded=self.cfg.checkpoint.sharded)
         self.last_checkpoint = path
-        c = self.cfg.checkpoint
-        ckpt.prune(self.ckpt_root, c.keep_last, c.keep_every, self.plan.forced_saves)
+        for cb in self.callbacks:
+            cb.on_checkpoint(path, self.step)
         return path
 
     def _due(self) -> bool:
         c = self.cfg.checkpoint
-        return self.step % c.every == 0 or self.step in self.plan.forced_saves or self.step == self.plan.total_steps
+        return self.step % c.every == 0 or self.step in self.plan.forced_saves or self.step == self.until
 
     # ------------------------------------------------------------------------------------------ loop
     @contextlib.contextmanager
@@ -231,30 +249,33 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
 
-    def fit(self) -> str:
-        """Train until plan.total_steps (or a signal). Returns 'done' or 'interrupted'."""
-        main = self.dist.is_main
+    def fit(self, until: int | None = None) -> str:
+        """Train until step `until` (default: plan.total_steps; a checkpoint is written there) or a signal.
+        Returns 'done' or 'interrupted'."""
+        until = self.plan.total_steps if until is None else int(until)
+        if not 0 < until <= self.plan.total_steps:
+            raise TrainingError(f"fit(until={until}): the stop step must be within 1..{self.plan.total_steps} "
+                                f"(the plan's total_steps)")
+        self.until = until
         peak = self.cfg.peak_flops or measure_peak_flops(self.cfg.precision)
         source = "recipe" if self.cfg.peak_flops else f"measured at start: best of 5 square torch.mm in " \
                                                       f"{self.cfg.precision}"
         # The measured peak is a wall-clock figure: it goes to the log, never into a checkpoint (checkpoints are
         # byte-reproducible).
         self.log(f"MFU is measured against {peak / 1e9:,.1f} GFLOP/s per device ({source})")
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.step, enabled=main, tensorboard=self.cfg.tensorboard)
-        bar = Progress(self.plan.total_steps, self.step, enabled=main and self.progress)
-        status = "done"
+        for cb in self.callbacks:
+            cb.on_fit_start()
+        status = "failed"
         try:
             with self._signals():
-                status = self._loop(metrics, bar, peak)
+                status = self._loop(peak)
         finally:
-            bar.close()
-            metrics.close()
-            if main:
-                plot_loss(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+            for cb in self.callbacks:
+                cb.on_fit_end(status)
         return status
 
-    def _loop(self, metrics: MetricsLog, bar: Progress, peak: float) -> str:
-        while self.step < self.plan.total_steps:
+    def _loop(self, peak: float) -> str:
+        while self.step < self.until:
             t0 = time.perf_counter()
             step = self.step
             out = self.train_step(step)
@@ -267,18 +288,13 @@ class Trainer:
             if self.plan.flops_per_unit is not None:
                 achieved = self.plan.flops_per_unit(step) * out["units"] / dt
                 record.update(flops_per_s=achieved, mfu=achieved / (peak * self.dist.world))
-            stop = self._stop_requested()
-            due = self._due()
-            if due and self.evaluate is not None:
-                record.update(self.evaluate(self.model, self.step))
-            # Log before saving: a run killed in between re-runs (and re-logs) this step after resume.
-            if step % self.cfg.log_every == 0 or stop or due:
-                metrics.log(record)
-            if due or stop:
+            self.stopping, self.checkpoint_due = self._stop_requested(), self._due()
+            for cb in self.callbacks:
+                cb.on_step_end(step, record)
+            if self.checkpoint_due or self.stopping:
                 self.save()
-            bar.update(self.step, f"loss {out['loss']:.4f} {record['tokens_per_s']:,.0f} tok/s")
-            if stop:
-                self.log(f"signal {stop}: wrote {self.last_checkpoint} and stopped at step {self.step}")
+            if self.stopping:
+                self.log(f"signal {self.stopping}: wrote {self.last_checkpoint} and stopped at step {self.step}")
                 return "interrupted"
         return "done"
 
