@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from moxin.errors import CheckpointError
-from moxin.records import (FORMAT_VERSION, TrainState, model_identity, read_manifest, read_train_state,
-                           recorded_path, run_root, write_stage_manifest, write_train_state)
+from moxin.records import (
+    FORMAT_VERSION,
+    TrainState,
+    model_identity,
+    read_manifest,
+    read_train_state,
+    recorded_path,
+    run_root,
+    write_stage_manifest,
+    write_train_state,
+)
 
 
 def _state(step: int = 7, **extra) -> dict:

@@ -16,8 +16,7 @@ from typing import Any, Literal
 from moxin.config import from_dict, to_dict
 from moxin.errors import CheckpointError, ConfigError
 from moxin.layout import parse_step, run_of
-from moxin.provenance import (atomic_write_json, code_version, fingerprint, sha256_file, verify_manifest,
-                              write_manifest)
+from moxin.provenance import atomic_write_json, code_version, fingerprint, sha256_file, verify_manifest, write_manifest
 
 FORMAT_VERSION = 1
 STATE_NAME = "train_state.json"

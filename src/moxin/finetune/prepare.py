@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from moxin.errors import DataError
-from moxin.provenance import sha256_file
 from moxin.finetune import data as fd
 from moxin.finetune.config import EvalSetConfig, FinetuneConfig, ModeConfig
 from moxin.finetune.template import encode_chat, encode_prompt, fit_length, shift_labels
+from moxin.provenance import sha256_file
 
 
 @dataclass

@@ -16,7 +16,8 @@ from typing import Any
 
 from moxin.config import to_dict
 from moxin.errors import ReleaseError
-from moxin.io import read_json as _read_json, read_jsonl as _read_jsonl
+from moxin.io import read_json as _read_json
+from moxin.io import read_jsonl as _read_jsonl
 from moxin.layout import RunLayout
 from moxin.provenance import sha256_file
 from moxin.records import STATE_NAME, TrainState, read_train_state, recorded_path

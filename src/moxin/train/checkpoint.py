@@ -36,8 +36,8 @@ from moxin.provenance import atomic_dir, atomic_write_json, clean_stale_tmp, env
 from moxin.records import STATE_NAME, TrainState, read_train_state, train_state, write_stage_manifest, write_train_state
 from moxin.train.optim import flatten_optimizer_state, unflatten_optimizer_state
 
-__all__ = ["STATE_NAME", "list_checkpoints", "save_checkpoint", "load_checkpoint", "read_state", "verify", "prune",
-           "consolidate", "checkpoint_sha", "previous_good"]
+__all__ = ["STATE_NAME", "checkpoint_sha", "consolidate", "list_checkpoints", "load_checkpoint", "previous_good",
+           "prune", "read_state", "save_checkpoint", "verify"]
 
 
 def checkpoint_sha(path: Path) -> str:
