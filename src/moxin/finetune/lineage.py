@@ -60,7 +60,7 @@ def parent_record(path: Path, run_dir: Path, license: str = "", written: str | N
     kind, sha = model_identity(path)
     run = RunLayout(Path(run_dir))
     inside = (run.root / run.rel(path)).resolve() == path
-    rec = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
+    rec: dict[str, Any] = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
     if kind != "checkpoint":
         rec["license"] = license or None
     return rec

@@ -366,6 +366,9 @@ def write_final(out: Path, ckpt: Path) -> Path:
     from moxin.records import ModelRecord, run_root, write_train_state
 
     state = lin.read_state(ckpt)
+    if not state.lineage.lora:
+        raise CheckpointError(f"{ckpt / lin.STATE_NAME} records no lineage.lora; only a LoRA checkpoint has a merged "
+                              f"final/ model")
     model = load_lora_weights(ckpt / "model", state.lineage.lora)
     final = out / "final"
     home = run_root(ckpt)

@@ -258,10 +258,10 @@ def consolidate(path: Path) -> Path:
     model_sd, optim_sd = gather_state(model, opt)
     state = {k: v for k, v in state.items() if k not in ("sharded", "optimizer_param_groups")}
     state["consolidated_from_world_size"] = state.pop("world_size", None)
-    state = train_state(state, str(path / STATE_NAME))
+    record = train_state(state, str(path / STATE_NAME))
     tok = path / "tokenizer"
     with atomic_dir(path, overwrite=True) as tmp:
-        _write_files(tmp, model_sd, optim_sd, cfg, state, tok if tok.is_dir() else None)
+        _write_files(tmp, model_sd, optim_sd, cfg, record, tok if tok.is_dir() else None)
     return path
 
 
