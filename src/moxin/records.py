@@ -60,6 +60,7 @@ class ModelRecord:
     path: str
     sha256: str
     license: str | None = None
+    files: dict[str, str] | None = None  # a Hugging Face folder: SHA-256 per file (`hf_files`)
 
 
 @dataclass
@@ -231,11 +232,15 @@ def _verified_manifest_sha(folder: Path) -> str:
     return sha256_file(folder / MANIFEST_NAME)
 
 
+def hf_files(folder: Path) -> dict[str, str]:
+    """(relative path → SHA-256) of every non-hidden file of a folder without a manifest (a Hugging Face folder)."""
+    return {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
+
+
 def hf_fingerprint(folder: Path) -> str:
-    """SHA-256 over the (relative path, SHA-256) of every non-hidden file of a folder without a manifest."""
-    files = {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
-             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
-    return fingerprint(files)
+    """The identity of a folder without a manifest: the fingerprint of its `hf_files`."""
+    return fingerprint(hf_files(folder))
 
 
 def model_identity(path: str | Path, verify: bool = True) -> tuple[str, str]:

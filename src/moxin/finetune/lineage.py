@@ -16,7 +16,7 @@ from moxin.config import to_dict
 from moxin.errors import CheckpointError, ConfigError, MoxinError
 from moxin.layout import FINETUNE_MODES, RunLayout
 from moxin.provenance import sha256_file
-from moxin.records import STATE_NAME, TrainState, model_identity, read_train_state, recorded_path, run_root
+from moxin.records import STATE_NAME, TrainState, hf_files, model_identity, read_train_state, recorded_path, run_root
 
 MODES = FINETUNE_MODES
 
@@ -63,6 +63,8 @@ def parent_record(path: Path, run_dir: Path, license: str = "", written: str | N
     rec: dict[str, Any] = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
     if kind != "checkpoint":
         rec["license"] = license or None
+    if kind == "hf":
+        rec["files"] = hf_files(path)
     return rec
 
 
