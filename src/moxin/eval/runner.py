@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -156,6 +157,14 @@ def _relocate(cfg: Any, roots: list[tuple[str, str]]) -> Any:
     return json.loads(text)
 
 
+def _stable(cfg: Any) -> Any:
+    """lm-eval's config with the memory addresses of its functions (`<function f at 0x7f...>`) left out: they
+    differ in every process, and a result's bytes must not."""
+    if cfg is None:
+        return None
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+>", ">", json.dumps(cfg, sort_keys=True, default=str)))
+
+
 def result_path(out: Path, model: ModelRef, config_hash: str) -> Path:
     return out / "results" / f"{model.sha256}-{config_hash}.json"
 
@@ -236,7 +245,7 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
         "batch_size": s.batch_size, "dtype": s.dtype, "seed": s.seed, "apply_chat_template": s.apply_chat_template,
         "limit": s.limit, "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
         "time_s": round(seconds, 3), "metrics": metrics, "stderr": stderr,
-        "lm_eval_config": _relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s)),
+        "lm_eval_config": _stable(_relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s))),
         "environment": environment(),
         "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
