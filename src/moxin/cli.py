@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "export gguf": "moxin.serve.commands:export_gguf",
     "pretrain": "moxin.train.commands:pretrain",
     "pretrain show-batch": "moxin.train.commands:show_batch",
+    "checkpoint consolidate": "moxin.train.ckpt_commands:consolidate",
     "finetune sft": "moxin.finetune.commands:sft",
     "finetune dpo": "moxin.finetune.commands:dpo",
     "finetune grpo": "moxin.finetune.commands:grpo",

@@ -153,11 +153,21 @@ def verify_manifest(folder: str | os.PathLike, name: str = "manifest.json") -> l
 
 
 def code_version() -> dict[str, Any]:
-    """Package version and, when run from a git checkout, the commit and whether the tree is dirty."""
+    """Package version and, when run from a git checkout, the commit and whether the tree is dirty. Code run from
+    a release's `code/` folder (no git there) reports the version that folder records in `code/VERSION.json`, so
+    a rebuild from a release records the commit the release was built from."""
     from moxin import __version__
 
     info: dict[str, Any] = {"package": "moxin", "version": __version__, "git_commit": None, "git_dirty": None}
     src = Path(__file__).resolve().parent
+    shipped = src.parent.parent / "VERSION.json"  # <release>/code/src/moxin → <release>/code/VERSION.json
+    if shipped.is_file() and not (src.parent.parent / ".git").exists():
+        try:
+            recorded = json.loads(shipped.read_text("utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if isinstance(recorded, dict) and recorded.get("package") == "moxin":
+            return {**info, **{k: recorded.get(k) for k in ("version", "git_commit", "git_dirty")}}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True

@@ -63,3 +63,13 @@ def test_documents_decode_from_token_shards(tmp_path):
     write_jsonl(tmp_path / "sft.jsonl", sft_records(collect(docs)))
     lines = (tmp_path / "sft.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0])["source_doc"] == "lib/a.py"
+
+
+def test_an_empty_selfdata_task_is_left_out_with_a_note(tmp_path):
+    from moxin.build.selfdata import available_tasks
+
+    (tmp_path / "heldout.jsonl").write_text('{"id": "a", "text": "x = 1"}\n', "utf-8")
+    (tmp_path / "codecomp.jsonl").write_text("", "utf-8")  # no held-out function to complete
+    tasks, notes = available_tasks(tmp_path)
+    assert tasks == ["moxin_heldout"]
+    assert len(notes) == 1 and "moxin_codecomp skipped" in notes[0] and "codecomp.jsonl" in notes[0]

@@ -103,19 +103,22 @@ def finetune_stage(ctx: BuildContext, mode: str) -> Stage:
 
 
 def eval_stage(ctx: BuildContext) -> Stage:
-    from moxin.build.selfdata import TASKS
+    from moxin.build.selfdata import available_tasks
     from moxin.eval.commands import run_eval
 
     r, lay = ctx.recipe, ctx.layout
+
+    def run() -> StageResult:
+        tasks, notes = available_tasks(lay.selfdata)
+        ctx.notes += notes
+        return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata]))
 
     def inputs():
         return {"eval": ctx.section("eval"), "selfdata": output_fingerprint(lay.selfdata),
                 "pretrain": output_fingerprint(lay.run_json("pretrain")),
                 "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)]}
 
-    return Stage("eval", inputs,
-                 lambda: ctx.finish(run_eval(r.eval, lay, r.resolve_path, TASKS, [lay.selfdata])),
-                 [lay.eval / "table.csv"], "every checkpoint: held-out perplexity, code completion, benchmarks")
+    return Stage("eval", inputs, run, [lay.eval / "table.csv"], "every checkpoint: held-out perplexity, code completion, benchmarks")
 
 
 def release_stage(ctx: BuildContext) -> Stage:

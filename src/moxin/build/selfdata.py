@@ -160,7 +160,21 @@ metadata:
   version: 1.0
 """
 
-TASKS = ("moxin_heldout", "moxin_codecomp")  # the eval tasks these YAMLs define (eval's `extra_tasks`)
+TASKS = {"moxin_heldout": "heldout.jsonl", "moxin_codecomp": "codecomp.jsonl"}  # eval task → its items
+
+
+def available_tasks(folder: Path) -> tuple[list[str], list[str]]:
+    """(the selfdata eval tasks that have items, notes on those that have none): a small corpus can leave no
+    held-out function to complete, and lm-eval fails on an empty data file."""
+    tasks, notes = [], []
+    for task, name in TASKS.items():
+        items = folder / name
+        if items.is_file() and items.read_text("utf-8").strip():
+            tasks.append(task)
+        else:
+            notes.append(f"{task} skipped: {name} in {folder.name}/ has no items (too few held-out documents; raise "
+                         f"data.val_fraction or add data)")
+    return tasks, notes
 
 SELFDATA_SOURCE = """# Data generated from the corpus itself by `moxin build`
 

@@ -102,8 +102,10 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_lora_weights(model_dir, info: dict[str, Any], dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A LoRA checkpoint's model/ folder (parent tensors + adapters) → the merged plain model."""
+def load_lora_weights(model_dir, info: dict[str, Any], dtype: torch.dtype = torch.float32,
+                      sd: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A LoRA checkpoint's model/ folder (parent tensors + adapters) → the merged plain model (`sd`: its
+    weights, already read and verified by the caller)."""
     from pathlib import Path
 
     from moxin.interop.native import read_model_config
@@ -115,7 +117,7 @@ def load_lora_weights(model_dir, info: dict[str, Any], dtype: torch.dtype = torc
     cfg = LoRAConfig(rank=info["rank"], alpha=info["alpha"], dropout=info.get("dropout", 0.0),
                      targets=list(info["targets"]))
     apply_lora(model, cfg, info.get("seed", 0))
-    sd = read_safetensors(folder / "model.safetensors")
+    sd = read_safetensors(folder / "model.safetensors") if sd is None else sd
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{folder}: LoRA weights do not match the recorded adapters (missing {missing[:3]}, "

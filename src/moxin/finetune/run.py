@@ -74,14 +74,24 @@ def _rel(ctx: Context, path: Path | None) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ parent
 def load_parent(path: Path) -> nn.Module:
-    """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32."""
-    from moxin.interop import load_model
+    """Any model `moxin.interop.load_model` reads, plus LoRA checkpoints (merged on load), in fp32, verified
+    against its manifest (see `load_parent_verified`)."""
+    return load_parent_verified(path)[0]
+
+
+def load_parent_verified(path: Path) -> tuple[nn.Module, str | None]:
+    """(model, SHA-256 of the manifest the loaded bytes were checked against, or None for a folder or file
+    without one). The bytes are hashed as read, so the SHA-256 is the identity of what was loaded."""
+    from moxin.interop import load_verified
+    from moxin.interop.native import read_verified
 
     if (Path(path) / lin.STATE_NAME).is_file():
         lora = lin.read_state(path).lineage.lora
         if lora:
-            return load_lora_weights(Path(path) / "model", lora)
-    return load_model(path, dtype=torch.float32)
+            _, sd, sealed = read_verified(Path(path) / "model")
+            return load_lora_weights(Path(path) / "model", lora, sd=sd), sealed.sha256 if sealed else None
+    model, sealed = load_verified(path, dtype=torch.float32)
+    return model, sealed.sha256 if sealed else None
 
 
 def load_tok(ctx: Context, log: Log):
@@ -224,7 +234,11 @@ def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log, progress
     from moxin.parallel import parallelize
 
     cfg, mode = ctx.cfg, ctx.mode
-    model = load_parent(ctx.parent_path).to(dist.device)
+    model, verified_sha = load_parent_verified(ctx.parent_path)
+    model = model.to(dist.device)
+    if verified_sha and ctx.parent["kind"] in ("checkpoint", "model") and ctx.parent["sha256"] != verified_sha:
+        # lineage names the bytes that were loaded, even if the parent changed after the run started
+        ctx.parent = {**ctx.parent, "sha256": verified_sha}
     if len(tok) > model.cfg.vocab_size:
         raise CheckpointError(f"the tokenizer has {len(tok)} tokens but the parent model's vocabulary is "
                               f"{model.cfg.vocab_size}; use the parent's own tokenizer (finetune.tokenizer)")
@@ -384,3 +398,67 @@ def write_final(out: Path, ckpt: Path) -> Path:
         write_train_state(tmp, merged)
         write_stage_manifest(tmp, "finetune-final", {"step": state.step})
     return final
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+def _stage_data(stage: Path, mode: str, cfg: ModeConfig, tok) -> Prepared:
+    """The examples a stage trained on, from its data/ folder (train.jsonl, val.jsonl: normalised, deduplicated,
+    decontaminated and split), encoded again with the stage's tokenizer and config."""
+    import json
+
+    from moxin.finetune import data as fd
+    from moxin.finetune.prepare import encode
+    from moxin.provenance import verify_manifest
+
+    folder = stage / "data"
+    problems = verify_manifest(folder)
+    if problems:
+        raise CheckpointError(f"cannot re-run {stage.name}: its data folder fails its check ({problems[0]})")
+    sets = []
+    for split in ("train", "val"):
+        rows = [json.loads(x) for x in (folder / f"{split}.jsonl").read_text("utf-8").splitlines() if x.strip()]
+        sets.append([encode(r, mode, tok, cfg) for r in rows])
+    return Prepared(sets[0], sets[1], fd.Ledger(), manifest_path=folder / "manifest.json")
+
+
+def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: Path,
+                    log: Log = lambda m: None) -> dict[int, float]:
+    """Re-run a fine-tuning stage from its checkpoint `start` to step `to_step` into `out` (one plain process),
+    with the config, seed, tokenizer and data the stage recorded; `parent` is the stage's parent model (its
+    weights seed a LoRA model, DPO's reference log-probs and GRPO's reference). Returns the per-step losses;
+    the checkpoint lands in `out/checkpoints/`."""
+    import shutil
+
+    from moxin.config import from_dict
+    from moxin.finetune.config import FinetuneConfig
+    from moxin.interop.tokenizer import load_tokenizer
+    from moxin.parallel import Dist
+    from moxin.train.trainer import Checkpointing, Trainer
+
+    state = lin.read_state(start)
+    config = state.get("config") or {}
+    mode = config.get("mode")
+    if mode not in lin.MODES:
+        raise CheckpointError(f"{start}/train_state.json records no fine-tuning mode (config.mode = {mode!r})")
+    fcfg = from_dict(FinetuneConfig, {**config.get("finetune", {}), mode: config[mode]},
+                     f"{start}/train_state.json", prefix="finetune.")
+    cfg, seed = fcfg.mode(mode), int(config.get("seed", 0))
+    tok = load_tokenizer(stage / "tokenizer")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    prep = _stage_data(stage, mode, cfg, tok)
+    if (stage / "reference_logps.safetensors").is_file():  # DPO: the cache is reused when parent and data match
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(stage / "reference_logps.safetensors", out / "reference_logps.safetensors")
+    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent), lin.parent_record(Path(parent)))
+    torch.manual_seed(seed)
+    model, task, batches, _, _ = build(ctx, tok, prep, seed, Dist(), log, progress=False)
+    steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else
+                        len(batches.packed.input_ids), mode)
+    checkpointing = Checkpointing(out / "checkpoints", _model_cfg(model), seed, stage / "tokenizer",
+                                  {k: state[k] for k in ("kind", "mode", "config") if k in state},
+                                  state.get("lineage") or {})
+    trainer = Trainer(model, task, batches, cfg, plan(cfg, steps, mode), checkpointing, dist=Dist(), log=log)
+    trainer.resume(start)
+    trainer.fit(until=to_step)
+    return dict(trainer.losses)

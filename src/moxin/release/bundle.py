@@ -104,12 +104,25 @@ def release_config(recipe: dict[str, Any], where: str, overrides: list[str] | No
     return from_dict(ReleaseConfig, data["release"], where, prefix="release.")
 
 
+def refuse_sharded(run: Path) -> None:
+    """A release holds single-file checkpoints only: sharded (DCP) ones, which have no model/ folder, would be
+    left out of the listing, the MOF audit and verify. Refuse, naming them and the command that consolidates."""
+    from moxin.train.ckpt_commands import sharded_checkpoints
+
+    found = sharded_checkpoints(run)
+    if found:
+        names = ", ".join(p.relative_to(run).as_posix() for p in found[:5]) + (" ..." if len(found) > 5 else "")
+        raise ReleaseError(f"{len(found)} sharded checkpoint(s) in {run} have no model/ folder ({names}); run "
+                           f"`moxin checkpoint consolidate {run}` first, then release again")
+
+
 def copy_stages(run: Path, cks: list[Checkpoint], final: Checkpoint, out: Path, cfg: ReleaseConfig,
                 cp: Copier) -> list[str]:
     """Each stage folder as in the run (checkpoints/, metrics.jsonl, run.json, plots, a fine-tune's data/ and
     tokenizer/), with all checkpoints or only the final one; returns the files left out on purpose."""
     from moxin.layout import RunLayout
 
+    refuse_sharded(run)
     dropped = {c.path.resolve() for c in cks if not cfg.intermediate_checkpoints and c is not final}
     omitted = sorted(f"{c.path.relative_to(run).as_posix()}/optimizer.safetensors" for c in cks
                      if c.path.resolve() not in dropped and not cfg.optimizer_state
@@ -467,6 +480,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
         raise ReleaseError(f"run folder not found: {run}; give the run's output folder (<run.out_dir>/<run.name>)")
     if out.exists():
         raise ReleaseError(f"output {out} already exists; choose a new folder or remove it")
+    refuse_sharded(run)  # before listing: all_checkpoints does not see them
     cks = all_checkpoints(run)
     final = final_checkpoint(cks)
     if recipe_path is not None:

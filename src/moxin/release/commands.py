@@ -99,26 +99,32 @@ def mof_check(out: Path, require: str | None = None) -> None:
 
 
 def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
-           digest: str | None = None, key: Path | None = None) -> None:
+           digest: str | None = None, key: Path | None = None, rebuild: bool = False) -> None:
     """Verify a release: checksums, MOF class, manifests, every derived file against the chain, and optionally the
-    published digest, the signature and re-run training. See docs/VERIFY.md for what each check protects against.
+    published digest, the signature, re-run training and a whole rebuild. See docs/VERIFY.md for what each check
+    protects against.
 
     Args:
         out: a release folder written by `moxin release`
-        reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights
+        reproduce: K..M (checkpoint steps): re-run pretraining from checkpoint K to M and compare the weights;
+            STAGE:K..M for another training stage, e.g. finetune/sft:30..60
         tolerance: max |weight difference| accepted (default: 0, bitwise, on CPU; 1e-5 on GPU)
         progress: show a progress bar while hashing
         digest: the release digest the producer published (SHA-256 of SHA256SUMS): fail unless the release has it
         key: the producer's Ed25519 public key (PEM or OpenSSH .pub): fail unless SHA256SUMS.sig is its signature
+        rebuild: rebuild the whole release from its own code/, config/recipe.toml and raw data in a temporary
+            folder, and compare the release digest (the SHA-256 of SHA256SUMS)
     """
     from moxin.release.signing import release_digest
     from moxin.release.stage import run_verify
 
     t0 = time.perf_counter()
-    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key)
+    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key,
+                     rebuild=rebuild)
     have = release_digest(Path(out)) if (Path(out) / "SHA256SUMS").is_file() else "none (no SHA256SUMS)"
     print(f"release digest (SHA-256 of SHA256SUMS): {have}"
           + ("" if digest else "; compare it with the one the producer published (--digest)"))
     if not res.ok:
         raise ReleaseError(res.reason)
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
+

@@ -40,13 +40,17 @@ def reproduce_range(layout: RunLayout, wanted: str | None = None) -> str | None:
 
 def run_verify(release: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
                log: Callable[[str], None] = print, digest: str | None = None,
-               key: Path | None = None) -> StageResult:
+               key: Path | None = None, rebuild: bool = False) -> StageResult:
     """Verify a release (checksums, MOF class, manifests, the chain of derived files; the published `digest` and
-    the `key`'s signature when given; re-run training over `reproduce` K..M). Logs one line per check and its
-    problems; `failed` names the first problem (and how many more)."""
+    the `key`'s signature when given; re-run training over `reproduce` K..M; rebuild the whole release when
+    `rebuild`). Logs one line per check and its problems; `failed` names the first problem (and how many more)."""
     from moxin.release.verify import verify_release
 
     checks = verify_release(Path(release), reproduce, tolerance, progress=progress, digest=digest, key=key)
+    if rebuild:
+        from moxin.release.rebuild import check_rebuild
+
+        checks.append(check_rebuild(Path(release)))
     for c in checks:
         log(f"{c.status} {c.name}: {c.summary}")
         for p in c.problems[:20]:

@@ -195,32 +195,62 @@ def reproducer() -> Callable[..., Any]:
     return reproduce
 
 
+def parse_stage(span: str) -> tuple[str, str]:
+    """'finetune/sft:30..60' → ('finetune/sft', '30..60'); a plain 'K..M' is pretraining."""
+    from moxin.layout import STAGE_RE
+
+    stage, sep, rest = (span or "").rpartition(":")
+    if not sep:
+        return "pretrain", span
+    if not STAGE_RE.match(stage.strip()):
+        raise ReleaseError(f"--reproduce {span!r}: the stage before ':' must be pretrain or finetune/<name> "
+                           f"(e.g. --reproduce finetune/sft:30..60)")
+    return stage.strip(), rest
+
+
 def check_reproduce(root: Path, span: str, tolerance: float | None = None) -> Check:
-    """Re-run pretraining K..M from the release's own checkpoints and data; compare with checkpoint M."""
+    """Re-run a training stage K..M from the release's own checkpoints and data; compare with checkpoint M."""
+    import math
+
     import torch
 
+    from moxin.layout import RunLayout
+
     c = Check("reproduce")
-    steps = [ck.step for ck in all_checkpoints(root) if ck.stage == "pretrain"]
-    k, m = parse_span(span, steps)
+    stage, steps_text = parse_stage(span)
+    layout = RunLayout(root)
+    steps = [ck.step for ck in layout.checkpoints(stage)] if stage in layout.training_stages() else []
+    k, m = parse_span(steps_text, steps)
     for s in (k, m):
         if s not in steps:
-            raise ReleaseError(f"--reproduce {span}: no pretrain checkpoint at step {s} in {root} (have {steps})")
-    start = root / "pretrain" / "checkpoints" / f"step-{k:08d}"
+            raise ReleaseError(f"--reproduce {span}: no {stage} checkpoint at step {s} in {root} (have {steps})")
+    start = layout.checkpoint(stage, k)
     if not (start / "optimizer.safetensors").is_file():
         raise ReleaseError(f"--reproduce {span}: {start.relative_to(root)} has no optimizer.safetensors (released "
                            "with release.optimizer_state = false?); re-running training needs the optimizer state")
-    result = reproducer()(root, k, m, data_dir=root / "data")
-    target = f"pretrain/checkpoints/step-{m:08d}"
+    if stage == "pretrain":
+        result = reproducer()(root, k, m, data_dir=root / "data")
+    else:
+        from moxin.train.reproduce import reproduce_stage
+
+        result = reproduce_stage(root, stage, k, m, data_dir=root / "data")
+    target = layout.rel(layout.checkpoint(stage, m))
     tol = 0.0 if tolerance is None and not torch.cuda.is_available() else (tolerance if tolerance is not None else 1e-5)
     diff = float(result.max_abs_diff)
-    if not math.isfinite(diff) or diff > tol:  # nan > tol is False: a non-finite difference is a mismatch
+    nonfinite = list(getattr(result, "nonfinite", []) or [])
+    if nonfinite:
+        c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives non-finite values "
+                          f"({', '.join(nonfinite[:5])})")
+    elif diff > tol or not math.isfinite(diff):
         what = "not bitwise equal" if tol == 0.0 else f"beyond tolerance {tol:g}"
         what = f"{what}, or not finite" if not math.isfinite(diff) else what
         c.problems.append(f"checkpoint {target}: re-running steps {k}..{m} gives weights {what} "
                           f"(max |difference| {diff:.3e})")
     c.problems += _loss_problems(result, target, k, m)
     loss = f", max loss difference {result.max_loss_diff:.3e}" if result.max_loss_diff is not None else ""
-    c.summary = (f"steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}") + loss)
+    where = "" if stage == "pretrain" else f"{stage} "
+    c.summary = (f"{where}steps {k}..{m}: " + ("bitwise identical" if diff == 0.0 else f"max |difference| {diff:.3e}")
+                 + loss)
     return c
 
 
