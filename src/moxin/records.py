@@ -227,8 +227,8 @@ def _verified_manifest_sha(folder: Path) -> str:
     problems = verify_manifest(folder)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CheckpointError(f"{folder} fails its manifest: {problems[0]}{more}; it changed after it was written: "
-                              f"restore it or re-create it")
+        raise CheckpointError(f"{folder} fails its manifest.json: {problems[0]}{more}; it fails its SHA-256 check "
+                              f"because it changed after it was written: restore it or re-create it")
     return sha256_file(folder / MANIFEST_NAME)
 
 

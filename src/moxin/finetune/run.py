@@ -285,7 +285,10 @@ def plan(cfg: ModeConfig, steps: int, mode: str):
 def lineage_record(ctx: Context, prep: Prepared, lora: dict | None) -> dict[str, Any]:
     from moxin.provenance import code_version, sha256_file
 
-    src = ctx.recipe.source_path
+    # The run's resolved recipe (written by `moxin build`) when present: its bytes depend on the recipe's content
+    # only, not on the file's name or folder, so a rebuild from a release's config/recipe.toml records the same.
+    src = RunLayout(ctx.run_dir).recipe_file
+    src = src if src.is_file() else ctx.recipe.source_path
     return {"base": ctx.parent, "lora": lora, "code": code_version(),
             "recipe": {"name": src.name if src else "", "sha256": sha256_file(src) if src and src.is_file() else None},
             "data": {"manifest": _rel(ctx, prep.manifest_path), "sha256": prep.manifest_sha256,
@@ -435,7 +438,7 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
     from moxin.parallel import Dist
     from moxin.train.trainer import Checkpointing, Trainer
 
-    state = lin.read_state(start)
+    state = lin.read_state(start).to_dict()
     config = state.get("config") or {}
     mode = config.get("mode")
     if mode not in lin.MODES:
@@ -450,7 +453,8 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
     if (stage / "reference_logps.safetensors").is_file():  # DPO: the cache is reused when parent and data match
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(stage / "reference_logps.safetensors", out / "reference_logps.safetensors")
-    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent), lin.parent_record(Path(parent)))
+    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent),
+                  lin.parent_record(Path(parent), stage.parent.parent))
     torch.manual_seed(seed)
     model, task, batches, _, _ = build(ctx, tok, prep, seed, Dist(), log, progress=False)
     steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else

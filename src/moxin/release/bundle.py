@@ -532,7 +532,9 @@ def write_config(out: Path, recipe: dict[str, Any], where: str) -> None:
     from moxin.config import to_toml
 
     if where.endswith(".toml") and recipe:
-        atomic_write_text(out / "config" / "recipe.toml", f"# recipe: {Path(where).name}\n" + to_toml(recipe))
+        # The header names no file: the release's bytes must not depend on what the recipe file was called.
+        atomic_write_text(out / "config" / "recipe.toml", "# the resolved recipe this release was built with\n"
+                          + to_toml(recipe))
     elif recipe:
         atomic_write_text(out / "config" / "run.json", json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 

@@ -115,7 +115,9 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
 
 
 def _span_dirs(root: Path, what: str, from_step: int, to_step: int) -> tuple[Path, Path]:
-    start, target = ckpt.step_dir(root, from_step), ckpt.step_dir(root, to_step)
+    from moxin.layout import checkpoint_name
+
+    start, target = root / checkpoint_name(from_step), root / checkpoint_name(to_step)
     for p in (start, target):
         if not p.is_dir():
             have = ", ".join(str(s) for s, _ in ckpt.list_checkpoints(root))
@@ -131,6 +133,7 @@ def find_parent(run: Path, start: Path) -> Path:
     (or release's) checkpoints, else at its recorded path when that still has the recorded hash."""
     from moxin.finetune import lineage as lin
     from moxin.layout import RunLayout
+    from moxin.records import recorded_path
 
     base = (ckpt.read_state(start).get("lineage") or {}).get("base") or {}
     want = base.get("sha256")
@@ -140,8 +143,8 @@ def find_parent(run: Path, start: Path) -> Path:
     for cand in sorted((run / "finetune").glob("*/final")):  # a LoRA stage's merged result
         if want and (cand / "manifest.json").is_file() and ckpt.checkpoint_sha(cand) == want:
             return cand
-    if base.get("path") and want and lin.current_sha(base) == want:
-        return Path(base["path"])
+    if base.get("path") and want and lin.current_sha(base, run) == want:  # run-relative, or as the recipe wrote it
+        return recorded_path(base["path"], run)
     raise CheckpointError(f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
                           f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights")
 
