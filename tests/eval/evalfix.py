@@ -45,15 +45,15 @@ def tiny_cfg(window: int | None = 16):
 
 
 def write_checkpoint(folder: Path, model, tokenizer_dir: Path, step: int, tokens_seen: int) -> Path:
-    """A checkpoint as the trainer writes it: model/, tokenizer/, train_state.json, manifest.json."""
-    from moxin.interop.native import save_model
-    from moxin.provenance import atomic_dir, atomic_write_json, write_manifest
+    """A checkpoint written as the trainer writes one (moxin.train.checkpoint.save_checkpoint): model/, tokenizer/,
+    optimizer.safetensors, train_state.json, manifest.json. `folder` is <root>/step-XXXXXXXX."""
+    import torch
 
-    with atomic_dir(folder) as tmp:
-        save_model(model, tmp / "model")
-        shutil.copytree(tokenizer_dir, tmp / "tokenizer")
-        atomic_write_json(tmp / "train_state.json", {"step": step, "tokens_seen": tokens_seen, "phase": 0})
-        write_manifest(tmp, {"kind": "checkpoint", "step": step})
+    from moxin.train.checkpoint import save_checkpoint
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    state = {"step": step, "tokens_seen": tokens_seen, "phase": "0", "data": {"fingerprint": "0" * 64}}
+    assert save_checkpoint(Path(folder).parent, step, model, opt, model.cfg, state, tokenizer_dir) == Path(folder)
     return folder
 
 

@@ -81,7 +81,8 @@ def test_dpo_raises_held_out_margin_and_keeps_the_reference(chain):
     run = _run(chain, "dpo")
     assert run["before"]["val_reward_margin"] == pytest.approx(0.0, abs=1e-6)  # policy = reference at the start
     assert run["after"]["val_reward_margin"] > 0.05 and run["after"]["val_loss"] < run["before"]["val_loss"]
-    parent = Path(run["parent"]["path"])
+    assert run["parent"]["path"] == f"finetune/sft/checkpoints/step-{SFT_STEPS:08d}"  # relative to the run folder
+    parent = chain.parent / run["parent"]["path"]
     assert parent.parent.parent.name == "sft" and verify_manifest(parent) == []  # the SFT checkpoint is untouched
     # the cached reference log-probs are exactly what the (unchanged) parent computes now
     cache = read_safetensors(chain / "dpo" / "reference_logps.safetensors")
@@ -120,7 +121,7 @@ def test_lineage_flags_a_changed_parent(tmp_path, chain):
     src = chain / "dpo" / "checkpoints" / f"step-{DPO_STEPS:08d}"
     state = json.loads((src / "train_state.json").read_text())
     fake_parent = tmp_path / "parent"
-    shutil.copytree(Path(state["lineage"]["base"]["path"]), fake_parent)
+    shutil.copytree(chain.parent / state["lineage"]["base"]["path"], fake_parent)  # run-relative
     (fake_parent / "manifest.json").write_text((fake_parent / "manifest.json").read_text() + " ")
     state["lineage"]["base"]["path"] = str(fake_parent)
     child = tmp_path / "child"

@@ -62,25 +62,14 @@ def _data(folder: Path, tok) -> str:
 
 
 def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str, tok_dir: Path, lineage: dict) -> None:
-    import torch
+    """A fine-tuning checkpoint written the way the trainer writes one (moxin.train.checkpoint.save_checkpoint)."""
+    from moxin.train.checkpoint import save_checkpoint
 
-    from moxin.interop.native import save_model
-    from moxin.interop.safetensors_io import write_safetensors
-    from moxin.provenance import atomic_dir, atomic_write_json, write_manifest
-
-    flat = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            flat[f"state.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    with atomic_dir(path) as tmp:
-        save_model(model, tmp / "model")
-        shutil.copytree(tok_dir, tmp / "tokenizer")
-        write_safetensors(tmp / "optimizer.safetensors", flat)
-        atomic_write_json(tmp / "train_state.json", {
-            "step": step, "phase": stage, "tokens_seen": step * 2 * 16, "data_position": {"step": step},
-            "rng": {"torch": 1234 + step}, "data": {"fingerprint": fingerprint}, "config": {"lr": 0.01},
-            "lineage": lineage})
-        write_manifest(tmp, {"kind": "checkpoint", "stage": stage, "step": step})
+    state = {"step": step, "kind": "finetune", "mode": stage.split("/")[-1], "phase": stage,
+             "tokens_seen": step * 2 * 16, "seed": 99, "data": {"fingerprint": fingerprint,
+                                                                "position": {"next_step": step}},
+             "config": {"lr": 0.01}, "lineage": lineage}
+    assert save_checkpoint(path.parent, step, model, opt, model.cfg, state, tok_dir) == path
 
 
 def _train(model, opt, steps: int, seed: int) -> list[float]:
@@ -162,8 +151,9 @@ def _sft(run: Path, fp: str) -> Path:
     sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
     path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
     # moxin.finetune's lineage: the base checkpoint by hash, and the fine-tuning data sets with their licences.
-    lineage = {"base": {"kind": "checkpoint", "path": str(base), "sha256": sha256_file(base / "manifest.json")},
-               "data": {"manifest": str(run / "finetune" / "sft" / "data" / "manifest.json"), "sha256": None,
+    lineage = {"base": {"kind": "checkpoint", "path": base.relative_to(run).as_posix(),
+                        "sha256": sha256_file(base / "manifest.json")},
+               "data": {"manifest": "finetune/sft/data/manifest.json", "sha256": None,
                         "datasets": [{"name": "rasbt_instruction_data", "license": "Apache-2.0",
                                       "path": "../shared/data/rasbt_instruction_data", "sha256": None, "kept": 1100}]}}
     _checkpoint(path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", lineage)
@@ -184,7 +174,7 @@ def make_run(root: Path, eval_data: Path | None) -> Path:
     for path, stage, acc, stereo in ((last, "pretrain", 0.2632, 0.5523), (sft_path, "finetune/sft", 0.2807, 0.5461)):
         sha = sha256_file(path / "manifest.json")
         step = int(path.name.split("-")[1])
-        model = {"path": str(path), "sha256": sha, "kind": "checkpoint", "step": step, "stage": stage}
+        model = {"path": path.relative_to(run).as_posix(), "sha256": sha, "kind": "checkpoint", "step": step, "stage": stage}
         for task, metrics, files in (
                 ("arc_easy", {"acc": acc, "acc_norm": acc + 0.01}, ["arc/ARC-Easy-Dev.jsonl"]),
                 ("crows_pairs_english", {"pct_stereotype": stereo}, [])):

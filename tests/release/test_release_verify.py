@@ -174,7 +174,7 @@ def test_release_without_data_is_refused_naming_what_is_missing(tiny_run, tmp_pa
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("data"))
     info = json.loads((run / "pretrain" / "run.json").read_text())
-    assert Path(info["data_dir"]) == tiny_run / "data"  # recorded by the trainer: used when <run>/data is absent
+    assert info["data_dir"] == "data"  # recorded by the trainer relative to the run folder, never absolutely
     info["data_dir"] = str(tmp_path / "gone")
     (run / "pretrain" / "run.json").write_text(json.dumps(info))
     code, _, err = run_cli("release", str(run), str(tmp_path / "out"))

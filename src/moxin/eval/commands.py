@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from moxin.errors import EvalError
-from moxin.layout import RunLayout, run_of
+from moxin.layout import RunLayout
+from moxin.records import run_root
 from moxin.stage import StageResult
 
 # Evaluation is many small forward passes; on a shared CPU, OpenMP's spinning threads wait out each other's time
@@ -70,7 +71,7 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     run = target if identity.is_run(target) else None
     if all_checkpoints and run is None:
         raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
-    home = run or run_of(target)
+    home = run or run_root(target)
     out_dir = out or (RunLayout(home).eval if home else Path.cwd() / "moxin-eval")
     if run is not None:
         evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir)
@@ -82,7 +83,7 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
 def evaluate_checkpoints(layout: RunLayout, all_checkpoints: bool, s, out_dir: Path) -> None:
     """Evaluate a run's latest checkpoint, or every one, with settings `s`; write the table and plots."""
     from moxin.eval import identity
-    from moxin.eval.report import write_plots, write_tables
+    from moxin.eval.report import write_manifest, write_plots, write_tables
     from moxin.eval.runner import evaluate
 
     ckpts = identity.checkpoints_of(layout.root)
@@ -94,6 +95,7 @@ def evaluate_checkpoints(layout: RunLayout, all_checkpoints: bool, s, out_dir: P
         computed += n
     csv_path, md_path = write_tables(out_dir, everything)
     plots = write_plots(out_dir, everything)
+    write_manifest(out_dir)
     _summary(everything, computed, out_dir)
     print(f"checkpoints: {len(ckpts)}; table: {csv_path}, {md_path}; plots: {len(plots)} in {out_dir / 'plots'}")
 

@@ -66,6 +66,15 @@ def write_tables(out: Path, results: list[dict[str, Any]]) -> tuple[Path, Path]:
     return out / "table.csv", out / "table.md"
 
 
+def write_manifest(out: Path) -> Path:
+    """`eval/manifest.json` (moxin.records.StageManifest): the SHA-256 of every result file and of the tables."""
+    from moxin.records import write_stage_manifest
+
+    results = sorted(p.relative_to(out).as_posix() for p in (out / "results").glob("*.json"))
+    write_stage_manifest(out, "eval", {"results": len(results)}, include=(*results, "table.csv", "table.md"))
+    return out / "manifest.json"
+
+
 def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     """One PNG per table column: the metric against tokens seen (step when tokens_seen is unknown)."""
     import matplotlib

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
 
     entry = _tm(s).task_index.get(p.lm_eval_task)  # public: name → Entry(cfg, yaml_path, ...)
     yaml_cfg = _portable(getattr(entry, "cfg", None), getattr(entry, "yaml_path", None))
+    roots = _include_roots(s)
     data_files = {}
     if p.source == "local" and p.spec and p.spec.data:
         from moxin.eval.local_data import data_file
@@ -106,8 +108,8 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
             data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
         data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
     elif yaml_cfg:
-        data_files = _yaml_data_files(yaml_cfg)
-    return {"task": p.lm_eval_task, "yaml": yaml_cfg, "source": p.source, "data_files": data_files,
+        data_files = _relocate(_yaml_data_files(yaml_cfg), roots)
+    return {"task": p.lm_eval_task, "yaml": _relocate(yaml_cfg, roots), "source": p.source, "data_files": data_files,
             "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
             "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
             "lm_eval_version": lm_eval.__version__, "bootstrap_iters": BOOTSTRAP_ITERS, "result_version": RESULT_VERSION}
@@ -129,6 +131,38 @@ def _portable(cfg: Any, yaml_path: Any) -> Any:
     prefix = str(Path(yaml_path).resolve().parent) + "/" if yaml_path else "\0"
     text = json.dumps(cfg, sort_keys=True, default=str).replace(prefix, "")
     return json.loads(text)
+
+
+def _include_roots(s: Settings) -> list[tuple[str, str]]:
+    """(absolute prefix, portable prefix) pairs for what a result records: each --include-path folder (and its
+    mirror, see moxin.eval.includes) becomes `<folder name>/` (for a run's selfdata/ that is the path relative to
+    the run) and the evaluation data folder its name, so that no result holds an absolute path."""
+    from moxin.eval.includes import mirror
+
+    out = []
+    for f in s.include_path:
+        folder = Path(f).expanduser().resolve()
+        out += [(str(mirror(folder)) + "/", folder.name + "/"), (str(folder) + "/", folder.name + "/")]
+    if s.data_dir is not None:
+        out.append((str(Path(s.data_dir).resolve()), Path(s.data_dir).resolve().name))
+    return out
+
+
+def _relocate(cfg: Any, roots: list[tuple[str, str]]) -> Any:
+    if cfg is None or not roots:
+        return cfg
+    text = json.dumps(cfg, sort_keys=True, default=str)
+    for absolute, portable in roots:
+        text = text.replace(json.dumps(absolute)[1:-1], json.dumps(portable)[1:-1])
+    return json.loads(text)
+
+
+def _stable(cfg: Any) -> Any:
+    """lm-eval's config with the memory addresses of its functions (`<function f at 0x7f...>`) left out: they
+    differ in every process, and a result's bytes must not."""
+    if cfg is None:
+        return None
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+>", ">", json.dumps(cfg, sort_keys=True, default=str)))
 
 
 def result_path(out: Path, model: ModelRef, config_hash: str) -> Path:
@@ -211,7 +245,8 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
         "batch_size": s.batch_size, "dtype": s.dtype, "seed": s.seed, "apply_chat_template": s.apply_chat_template,
         "limit": s.limit, "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
         "time_s": round(seconds, 3), "metrics": metrics, "stderr": stderr,
-        "lm_eval_config": out.get("configs", {}).get(p.lm_eval_task), "environment": environment(),
+        "lm_eval_config": _stable(_relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s))),
+        "environment": environment(),
         "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -293,7 +293,7 @@ def load_dataset(cfg: DatasetConfig, mode: str, resolve: Callable[[str], Path], 
     if not path.is_file():
         raise DataError(f"finetune data file not found: {path} (path {cfg.path!r}); fix the path")
     name = cfg.name or re.sub(r"(\.jsonl|\.json)?$", "", strip_compression(path.name))
-    count = ledger.add(DatasetCount(name, str(path), cfg.license, sha256=sha256_file(path)))
+    count = ledger.add(DatasetCount(name, cfg.path, cfg.license, sha256=sha256_file(path)))  # as written + SHA
     fmt: str | None = None if cfg.format == "auto" else cfg.format
     out = []
     for where, rec in read_records(path, count):

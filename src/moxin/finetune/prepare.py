@@ -21,6 +21,7 @@ from moxin.errors import DataError
 from moxin.finetune import data as fd
 from moxin.finetune.config import EvalSetConfig, FinetuneConfig, ModeConfig
 from moxin.finetune.template import encode_chat, encode_prompt, fit_length, shift_labels
+from moxin.provenance import sha256_file
 
 
 @dataclass
@@ -101,8 +102,10 @@ def decontaminate(examples: list[dict], sets: list[EvalSetConfig], n: int, resol
     for s in sets:
         idx, impl = make_index(dataclasses.replace(s, path=str(resolve(s.path))), n)
         indexes.append(idx)
+    # Eval sets are named as written in the recipe, with the SHA-256 of a single file (never an absolute path).
     report = {"ngram": n, "implementation": impl,
-              "eval_sets": [{"name": i.name, "path": str(resolve(s.path)), "items": i.items, "matched": 0}
+              "eval_sets": [{"name": i.name, "path": s.path, "items": i.items, "matched": 0,
+                             "sha256": sha256_file(resolve(s.path)) if resolve(s.path).is_file() else None}
                             for i, s in zip(indexes, sets)]}
     kept = []
     for ex in examples:
@@ -177,7 +180,7 @@ def prepare(fcfg: FinetuneConfig, mode: str, tok: Any, resolve: Callable[[str], 
 def _write(prep: Prepared, folder: Path, mode: str, seed: int, decon: dict, train: list, val: list,
            cfg: ModeConfig) -> None:
     from moxin.config import to_dict
-    from moxin.provenance import atomic_dir, code_version, sha256_file, write_manifest
+    from moxin.provenance import atomic_dir, code_version, write_manifest
 
     def jsonl(rows: list[dict]) -> str:
         return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
@@ -190,7 +193,7 @@ def _write(prep: Prepared, folder: Path, mode: str, seed: int, decon: dict, trai
                 "decontamination": decon, "splits": {"train": len(train), "val": len(val)},
                 "config": {"data": to_dict(cfg.data), "seq_len": cfg.seq_len, "too_long": cfg.too_long,
                            "val_fraction": cfg.val_fraction, "val_max": cfg.val_max},
-                "code_version": code_version()}
+                "code": code_version()}
         prep.manifest = write_manifest(tmp, info)
     prep.manifest_path = folder / "manifest.json"
     prep.manifest_sha256 = sha256_file(prep.manifest_path)

@@ -26,9 +26,12 @@ from moxin.finetune.config import ModeConfig
 from moxin.finetune.lora import apply_lora, load_lora_weights
 from moxin.finetune.prepare import Prepared, prepare
 from moxin.finetune.template import end_of_turn_id, ensure_chat_template, pack, pad_rows
+from moxin.layout import RunLayout, finetune_names
 from moxin.recipe import Recipe
+from moxin.records import write_stage_manifest
 
 Log = Callable[[str], None]
+_STAGE_FILES = ("run.json", "metrics.jsonl")  # the stage's manifest; checkpoints, data/, tokenizer/ have their own
 
 
 @dataclass
@@ -45,12 +48,14 @@ class Context:
 def context(recipe: Recipe, mode: str) -> Context:
     fcfg = recipe.finetune
     cfg = fcfg.mode(mode)
-    run_dir = Path(recipe.run.out_dir).expanduser().resolve() / recipe.run.name
-    names = {m: (fcfg.mode(m).name or m) for m in lin.MODES}
+    run = RunLayout.from_recipe(recipe)
+    names = finetune_names(fcfg)
     key = f"finetune.{mode}.parent" if cfg.parent else "finetune.parent"
-    parent_path = lin.resolve_parent(cfg.parent or fcfg.parent, run_dir, recipe.resolve_path, names, key)
-    return Context(recipe, mode, cfg, run_dir, run_dir / "finetune" / names[mode], parent_path,
-                   lin.parent_record(parent_path, fcfg.parent_license))
+    spec = cfg.parent or fcfg.parent
+    parent_path = lin.resolve_parent(spec, run.root, recipe.resolve_path, names, key)
+    written = None if spec == "pretrain" or spec in lin.MODES else spec  # an outside parent: as the recipe says
+    return Context(recipe, mode, cfg, run.root, run.finetune(names[mode]), parent_path,
+                   lin.parent_record(parent_path, run.root, fcfg.parent_license, written))
 
 
 def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
@@ -60,6 +65,11 @@ def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
         return Path(p.replace("{run}", str(run_dir))) if "{run}" in p else recipe.resolve_path(p)
 
     return resolve
+
+
+def _rel(ctx: Context, path: Path | None) -> str | None:
+    """A path as records hold it: relative to the run folder (moxin.layout.RunLayout.rel)."""
+    return RunLayout(ctx.run_dir).rel(path) if path is not None else None
 
 
 # ------------------------------------------------------------------------------------------------ parent
@@ -75,9 +85,8 @@ def load_parent_verified(path: Path) -> tuple[nn.Module, str | None]:
     from moxin.interop import load_verified
     from moxin.interop.native import read_verified
 
-    state = Path(path) / "train_state.json"
-    if state.is_file():
-        lora = (lin.read_state(path).get("lineage") or {}).get("lora")
+    if (Path(path) / lin.STATE_NAME).is_file():
+        lora = lin.read_state(path).lineage.lora
         if lora:
             _, sd, sealed = read_verified(Path(path) / "model")
             return load_lora_weights(Path(path) / "model", lora, sd=sd), sealed.sha256 if sealed else None
@@ -98,11 +107,11 @@ def load_tok(ctx: Context, log: Log):
 
 
 def save_tokenizer(tok, folder: Path) -> None:
-    from moxin.provenance import atomic_dir, write_manifest
+    from moxin.provenance import atomic_dir
 
     with atomic_dir(folder, overwrite=True) as tmp:
         tok.save_pretrained(tmp)
-        write_manifest(tmp, {"stage": "finetune-tokenizer", "chat_template": tok.chat_template})
+        write_stage_manifest(tmp, "finetune-tokenizer", {"chat_template": tok.chat_template})
 
 
 # ------------------------------------------------------------------------------------------------ per mode
@@ -276,10 +285,13 @@ def plan(cfg: ModeConfig, steps: int, mode: str):
 def lineage_record(ctx: Context, prep: Prepared, lora: dict | None) -> dict[str, Any]:
     from moxin.provenance import code_version, sha256_file
 
-    src = ctx.recipe.source_path
+    # The run's resolved recipe (written by `moxin build`) when present: its bytes depend on the recipe's content
+    # only, not on the file's name or folder, so a rebuild from a release's config/recipe.toml records the same.
+    src = RunLayout(ctx.run_dir).recipe_file
+    src = src if src.is_file() else ctx.recipe.source_path
     return {"base": ctx.parent, "lora": lora, "code": code_version(),
-            "recipe": {"path": str(src) if src else None, "sha256": sha256_file(src) if src and src.is_file() else None},
-            "data": {"manifest": str(prep.manifest_path), "sha256": prep.manifest_sha256,
+            "recipe": {"name": src.name if src else "", "sha256": sha256_file(src) if src and src.is_file() else None},
+            "data": {"manifest": _rel(ctx, prep.manifest_path), "sha256": prep.manifest_sha256,
                      "datasets": [{k: c.as_dict()[k] for k in ("name", "license", "path", "sha256", "kept")}
                                   for c in prep.ledger.sets.values()]}}
 
@@ -334,12 +346,15 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
     final = None
     if status == "done" and lora and dist.is_main:
         final = write_final(ctx.out, trainer.last_checkpoint)
-    summary.update({"status": status, "steps": steps, "parent": ctx.parent, "data_manifest": str(prep.manifest_path),
+    summary.update({"status": status, "steps": steps, "parent": ctx.parent,
+                    "data_manifest": _rel(ctx, prep.manifest_path),
                     "examples": {"train": len(prep.train), "val": len(prep.val)}, "lora": lora,
-                    "last_checkpoint": str(trainer.last_checkpoint) if trainer.last_checkpoint else None,
-                    "final": str(final) if final else None, "environment": environment()})
+                    "last_checkpoint": _rel(ctx, trainer.last_checkpoint), "final": _rel(ctx, final),
+                    "environment": environment()})
     if dist.is_main:
         atomic_write_json(ctx.out / "run.json", summary)
+        write_stage_manifest(ctx.out, f"finetune/{ctx.out.name}", {"mode": mode, "status": status},
+                             include=_STAGE_FILES)
     return summary
 
 
@@ -360,25 +375,31 @@ def _read_summary(out: Path) -> dict[str, Any]:
 
 def write_final(out: Path, ckpt: Path) -> Path:
     """The LoRA run's result as a plain model: final/ = merged model/, tokenizer/, train_state.json, manifest."""
-    import json
+    import dataclasses
     import shutil
 
     from moxin.interop.native import save_model
-    from moxin.provenance import atomic_dir, code_version, sha256_file, write_manifest
+    from moxin.provenance import atomic_dir, sha256_file
+    from moxin.records import ModelRecord, run_root, write_train_state
 
     state = lin.read_state(ckpt)
-    model = load_lora_weights(ckpt / "model", state["lineage"]["lora"])
+    if not state.lineage.lora:
+        raise CheckpointError(f"{ckpt / lin.STATE_NAME} records no lineage.lora; only a LoRA checkpoint has a merged "
+                              f"final/ model")
+    model = load_lora_weights(ckpt / "model", state.lineage.lora)
     final = out / "final"
+    home = run_root(ckpt)
+    rel = RunLayout(home).rel(ckpt) if home is not None else ckpt.name
     with atomic_dir(final, overwrite=True) as tmp:
         save_model(model, tmp / "model")
         if (ckpt / "tokenizer").is_dir():
             shutil.copytree(ckpt / "tokenizer", tmp / "tokenizer")
-        merged = {**state, "merged_from": {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt / "manifest.json")}}
-        merged.pop("rng", None)
-        merged.pop("optimizer_groups", None)
-        merged["lineage"] = {**state["lineage"], "lora": None, "merged_lora": state["lineage"]["lora"]}
-        (tmp / "train_state.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", "utf-8")
-        write_manifest(tmp, {"kind": "finetune-final", "code": code_version()})
+        merged = dataclasses.replace(
+            state, rng=[], optimizer_groups=None,
+            merged_from=ModelRecord("checkpoint", rel, sha256_file(ckpt / "manifest.json")),
+            lineage=dataclasses.replace(state.lineage, lora=None, merged_lora=state.lineage.lora))
+        write_train_state(tmp, merged)
+        write_stage_manifest(tmp, "finetune-final", {"step": state.step})
     return final
 
 
@@ -417,7 +438,7 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
     from moxin.parallel import Dist
     from moxin.train.trainer import Checkpointing, Trainer
 
-    state = lin.read_state(start)
+    state = lin.read_state(start).to_dict()
     config = state.get("config") or {}
     mode = config.get("mode")
     if mode not in lin.MODES:
@@ -432,7 +453,8 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
     if (stage / "reference_logps.safetensors").is_file():  # DPO: the cache is reused when parent and data match
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(stage / "reference_logps.safetensors", out / "reference_logps.safetensors")
-    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent), lin.parent_record(Path(parent)))
+    ctx = Context(None, mode, cfg, stage.parent.parent, out, Path(parent),
+                  lin.parent_record(Path(parent), stage.parent.parent))
     torch.manual_seed(seed)
     model, task, batches, _, _ = build(ctx, tok, prep, seed, Dist(), log, progress=False)
     steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else

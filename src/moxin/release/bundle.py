@@ -120,7 +120,7 @@ def copy_stages(run: Path, cks: list[Checkpoint], final: Checkpoint, out: Path, 
                 cp: Copier) -> list[str]:
     """Each stage folder as in the run (checkpoints/, metrics.jsonl, run.json, plots, a fine-tune's data/ and
     tokenizer/), with all checkpoints or only the final one; returns the files left out on purpose."""
-    from moxin.release.runs import stage_dirs
+    from moxin.layout import RunLayout
 
     refuse_sharded(run)
     dropped = {c.path.resolve() for c in cks if not cfg.intermediate_checkpoints and c is not final}
@@ -128,13 +128,17 @@ def copy_stages(run: Path, cks: list[Checkpoint], final: Checkpoint, out: Path, 
                      if c.path.resolve() not in dropped and not cfg.optimizer_state
                      and (c.path / "optimizer.safetensors").is_file())
 
+    layout = RunLayout(run)
+    # A stage folder's own manifest.json hashes its logs with their wall-clock times, which the release strips.
+    stage_manifests = {layout.stage_dir(s) / "manifest.json" for s in layout.training_stages()}
+
     def skip(p: Path) -> bool:
-        if any(d in p.resolve().parents for d in dropped):
+        if p in stage_manifests or any(d in p.resolve().parents for d in dropped):
             return True
         return not cfg.optimizer_state and p.name == "optimizer.safetensors"
 
-    for stage, folder in stage_dirs(run):
-        cp.tree(folder, out / stage, skip)
+    for stage in layout.training_stages():
+        cp.tree(layout.stage_dir(stage), out / stage, skip)
     return omitted
 
 
@@ -173,7 +177,8 @@ def copy_eval(run: Path, out: Path, cp: Copier, data_dirs: list[Path]) -> list[s
                 continue
             rel = Path(d["path"]) if not Path(d["path"]).is_absolute() else Path(src.parent.name) / src.name
             folder = rel.parts[0] if len(rel.parts) > 1 else str(d.get("task"))
-            entry = sources.setdefault(folder, {"name": folder, "license": None, "origin": str(src.parent),
+            origin = rel.parent.as_posix() if len(rel.parts) > 1 else folder  # never the absolute source folder
+            entry = sources.setdefault(folder, {"name": folder, "license": None, "origin": origin,
                                                 "tasks": [], "files": []})
             entry["license"] = entry["license"] or normalise(d.get("license")) or licence_from_source_md(src.parent)
             task = str(d.get("task") or folder)
@@ -337,12 +342,12 @@ def write_plots(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from moxin.layout import RunLayout
     from moxin.release.runs import read_jsonl
 
-    from moxin.release.runs import stage_dirs
-
-    series = {stage: [r for r in read_jsonl(folder / "metrics.jsonl") if "loss" in r and "step" in r]
-              for stage, folder in stage_dirs(out) if (folder / "metrics.jsonl").is_file()}
+    layout = RunLayout(out)
+    series = {stage: [r for r in read_jsonl(layout.metrics(stage)) if "loss" in r and "step" in r]
+              for stage in layout.training_stages() if layout.metrics(stage).is_file()}
     if any(series.values()):
         fig, ax = plt.subplots(figsize=(7, 4))
         for stage, rows in series.items():
@@ -527,7 +532,9 @@ def write_config(out: Path, recipe: dict[str, Any], where: str) -> None:
     from moxin.config import to_toml
 
     if where.endswith(".toml") and recipe:
-        atomic_write_text(out / "config" / "recipe.toml", f"# recipe: {Path(where).name}\n" + to_toml(recipe))
+        # The header names no file: the release's bytes must not depend on what the recipe file was called.
+        atomic_write_text(out / "config" / "recipe.toml", "# the resolved recipe this release was built with\n"
+                          + to_toml(recipe))
     elif recipe:
         atomic_write_text(out / "config" / "run.json", json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 

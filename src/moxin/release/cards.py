@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from moxin.release.runs import (all_checkpoints, data_sources, eval_results, finetune_datasets, read_json, read_jsonl,
-                                stage_dirs)
+from moxin.layout import RunLayout
+from moxin.release.runs import all_checkpoints, data_sources, eval_results, finetune_datasets, read_json, read_jsonl
 
 BIAS_WORDS = ("crows", "bbq", "bias", "toxic", "stereo")
 
@@ -49,8 +49,9 @@ def facts(root: Path) -> dict[str, Any]:
     stages = {}
     for c in all_checkpoints(root):
         stages.setdefault(c.stage, []).append(c)
-    logs = {stage: read_jsonl(folder / "metrics.jsonl") for stage, folder in stage_dirs(root)
-            if (folder / "metrics.jsonl").is_file()}
+    layout = RunLayout(root)
+    logs = {stage: read_jsonl(layout.metrics(stage)) for stage in layout.training_stages()
+            if layout.metrics(stage).is_file()}
     samples = read_jsonl(root / "samples" / "outputs.jsonl") if (root / "samples" / "outputs.jsonl").is_file() else []
     return {"release": rel, "model": mcfg, "sources": data_sources(manifest), "finetune": finetune_datasets(root),
             "mof": mof, "stages": stages,
@@ -99,7 +100,7 @@ def _training(f: dict[str, Any]) -> list[str]:
     for stage, cks in f["stages"].items():
         last = cks[-1]
         step, loss = _last_loss(f["logs"].get(stage, []))
-        tokens = last.state.get("tokens_seen")
+        tokens = last.tokens_seen
         rows.append([_code(stage), num(len(cks)), num(last.step), num(tokens) if tokens is not None else "",
                      num(loss) if loss is not None else ""])
     out = ["## Training", "", "Stages, the checkpoints shipped for each, the last step, the tokens seen by then "

@@ -10,16 +10,17 @@ here, so that a change in a stage's files is adapted in one place.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moxin.config import to_dict
 from moxin.errors import ReleaseError
-from moxin.io import read_json as _read_json, read_jsonl as _read_jsonl
+from moxin.io import read_json as _read_json
+from moxin.io import read_jsonl as _read_jsonl
+from moxin.layout import RunLayout
 from moxin.provenance import sha256_file
-
-STEP_RE = re.compile(r"^step-(\d+)$")
+from moxin.records import STATE_NAME, TrainState, read_train_state, recorded_path
 
 
 def read_json(path: Path, what: str = "file") -> Any:
@@ -36,7 +37,7 @@ class Checkpoint:
     stage: str  # 'pretrain' or 'finetune/<name>'
     step: int
     path: Path
-    state: dict[str, Any] = field(default_factory=dict)  # train_state.json
+    state: TrainState | None = None  # train_state.json (moxin.records), None for a checkpoint without one
 
     @property
     def name(self) -> str:
@@ -49,58 +50,37 @@ class Checkpoint:
 
     @property
     def data_fingerprint(self) -> str | None:
-        s = self.state
-        return s.get("data_fingerprint") or (s.get("data") or {}).get("fingerprint")
+        return self.state.data_fingerprint if self.state else None
+
+    @property
+    def tokens_seen(self) -> int | None:
+        return self.state.tokens_seen if self.state else None
 
     @property
     def base(self) -> dict[str, Any]:
-        """A fine-tune's starting model: {'kind', 'path', 'sha256'} (moxin.finetune.lineage), else empty."""
-        base = (self.state.get("lineage") or {}).get("base")
-        return base if isinstance(base, dict) else {}
+        """A fine-tune's starting model: {'kind', 'path', 'sha256'} (moxin.records.Lineage.base), else empty."""
+        return to_dict(self.state.lineage.base) if self.state and self.state.lineage.base else {}
 
     @property
     def datasets(self) -> list[dict[str, Any]]:
         """A fine-tune's data sets with their licences (lineage.data.datasets), else empty."""
-        data = (self.state.get("lineage") or {}).get("data")
-        return list(data.get("datasets") or []) if isinstance(data, dict) else []
+        data = self.state.lineage.data if self.state else None
+        return list(data.datasets) if data else []
 
     @property
     def parent(self) -> dict[str, Any]:
         """{'path': ..., 'sha256': ...} of the checkpoint this one continued from (empty for the first one)."""
-        lineage = self.state.get("lineage") or {}
-        parent = lineage.get("parent") if isinstance(lineage, dict) else None
-        if isinstance(parent, dict):
-            return parent
-        if parent:
-            return {"path": parent, "sha256": lineage.get("parent_sha256")}
-        return {}
+        return to_dict(self.state.lineage.parent) if self.state and self.state.lineage.parent else {}
 
 
-def stage_dirs(root: Path) -> list[tuple[str, Path]]:
-    """(stage name, folder) of every training stage under a run or a release's checkpoints/, pretrain first."""
-    out = []
-    if (root / "pretrain").is_dir():
-        out.append(("pretrain", root / "pretrain"))
-    ft = root / "finetune"
-    if ft.is_dir():
-        out.extend((f"finetune/{d.name}", d) for d in sorted(ft.iterdir()) if d.is_dir())
-    return out
-
-
-def checkpoints_in(folder: Path, stage: str) -> list[Checkpoint]:
-    """The step-* checkpoints of one stage folder (which holds them directly or under checkpoints/)."""
-    base = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
-    cks = []
-    for d in base.iterdir() if base.is_dir() else []:
-        m = STEP_RE.match(d.name)
-        if m and d.is_dir() and (d / "model").is_dir():
-            state = read_json(d / "train_state.json", "train state") if (d / "train_state.json").is_file() else {}
-            cks.append(Checkpoint(stage, int(m.group(1)), d, state))
-    return sorted(cks, key=lambda c: c.step)
+def checkpoints(root: Path, stage: str) -> list[Checkpoint]:
+    """The checkpoints (with model/) of one training stage of a run or a release (moxin.layout), by step."""
+    return [Checkpoint(c.stage, c.step, c.path, read_train_state(c.path) if (c.path / STATE_NAME).is_file()
+                       else None) for c in RunLayout(root).checkpoints(stage) if (c.path / "model").is_dir()]
 
 
 def all_checkpoints(root: Path) -> list[Checkpoint]:
-    return [c for stage, folder in stage_dirs(root) for c in checkpoints_in(folder, stage)]
+    return [c for stage in RunLayout(root).training_stages() for c in checkpoints(root, stage)]
 
 
 def final_checkpoint(cks: list[Checkpoint]) -> Checkpoint:
@@ -149,8 +129,8 @@ def data_sources(manifest: dict[str, Any]) -> list[Source]:
 def finetune_datasets(root: Path) -> list[Source]:
     """The fine-tuning data sets of every fine-tune stage (from its last checkpoint's lineage), with licences."""
     out = []
-    for stage, folder in stage_dirs(root):
-        cks = checkpoints_in(folder, stage) if stage != "pretrain" else []
+    for stage in RunLayout(root).training_stages():
+        cks = checkpoints(root, stage) if stage != "pretrain" else []
         for d in cks[-1].datasets if cks else []:
             out.append(Source(f"{stage}:{d.get('name')}", d.get("license"), str(d.get("path") or ""),
                               d.get("kept") if isinstance(d.get("kept"), int) else None))
@@ -158,11 +138,14 @@ def finetune_datasets(root: Path) -> list[Source]:
 
 
 def data_dir_of(run: Path) -> Path:
-    """The tokenized data the run trained on: <run>/data, or the data_dir its pretrain run.json records."""
-    if (run / "data" / "tokens.json").is_file():
-        return run / "data"
-    info = run / "pretrain" / "run.json"
-    recorded = Path(str(read_json(info, "run record").get("data_dir") or "")) if info.is_file() else None
+    """The tokenized data the run trained on: <run>/data, or the data_dir its pretrain run.json records (relative
+    to the run folder)."""
+    layout = RunLayout(run)
+    if (layout.data / "tokens.json").is_file():
+        return layout.data
+    info = layout.run_json("pretrain")
+    value = str(read_json(info, "run record").get("data_dir") or "") if info.is_file() else ""
+    recorded = recorded_path(value, run) if value else None
     if recorded and (recorded / "tokens.json").is_file():
         return recorded
     raise ReleaseError(f"no tokenized data for {run}: neither {run / 'data' / 'tokens.json'} nor the data_dir in "
@@ -246,15 +229,11 @@ def recorded_recipe(run: Path, final: Checkpoint | None = None) -> tuple[dict[st
     for p in (run / "recipe.toml", run / "config" / "recipe.toml", run / "pretrain" / "recipe.toml"):
         if p.is_file():
             return tomllib.loads(p.read_text("utf-8")), str(p)
-    rec = ((final.state.get("lineage") or {}).get("recipe") or {}) if final is not None else {}
-    path = Path(str(rec.get("path") or "")) if isinstance(rec, dict) else Path()
-    if rec and path.is_file() and (not rec.get("sha256") or sha256_file(path) == rec["sha256"]):
-        return tomllib.loads(path.read_text("utf-8")), str(path)  # the recipe a fine-tune recorded, unchanged since
     p = run / "pretrain" / "run.json"
     if p.is_file():
         doc = read_json(p, "run record")
         if isinstance(doc.get("recipe"), dict):
             return doc["recipe"], str(p)
-    if final is not None and isinstance(final.state.get("config"), dict):
-        return final.state["config"], str(final.path / "train_state.json")
+    if final is not None and final.state is not None and final.state.config:
+        return final.state.config, str(final.path / STATE_NAME)
     return {}, ""

@@ -79,7 +79,7 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str], out_dir: str | P
                 "config_hash": fingerprint(to_dict(cfg)), "seed": seed, "inputs": inputs or {},
                 "sample": {"docs": sample.docs, "bytes": sample.bytes, "sha256": sample.h.hexdigest()},
                 "vocab_size": tok.get_vocab_size(), "eos_id": tok.token_to_id(cfg.eos_token),
-                "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "code_version": code_version()}
+                "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "code": code_version()}
         manifest = write_manifest(tmp, info)
     return manifest
 
@@ -101,7 +101,7 @@ def reuse_tokenizer(cfg: TokenizerConfig, out_dir: str | Path, seed: int = 0) ->
         info = {"stage": "tokenizer", "kind": "reused", "reused_from": str(cfg.path), "config": to_dict(cfg),
                 "config_hash": fingerprint(to_dict(cfg)), "seed": seed, "vocab_size": len(hf),
                 "eos_id": hf.convert_tokens_to_ids(eos), "eos_token": eos,
-                "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "code_version": code_version()}
+                "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "code": code_version()}
         manifest = write_manifest(tmp, info)
     return manifest
 

@@ -16,10 +16,10 @@ writes its shards with `torch.distributed.checkpoint` (DCP) and `consolidate` tu
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import json
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,25 +30,14 @@ import torch
 from moxin.errors import CheckpointError
 from moxin.interop.native import save_model
 from moxin.interop.safetensors_io import read_safetensors, write_safetensors
+from moxin.layout import checkpoint_name, list_checkpoints, parse_step
 from moxin.model.config import ModelConfig
-from moxin.provenance import (atomic_dir, atomic_write_json, clean_stale_tmp, code_version, environment, sha256_file,
-                              verify_manifest, write_manifest)
+from moxin.provenance import atomic_dir, atomic_write_json, clean_stale_tmp, environment, sha256_file, verify_manifest
+from moxin.records import STATE_NAME, TrainState, read_train_state, train_state, write_stage_manifest, write_train_state
 from moxin.train.optim import flatten_optimizer_state, unflatten_optimizer_state
 
-STATE_NAME = "train_state.json"
-_NAME = re.compile(r"^step-(\d{8})$")
-
-
-def step_dir(root: Path, step: int) -> Path:
-    return Path(root) / f"step-{step:08d}"
-
-
-def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
-    return sorted(found)
+__all__ = ["STATE_NAME", "checkpoint_sha", "consolidate", "list_checkpoints", "load_checkpoint", "previous_good",
+           "prune", "read_state", "save_checkpoint", "verify"]
 
 
 def checkpoint_sha(path: Path) -> str:
@@ -112,12 +101,16 @@ def _barrier() -> None:
 
 # ------------------------------------------------------------------------------------------------ save
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    model_cfg: ModelConfig, state: dict[str, Any], tokenizer_dir: Path | None = None,
+                    model_cfg: ModelConfig, state: dict[str, Any] | TrainState, tokenizer_dir: Path | None = None,
                     sharded: bool = False) -> Path:
-    """Write `root/step-XXXXXXXX` atomically (every rank calls this; rank 0 writes the single files).
+    """Write `root/step-XXXXXXXX` atomically (every rank calls this; rank 0 writes the single files). `state`
+    becomes train_state.json through `moxin.records.TrainState` (its `step` must be `step`).
 
     A failure (e.g. disk full) leaves the previous checkpoints untouched and raises CheckpointError."""
-    root, final = Path(root), step_dir(root, step)
+    root, final = Path(root), Path(root) / checkpoint_name(step)
+    state = train_state(state, f"the train state of {final}")
+    if state.step != step:
+        raise CheckpointError(f"save_checkpoint({final.name}): the train state's step is {state.step}, not {step}")
     full = not sharded
     model_sd, optim_sd = gather_state(model, optimizer) if full else (None, None)
     prev = list_checkpoints(root)
@@ -136,18 +129,17 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
 
 
 def _write_files(tmp: Path, model_sd: dict | None, optim_sd: dict | None, model_cfg: ModelConfig,
-                 state: dict[str, Any], tokenizer_dir: Path | None) -> None:
-    state = dict(state)
+                 state: TrainState, tokenizer_dir: Path | None) -> None:
     if model_sd is not None:
         save_model(_Weights(model_sd, model_cfg), tmp / "model")
         tensors, groups = flatten_optimizer_state(optim_sd)
         write_safetensors(tmp / "optimizer.safetensors", tensors, metadata={"producer": "moxin"})
-        state["optimizer_groups"] = groups
+        state = dataclasses.replace(state, optimizer_groups=groups)
     if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
         shutil.copytree(tokenizer_dir, tmp / "tokenizer", ignore=shutil.ignore_patterns(".*"))
-    atomic_write_json(tmp / STATE_NAME, state)
-    write_manifest(tmp, {"kind": "checkpoint", "step": state.get("step"), "code": code_version(),
-                         "environment": environment()})
+    write_train_state(tmp, state)
+    write_stage_manifest(tmp, state.kind, {"checkpoint": checkpoint_name(state.step), "step": state.step,
+                                           "environment": environment()})
 
 
 def _save_sharded(final: Path, model, optimizer, model_cfg, state, tokenizer_dir) -> None:
@@ -165,8 +157,8 @@ def _save_sharded(final: Path, model, optimizer, model_cfg, state, tokenizer_dir
     _barrier()
     if _is_main():
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        state = {**state, "sharded": True, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                 "optimizer_param_groups": json.loads(json.dumps(groups, default=list))}
+        state = dataclasses.replace(state, sharded=True, world_size=dist.get_world_size() if dist.is_initialized()
+                                    else 1, optimizer_param_groups=json.loads(json.dumps(groups, default=list)))
         with atomic_dir(final, overwrite=True) as out:
             shutil.copytree(tmp / "dcp", out / "dcp")
             atomic_write_json(out / "model_config.json", model_cfg.__dict__)
@@ -187,8 +179,8 @@ def verify(path: Path) -> None:
 
 
 def _step_of(path: Path) -> int:
-    m = _NAME.match(Path(path).name)
-    return int(m.group(1)) if m else 1 << 62
+    step = parse_step(Path(path).name)
+    return step if step is not None else 1 << 62
 
 
 def previous_good(root: Path, before: int) -> Path | None:
@@ -199,13 +191,8 @@ def previous_good(root: Path, before: int) -> Path | None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    p = Path(path) / STATE_NAME
-    try:
-        return json.loads(p.read_text("utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{p} not found; is {path} a moxin training checkpoint?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p} is not valid JSON ({e})") from None
+    """train_state.json as a plain dict, read and checked by `moxin.records.read_train_state`."""
+    return read_train_state(path).to_dict()
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -271,9 +258,10 @@ def consolidate(path: Path) -> Path:
     model_sd, optim_sd = gather_state(model, opt)
     state = {k: v for k, v in state.items() if k not in ("sharded", "optimizer_param_groups")}
     state["consolidated_from_world_size"] = state.pop("world_size", None)
+    record = train_state(state, str(path / STATE_NAME))
     tok = path / "tokenizer"
     with atomic_dir(path, overwrite=True) as tmp:
-        _write_files(tmp, model_sd, optim_sd, cfg, state, tok if tok.is_dir() else None)
+        _write_files(tmp, model_sd, optim_sd, cfg, record, tok if tok.is_dir() else None)
     return path
 
 

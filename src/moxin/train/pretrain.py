@@ -15,10 +15,12 @@ import torch
 from moxin.config import to_dict
 from moxin.data.tokens import TokenData
 from moxin.errors import CheckpointError, ConfigError
+from moxin.layout import RunLayout
 from moxin.model.config import ModelConfig, flops_per_token, num_params
 from moxin.parallel import Dist, init_distributed, parallelize
 from moxin.provenance import atomic_write_json, code_version, environment
 from moxin.recipe import Recipe
+from moxin.records import write_stage_manifest
 from moxin.train import checkpoint as ckpt
 from moxin.train.callbacks import default_callbacks
 from moxin.train.config import PretrainConfig
@@ -43,10 +45,24 @@ class Paths:
 
 def paths(recipe: Recipe) -> Paths:
     cfg: PretrainConfig = recipe.pretrain
-    run = Path(recipe.run.out_dir).expanduser().resolve() / recipe.run.name
-    data = recipe.resolve_path(cfg.data_dir) if cfg.data_dir else run / "data"
-    tok = recipe.resolve_path(cfg.tokenizer_dir) if cfg.tokenizer_dir else run / "tokenizer"
-    return Paths(run, run / "pretrain", data, tok if tok.is_dir() else None)
+    run = RunLayout.from_recipe(recipe)
+    data = recipe.resolve_path(cfg.data_dir) if cfg.data_dir else run.data
+    tok = recipe.resolve_path(cfg.tokenizer_dir) if cfg.tokenizer_dir else run.tokenizer
+    return Paths(run.root, run.pretrain, data, tok if tok.is_dir() else None)
+
+
+def recorded_data_dir(info: dict[str, Any], homes: list[Path]) -> Path:
+    """The data folder a run.json / train state "config" names: run-relative (tried against each of `homes`, the
+    run folder first), or absolute in records written before paths were relative."""
+    rec = Path(str(info.get("data_dir") or ""))
+    if rec.is_absolute():
+        return rec
+    for home in homes:
+        if (home / rec / "tokens.json").is_file():
+            return home / rec
+    raise CheckpointError(f"the run's data folder {str(rec)!r} (data_dir, relative to the run folder) is not under "
+                          f"{', '.join(str(h) for h in homes) or 'a run folder'}; pass --data-dir with the tokenized "
+                          f"data the run trained on")
 
 
 def model_config(cfg: ModelConfig, data: TokenData, spans: list[PhaseSpan], log: Callable[[str], None],
@@ -88,8 +104,8 @@ class Setup:
 
         where = f"{run_dir}/run.json"
         cfg = from_dict(PretrainConfig, info["pretrain"], where, "pretrain.")
-        return cls(cfg, from_json_dict(info["model"], where), info["seed"], data_dir or Path(info["data_dir"]),
-                   run_dir, None, where=where)
+        data_dir = data_dir or recorded_data_dir(info, [Path(run_dir), Path(run_dir).parent])
+        return cls(cfg, from_json_dict(info["model"], where), info["seed"], data_dir, run_dir, None, where=where)
 
     @property
     def total_steps(self) -> int:
@@ -115,8 +131,16 @@ class Setup:
                          f"({s.cfg.schedule}, warmup {s.cfg.warmup_steps}), mixture: {mix}")
         return lines
 
+    def data_record(self) -> str:
+        """The data folder as records name it: relative to the run folder (the parent of `run_dir`, the pretrain
+        folder), else as written in the recipe (pretrain.data_dir), never as an absolute path."""
+        home = RunLayout(self.run_dir.parent)
+        rel = home.rel(self.data.folder)
+        inside = (home.root / rel).resolve() == Path(self.data.folder).resolve()
+        return rel if inside else (self.cfg.data_dir or Path(self.data.folder).name)
+
     def run_info(self) -> dict[str, Any]:
-        return {"data_dir": str(self.data.folder), "data_fingerprint": self.data.fingerprint,
+        return {"data_dir": self.data_record(), "data_fingerprint": self.data.fingerprint,
                 "seed": self.seed, "pretrain": to_dict(self.cfg),
                 "model": dataclasses.asdict(self.model_cfg),
                 "phases": [{"name": s.cfg.name, "start": s.start, "steps": s.steps, "seq_len": s.cfg.seq_len,
@@ -190,13 +214,17 @@ def run(recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, p
     trainer = setup.trainer(model, dist, log if dist.is_main else (lambda m: None), progress)
     if start is not None:
         trainer.resume(start, allow_data_change)
+    home = RunLayout(setup.run_dir.parent)
     if dist.is_main:
         atomic_write_json(setup.run_dir / "run.json",
                           {**setup.run_info(), "world_size": dist.world, "code": code_version(),
-                           "environment": environment(), "resumed_from": str(start) if start else None})
+                           "environment": environment(), "resumed_from": home.rel(start) if start else None})
         for line in setup.describe():
             log(line)
-    return trainer.fit()
+    status = trainer.fit()
+    if dist.is_main:  # the stage's own files; each checkpoint has its own manifest
+        write_stage_manifest(setup.run_dir, "pretrain", {"status": status}, include=("run.json", "metrics.jsonl"))
+    return status
 
 
 def show_batch(run_dir: Path, step: int, data_dir: Path | None = None) -> list[str]:
@@ -220,10 +248,10 @@ def show_batch(run_dir: Path, step: int, data_dir: Path | None = None) -> list[s
     return lines
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    for p in (run_dir / "run.json", run_dir / "pretrain" / "run.json"):
+def _run_info(folder: Path) -> dict[str, Any]:
+    """run.json of a pretrain folder, or of a run folder's pretrain stage (moxin.layout)."""
+    for p in (Path(folder) / "run.json", RunLayout(Path(folder)).run_json("pretrain")):
         if p.is_file():
             return json.loads(p.read_text("utf-8"))
-    raise CheckpointError(f"no run.json in {run_dir} or {run_dir}/pretrain; pass a run folder written by "
+    raise CheckpointError(f"no run.json in {folder} or {folder}/pretrain; pass a run folder written by "
                           f"`moxin pretrain`")

@@ -93,10 +93,11 @@ def _result(
 
 
 def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:
-    from moxin.train.pretrain import Setup
+    from moxin.layout import checkpoint_name, run_of
+    from moxin.train.pretrain import Setup, recorded_data_dir
 
     root = checkpoints_root(path)
-    start, target = ckpt.step_dir(root, from_step), ckpt.step_dir(root, to_step)
+    start, target = root / checkpoint_name(from_step), root / checkpoint_name(to_step)
     for p in (start, target):
         if not p.is_dir():
             have = ", ".join(str(s) for s, _ in ckpt.list_checkpoints(root))
@@ -105,6 +106,8 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
     if to_step <= from_step:
         raise CheckpointError(f"--reproduce {from_step}..{to_step}: the end step must be after the start step")
     state = ckpt.read_state(start)
+    home = run_of(start)
+    data_dir = data_dir or recorded_data_dir(state["config"], [home] if home is not None else [])
     with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
         setup = Setup.from_info(state["config"], Path(tmp), data_dir)
         dist = Dist()
@@ -124,7 +127,9 @@ def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = 
 
 
 def _span_dirs(root: Path, what: str, from_step: int, to_step: int) -> tuple[Path, Path]:
-    start, target = ckpt.step_dir(root, from_step), ckpt.step_dir(root, to_step)
+    from moxin.layout import checkpoint_name
+
+    start, target = root / checkpoint_name(from_step), root / checkpoint_name(to_step)
     for p in (start, target):
         if not p.is_dir():
             have = ", ".join(str(s) for s, _ in ckpt.list_checkpoints(root))
@@ -140,6 +145,7 @@ def find_parent(run: Path, start: Path) -> Path:
     (or release's) checkpoints, else at its recorded path when that still has the recorded hash."""
     from moxin.finetune import lineage as lin
     from moxin.layout import RunLayout
+    from moxin.records import recorded_path
 
     base = (ckpt.read_state(start).get("lineage") or {}).get("base") or {}
     want = base.get("sha256")
@@ -149,12 +155,10 @@ def find_parent(run: Path, start: Path) -> Path:
     for cand in sorted((run / "finetune").glob("*/final")):  # a LoRA stage's merged result
         if want and (cand / "manifest.json").is_file() and ckpt.checkpoint_sha(cand) == want:
             return cand
-    if base.get("path") and want and lin.current_sha(base) == want:
-        return Path(base["path"])
-    raise CheckpointError(
-        f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
-        f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights"
-    )
+    if base.get("path") and want and lin.current_sha(base, run) == want:  # run-relative, or as the recipe wrote it
+        return recorded_path(base["path"], run)
+    raise CheckpointError(f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
+                          f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights")
 
 
 def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from moxin.errors import DataError, TrainingError
+from moxin.layout import parse_step
 from moxin.model.config import ModelConfig
 from moxin.parallel import Dist, all_reduce, grad_sync
 from moxin.train import checkpoint as ckpt
@@ -224,8 +225,9 @@ class Trainer:
         """Write a checkpoint of the current step, then tell the callbacks (`on_checkpoint`)."""
         parent, c = self.last_checkpoint, self.checkpointing
         lineage = dict(c.lineage)
-        if parent is not None and (parent / "manifest.json").is_file():
-            lineage["parent"] = {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
+        record = self._parent_record(parent) if parent is not None and (parent / "manifest.json").is_file() else None
+        if record:
+            lineage["parent"] = record
         rng: list[dict[str, Any] | None] = [ckpt.rng_state()]
         if self.dist.distributed:
             import torch.distributed as dist
@@ -257,6 +259,17 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_checkpoint(path, self.step)
         return path
+
+    def _parent_record(self, parent: Path) -> dict[str, Any] | None:
+        """The previous checkpoint on the schedule. One written only because a signal stopped the run is passed
+        over (its own parent is taken), so that a stopped and resumed run records the lineage, and so writes the
+        bytes, of an uninterrupted one."""
+        step = parse_step(parent.name)
+        c = self.cfg.checkpoint
+        if step is not None and not (step % c.every == 0 or step in self.plan.forced_saves
+                                     or step == self.plan.total_steps):
+            return ckpt.read_state(parent)["lineage"].get("parent")
+        return {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
 
     def _due(self) -> bool:
         c = self.cfg.checkpoint
