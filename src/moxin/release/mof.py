@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from moxin.layout import RunLayout
 from moxin.release.licences import Audit, Kind, audit, combine, licence_filename
 from moxin.release.runs import data_sources, finetune_datasets, read_json
 
@@ -35,14 +36,21 @@ def _all(*finders: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
     return find
 
 
+def _train_states(root: Path) -> list[str]:
+    """Every checkpoint's train_state.json (training configuration, data position, RNG state)."""
+    found = [ck.path / "train_state.json" for ck in RunLayout(root).all_checkpoints()]
+    return sorted(p.relative_to(root).as_posix() for p in found if p.is_file() and p.stat().st_size)
+
+
 def _intermediate(root: Path) -> list[str]:
     """Checkpoint weights other than the final model's (the final one is model/, and its own checkpoint)."""
     final = _final_weights_sha(root)
     out = []
-    for p in sorted(root.glob("**/checkpoints/step-*/model/model.safetensors")):
-        if final is None or _sha(p) != final:
+    for ck in RunLayout(root).all_checkpoints():
+        p = ck.path / "model" / "model.safetensors"
+        if p.is_file() and (final is None or _sha(p) != final):
             out.append(p.relative_to(root).as_posix())
-    return out
+    return sorted(out)
 
 
 def _sha(p: Path) -> str:
@@ -110,7 +118,7 @@ COMPONENTS: list[Component] = [
     Component("Model parameters (Intermediate)", "Trained model parameters, weights and biases", "I", False, "data",
               "model", _intermediate),
     Component("Model metadata", "Any model metadata including training configuration and optimizer states", "I",
-              True, "data", "model", _all(_glob("config/*"), _glob("**/checkpoints/step-*/train_state.json"))),
+              True, "data", "model", _all(_glob("config/*"), _train_states)),
 ]
 assert len(COMPONENTS) == 17
 

@@ -10,7 +10,7 @@ from moxin.errors import CheckpointError
 def sharded_checkpoints(path: Path) -> list[Path]:
     """Sharded (DCP) checkpoints at or under `path`: a checkpoint folder itself, or every one of a run, a release
     or a stage folder (`checkpoints/step-*` with `dcp/` and no `model/`), by stage then step."""
-    from moxin.layout import RunLayout, parse_step
+    from moxin.layout import RunLayout, list_checkpoints, parse_step
 
     path = Path(path)
 
@@ -21,7 +21,7 @@ def sharded_checkpoints(path: Path) -> list[Path]:
         return [path] if sharded(path) else []
     cands = [c.path for c in RunLayout(path).all_checkpoints()]
     for folder in (path, path / "checkpoints"):  # a stage folder or a checkpoints/ folder given directly
-        cands += [p for p in sorted(folder.glob("step-*")) if p.is_dir() and parse_step(p.name) is not None]
+        cands += [p for _, p in list_checkpoints(folder)]
     return list(dict.fromkeys(p for p in cands if sharded(p)))
 
 
