@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moxin.data.config import DataConfig
+from moxin.data.config import DataConfig, recorded_name
 from moxin.data.document import REJECTS_FILE
 from moxin.data.process import ProcessResult
 from moxin.provenance import fingerprint
@@ -23,7 +23,8 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
         tokens = meta["sources"].get(s.name, {})
         sources.append({
             "name": s.name, "type": s.type, "license": s.license, "weight": s.weight, "epochs": s.epochs,
-            "path": s.path or ("<stdlib>" if s.type == "python-stdlib" else ""), "input": per_source[s.name],
+            "path": recorded_name(s.path) or ("<stdlib>" if s.type == "python-stdlib" else ""),
+            "input": per_source[s.name],
             "docs_in": read_in, "docs_kept": kept, "keep_rate": round(kept / read_in, 6) if read_in else 0.0,
             "bytes_in": steps[0]["bytes_in"], "bytes_kept": steps[-1]["bytes_out"],
             "docs": {sp: int(v.get("documents", 0)) for sp, v in tokens.items()},
@@ -38,7 +39,7 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
             languages[k] = languages.get(k, 0) + v
     return {
         "stage": "data", "format": 1, "seed": seed, "inputs_fingerprint": fp,
-        "config": to_dict(data_cfg), "config_hash": fingerprint(to_dict(data_cfg)),
+        "config": to_dict(data_cfg.portable()), "config_hash": fingerprint(to_dict(data_cfg.portable())),
         "tokenizer_config_hash": fingerprint(to_dict(tok_cfg)),
         "code": code, "environment": env,
         "sources": sources,

@@ -131,6 +131,13 @@ class DataConfig:
             raise ConfigError(f"{prefix}workers/decontam_ngram/fuzzy_num_perm in {where} out of range "
                               f"({self.workers}/{self.decontam_ngram}/{self.fuzzy_num_perm}); use >= 1/3/16")
 
+    def portable(self) -> "DataConfig":
+        """The copy records keep: every absolute local path named by its last part (`recorded_name`). Sources are
+        identified by content (their input fingerprints), so records need not say where the builder kept them."""
+        sources = [dataclasses.replace(s, path=recorded_name(s.path)) for s in self.sources]
+        evals = [dataclasses.replace(e, path=recorded_name(e.path)) for e in self.decontaminate]
+        return dataclasses.replace(self, sources=sources, decontaminate=evals)
+
     def resolved(self, resolve: Callable[[str], Path]) -> "DataConfig":
         """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""
         def fix(p: str, hf: bool = False) -> str:
@@ -141,6 +148,14 @@ class DataConfig:
         sources = [dataclasses.replace(s, path=fix(s.path, s.type == "hf")) for s in self.sources]
         evals = [dataclasses.replace(e, path=fix(e.path)) for e in self.decontaminate]
         return dataclasses.replace(self, sources=sources, decontaminate=evals)
+
+
+def recorded_name(path: str) -> str:
+    """How a record names an input path: as written when relative (or a dataset name), else by its last part
+    (an absolute path would tie the record to one machine's folders and user name)."""
+    if not path or not Path(path).expanduser().is_absolute():
+        return path
+    return Path(path).expanduser().name
 
 
 def _looks_local(p: str) -> bool:

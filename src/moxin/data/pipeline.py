@@ -45,7 +45,7 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
 
     per = {s.name: source_fingerprint(s, f"data.sources[{i}] ({s.name})") for i, s in enumerate(data_cfg.sources)}
     evals = {e.name: source_fingerprint_file(e.path) for e in data_cfg.decontaminate}
-    process_fp = fingerprint({"data": to_dict(data_cfg), "seed": seed, "evals": evals,
+    process_fp = fingerprint({"data": to_dict(data_cfg.portable()), "seed": seed, "evals": evals,
                               "sources": {k: v["fingerprint"] for k, v in per.items()}})
     tok_files = _reused_tokenizer_fp(tok_cfg.path) if tok_cfg.path else None
     return fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg), "tokenizer_files": tok_files}), \

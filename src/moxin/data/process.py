@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from moxin.data import langid, pii, quality
-from moxin.data.config import DataConfig, SourceConfig
+from moxin.data.config import DataConfig, SourceConfig, recorded_name
 from moxin.data.decontam import EvalIndex, build_index
 from moxin.data.dedup import FuzzyIndex, MinHasher
 from moxin.data.document import Document, Ledger
@@ -183,7 +183,7 @@ class Processor:
         _S.evals = [build_index(e, self.cfg.decontam_ngram, hasher, f"data.decontaminate[{i}]")
                     for i, e in enumerate(self.cfg.decontaminate)]
         for ev in _S.evals:
-            self.decontam[ev.name] = {"path": ev.path, "items": ev.items, "items_too_short": ev.too_short,
+            self.decontam[ev.name] = {"path": recorded_name(ev.path), "items": ev.items, "items_too_short": ev.too_short,
                                       "items_found": 0, "docs_by_source": {}, "example_items": []}
             self.found[ev.name] = set()
 

@@ -158,7 +158,7 @@ def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
             continue
         meter.done(f)
         if empty:
-            ledger.error(cfg.name, "empty-file", f"{f}:1", "file has no records", reject=reject_record(rel, 0))
+            ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0))
 
 
 def _stream_error(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, offset: int,
@@ -167,16 +167,16 @@ def _stream_error(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: 
     with the byte offset (of the decompressed text) where reading stopped; the rest of the file is not read."""
     why = f"{type(e).__name__}: {e}"
     if lineno == 0 and offset == 0:
-        ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
+        ledger.error(cfg.name, "unreadable-file", f"{cfg.name}/{rel}", why, reject=reject_record(rel, 0, error=why))
         return
     msg = (f"stream breaks off after byte {offset} (line {lineno}; {why}); the rest of the file was not read: "
            f"replace it with a complete copy")
-    ledger.error(cfg.name, "truncated-stream", f"{f}:{lineno + 1}", msg,
+    ledger.error(cfg.name, "truncated-stream", f"{cfg.name}/{rel}:{lineno + 1}", msg,
                  reject=reject_record(rel, lineno + 1, byte_offset=offset, error=why))
 
 
 def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, raw: bytes) -> Document | None:
-    at = f"{f}:{lineno}"
+    at = f"{cfg.name}/{rel}:{lineno}"
     rec = parse_json_line(raw)
     if rec.reason:
         ledger.error(cfg.name, rec.reason, at, rec.detail, reject=reject_record(rel, lineno, raw))
@@ -223,13 +223,13 @@ def _selected(cfg: SourceConfig, where: str, only: set[int] | None) -> Iterator[
             yield f, f.relative_to(root).as_posix()
 
 
-def _decode_text(cfg: SourceConfig, ledger: Ledger, f: Path, data: bytes) -> str:
+def _decode_text(cfg: SourceConfig, ledger: Ledger, rel: str, data: bytes) -> str:
     """Text files: invalid UTF-8 bytes become U+FFFD, counted with the line of the first bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        ledger.error(cfg.name, "invalid-utf8-replaced", f"{f}:{line}",
+        ledger.error(cfg.name, "invalid-utf8-replaced", f"{cfg.name}/{rel}:{line}",
                      f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD", lost=False)
         return data.decode("utf-8", errors="replace")
 
@@ -242,19 +242,19 @@ def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 data = fh.read()
         except READ_ERRORS as e:
             why = f"{type(e).__name__}: {e}"
-            ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
+            ledger.error(cfg.name, "unreadable-file", f"{cfg.name}/{rel}", why, reject=reject_record(rel, 0, error=why))
             continue
         finally:
             meter.done(f)
         if not data.strip():
-            ledger.error(cfg.name, "empty-file", f"{f}:1", "file is empty", reject=reject_record(rel, 0))
+            ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file is empty", reject=reject_record(rel, 0))
             continue
-        text = _decode_text(cfg, ledger, f, data)
+        text = _decode_text(cfg, ledger, rel, data)
         if not cfg.doc_chars:
-            yield Document(f"{cfg.name}/{rel}", text, {"where": f"{f}:1"})
+            yield Document(f"{cfg.name}/{rel}", text, {"where": f"{cfg.name}/{rel}:1"})
             continue
         for k, (line, chunk) in enumerate(_chunks(text, cfg.doc_chars)):
-            yield Document(f"{cfg.name}/{rel}#{k}", chunk, {"where": f"{f}:{line}"})
+            yield Document(f"{cfg.name}/{rel}#{k}", chunk, {"where": f"{cfg.name}/{rel}:{line}"})
 
 
 def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
@@ -284,8 +284,9 @@ def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         meter.done(f)
         if not data.strip():
             continue  # empty __init__.py files: not records, nothing to count
-        text = _decode_text(cfg, ledger, f, data)
-        yield Document(f"{cfg.name}/{f.relative_to(root).as_posix()}", text, {"where": f"{f}:1", "kind": "code"})
+        rel = f.relative_to(root).as_posix()
+        text = _decode_text(cfg, ledger, rel, data)
+        yield Document(f"{cfg.name}/{rel}", text, {"where": f"{cfg.name}/{rel}:1", "kind": "code"})
 
 
 def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
@@ -297,11 +298,11 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
             pf = pq.ParquetFile(f)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             why = f"not a Parquet file ({type(e).__name__}: {e})"
-            ledger.error(cfg.name, "unreadable-file", str(f), why, reject=reject_record(rel, 0, error=why))
+            ledger.error(cfg.name, "unreadable-file", f"{cfg.name}/{rel}", why, reject=reject_record(rel, 0, error=why))
             continue
         names = pf.schema_arrow.names
         if cfg.text_field not in names:
-            ledger.error(cfg.name, "missing-field", f"{f}:0", f"no column {cfg.text_field!r} (columns: "
+            ledger.error(cfg.name, "missing-field", f"{cfg.name}/{rel}:0", f"no column {cfg.text_field!r} (columns: "
                          f"{', '.join(names)}); set text_field", reject=reject_record(rel, 0))
             continue
         cols = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names else [])
@@ -309,7 +310,7 @@ def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         for batch in pf.iter_batches(batch_size=1024, columns=cols):
             for rec in batch.to_pylist():
                 row += 1
-                doc = _record_doc(cfg, ledger, rec, f"{f}:row {row}", f"{cfg.name}/{rel}:{row}",
+                doc = _record_doc(cfg, ledger, rec, f"{cfg.name}/{rel}:row {row}", f"{cfg.name}/{rel}:{row}",
                                   reject_record(rel, row))
                 if doc is not None:
                     yield doc

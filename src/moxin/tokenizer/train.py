@@ -86,7 +86,10 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str], out_dir: str | P
 
 def reuse_tokenizer(cfg: TokenizerConfig, out_dir: str | Path, seed: int = 0) -> dict:
     """Copy an existing tokenizer (tokenizer.path) into the run, so every run folder stands alone."""
+    import dataclasses
+
     from moxin.config import to_dict
+    from moxin.data.config import recorded_name
     from moxin.interop.tokenizer import load_tokenizer
 
     hf = load_tokenizer(cfg.path)
@@ -98,8 +101,9 @@ def reuse_tokenizer(cfg: TokenizerConfig, out_dir: str | Path, seed: int = 0) ->
         hf.save_pretrained(tmp)
         if not (tmp / "tokenizer.json").is_file():
             raise DataError(f"tokenizer.path {cfg.path!r} is not a fast (tokenizer.json) tokenizer; moxin needs one")
-        info = {"stage": "tokenizer", "kind": "reused", "reused_from": str(cfg.path), "config": to_dict(cfg),
-                "config_hash": fingerprint(to_dict(cfg)), "seed": seed, "vocab_size": len(hf),
+        rec = dataclasses.replace(cfg, path=recorded_name(str(cfg.path)))
+        info = {"stage": "tokenizer", "kind": "reused", "reused_from": rec.path, "config": to_dict(rec),
+                "config_hash": fingerprint(to_dict(rec)), "seed": seed, "vocab_size": len(hf),
                 "eos_id": hf.convert_tokens_to_ids(eos), "eos_token": eos,
                 "tokenizer_sha256": sha256_file(tmp / "tokenizer.json"), "code": code_version()}
         manifest = write_manifest(tmp, info)
