@@ -52,7 +52,8 @@ OUT_OF_RANGE = {
 def _json_requests() -> list[tuple[str, str, dict]]:
     """(class, path, body) of JSON-serialisable bad requests."""
     out: list[tuple[str, str, dict]] = []
-    wrong = {**{f: ["0.5", True, [0.5], {"v": 1}] for f in NUMBERS}, **{f: ["3", 2.5, True, [1], {"v": 1}] for f in INTS},
+    wrong = {**{f: ["0.5", True, [0.5], {"v": 1}] for f in NUMBERS},
+             **{f: ["3", 2.5, True, [1], {"v": 1}] for f in INTS},
              "stream": ["yes", 1, 0, []], "stop": [5, [1, 2], {"a": "b"}, True], "model": [5, ["toy"], True],
              "stream_options": ["x", {"include_usage": "yes"}], "logit_bias": ["x", [1]]}
     for field, values in wrong.items():
@@ -91,12 +92,12 @@ def _raw_requests() -> list[tuple[str, str, bytes, dict]]:
                 b'{"prompt": "x"} trailing', b"[" * 50_000, b'{"a":' * 30_000, b'{"prompt": "x", "seed": ' +
                 b"9" * 5000 + b"}", b"null", b"42", b'"str"', b"[]", b"true", b"\x00\x01", b'{"prompt": "x" "y"}',
                 b'{"prompt": x}', b'{"prompt": "unterminated}']
+    base = {COMPLETIONS: b'{"prompt": "hi"', CHAT: b'{"messages": [{"role": "user", "content": "hi"}]'}
     for path in (COMPLETIONS, CHAT):
         out += [("bad_json", path, b, js) for b in bad_json]
         for lit in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999"):
             for field in NUMBERS + ["max_tokens", "seed"]:
-                base = b'{"prompt": "hi"' if path == COMPLETIONS else b'{"messages": [{"role": "user", "content": "hi"}]'
-                out.append(("nan_inf", path, base + f', "{field}": {lit}}}'.encode(), js))
+                out.append(("nan_inf", path, base[path] + f', "{field}": {lit}}}'.encode(), js))
         for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
                       "application/xml", "application/octet-stream"):
             out.append(("content_type", path, json.dumps(BASE_C if path == COMPLETIONS else BASE_M).encode(),
@@ -202,14 +203,8 @@ def _hang_up(port: int, path: str, body: bytes, after: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the test
-def test_fuzz_500_hostile_requests_against_a_real_server(served):
-    url, port, proc = served
-    rng = random.Random(15)
-    with httpx.Client(base_url=url, timeout=60) as c:
-        solo = [_good(c, p, b) for p, b in GOOD]  # each alone on the server
-    assert all(solo)
-    rss_before = _vm(proc.pid, "VmRSS")
-
+def _work() -> list[tuple]:
+    """Every hostile request twice, plus 30 clients that hang up, shuffled."""
     work: list[tuple] = [("json",) + r for r in _json_requests()] + [("raw",) + r for r in _raw_requests()]
     work += [("route", "wrong_route", m, p) for m, p in ROUTES]
     work += [("chunked", "oversized", COMPLETIONS, MAX_BODY + 10), ("chunked", "oversized", CHAT, 3 * MAX_BODY)]
@@ -218,67 +213,86 @@ def test_fuzz_500_hostile_requests_against_a_real_server(served):
     plain_body = json.dumps({"prompt": "hello", "max_tokens": 200}).encode()
     work += [("hang_up", "disconnect", COMPLETIONS, b, how) for b, how in
              [(plain_body, "mid_body"), (plain_body, "sent"), (stream_body, "first_event")] * 10]
-    rng.shuffle(work)
+    random.Random(15).shuffle(work)
+    return work
 
-    tried: collections.Counter = collections.Counter()
-    codes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    failures: list[str] = []
-    local = threading.local()
 
-    def send(item: tuple) -> None:
+class _Fuzzer:
+    """Sends work items from many threads (one keep-alive client each) and tallies classes and status codes."""
+
+    def __init__(self, url: str, port: int) -> None:
+        self.url, self.port = url, port
+        self.tried: collections.Counter = collections.Counter()
+        self.codes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.failures: list[str] = []
+        self.local = threading.local()
+
+    def send(self, item: tuple) -> None:
         kind, cls = item[0], item[1]
-        tried[cls] += 1
+        self.tried[cls] += 1
         if kind == "hang_up":
-            _hang_up(port, item[2], item[3], item[4])
+            _hang_up(self.port, item[2], item[3], item[4])
             return
-        if not hasattr(local, "c"):
-            local.c = httpx.Client(base_url=url, timeout=60)
+        if not hasattr(self.local, "c"):
+            self.local.c = httpx.Client(base_url=self.url, timeout=60)
+        c = self.local.c
         if kind == "json":
-            r = local.c.post(item[2], json=item[3])
+            r = c.post(item[2], json=item[3])
         elif kind == "raw":
-            r = local.c.post(item[2], content=item[3], headers=item[4])
+            r = c.post(item[2], content=item[3], headers=item[4])
         elif kind == "chunked":
-            r = local.c.post(item[2], content=_chunked(item[3]), headers={"content-type": "application/json"})
+            r = c.post(item[2], content=_chunked(item[3]), headers={"content-type": "application/json"})
         else:
-            r = local.c.request(item[2], item[3], json=BASE_C)
-        codes[cls][r.status_code] += 1
+            r = c.request(item[2], item[3], json=BASE_C)
+        self.codes[cls][r.status_code] += 1
         if not _is_openai_4xx(r):
-            failures.append(f"{cls} {item[2:4]!r:.200} -> {r.status_code} {r.text[:200]}")
+            self.failures.append(f"{cls} {item[2:4]!r:.200} -> {r.status_code} {r.text[:200]}")
 
-    done = threading.Event()
-    good_runs: collections.Counter = collections.Counter()
-    good_bad: list[str] = []
+    def all_codes(self) -> collections.Counter:
+        out: collections.Counter = collections.Counter()
+        for c in self.codes.values():
+            out.update(c)
+        return out
 
-    def good_loop(i: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as c:
-            while not done.is_set():
-                text = _good(c, *GOOD[i])
-                good_runs[i] += 1
-                if text != solo[i]:
-                    good_bad.append(f"good {i}: {text!r} != solo {solo[i]!r}")
 
+def _good_loop(url: str, i: int, solo: list[str], done: threading.Event, runs: collections.Counter,
+               wrong: list[str]) -> None:
+    """Good request i, again and again until `done`; every answer must equal its solo output."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        while not done.is_set():
+            text = _good(c, *GOOD[i])
+            runs[i] += 1
+            if text != solo[i]:
+                wrong.append(f"good {i}: {text!r} != solo {solo[i]!r}")
+
+
+def test_fuzz_500_hostile_requests_against_a_real_server(served):
+    url, port, proc = served
+    with httpx.Client(base_url=url, timeout=60) as c:
+        solo = [_good(c, p, b) for p, b in GOOD]  # each alone on the server
+    assert all(solo)
+    rss_before = _vm(proc.pid, "VmRSS")
+    fuzz, done = _Fuzzer(url, port), threading.Event()
+    runs: collections.Counter = collections.Counter()
+    wrong: list[str] = []
     t0 = time.perf_counter()
     with ThreadPoolExecutor(3) as goods:
-        good_futures = [goods.submit(good_loop, i) for i in range(3)]
+        good_futures = [goods.submit(_good_loop, url, i, solo, done, runs, wrong) for i in range(3)]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, work))
+            list(pool.map(fuzz.send, _work()))
         done.set()
         for f in good_futures:
             f.result()
     fuzz_s = time.perf_counter() - t0
     rss_after, rss_peak = _vm(proc.pid, "VmRSS"), _vm(proc.pid, "VmHWM")
-
-    answered = sum(sum(c.values()) for c in codes.values())
-    all_codes = collections.Counter()
-    for c in codes.values():
-        all_codes.update(c)
-    print(f"\nfuzz: {sum(tried.values())} hostile requests in {fuzz_s:.1f} s; tried per class {dict(sorted(tried.items()))}"
-          f"\nstatus codes {dict(sorted(all_codes.items()))}; per class "
-          f"{ {k: dict(v) for k, v in sorted(codes.items())} }"
-          f"\ngood requests alongside: {dict(good_runs)} runs, all equal to their solo output: {not good_bad}"
-          f"\nRSS before {rss_before:.0f} MB, after {rss_after:.0f} MB, peak (VmHWM) {rss_peak:.0f} MB")
-    assert answered >= 500 and 500 not in all_codes and not failures, failures[:10]
-    assert min(good_runs.values()) >= 1 and not good_bad, good_bad[:3]
+    codes = fuzz.all_codes()
+    print(f"\nfuzz: {sum(fuzz.tried.values())} hostile requests in {fuzz_s:.1f} s; tried per class "
+          f"{dict(sorted(fuzz.tried.items()))}\nstatus codes {dict(sorted(codes.items()))}; per class "
+          f"{ {k: dict(v) for k, v in sorted(fuzz.codes.items())} }\ngood requests alongside: {dict(runs)} runs, "
+          f"all equal to their solo output: {not wrong}\nRSS before {rss_before:.0f} MB, after {rss_after:.0f} MB, "
+          f"peak (VmHWM) {rss_peak:.0f} MB")
+    assert sum(codes.values()) >= 500 and 500 not in codes and not fuzz.failures, fuzz.failures[:10]
+    assert min(runs.values()) >= 1 and not wrong, wrong[:3]
     assert rss_after - rss_before < RSS_GROWTH_BOUND_MB and rss_peak - rss_before < RSS_GROWTH_BOUND_MB
     assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
 
@@ -314,7 +328,8 @@ def test_hung_up_non_streamed_clients_free_their_slots_within_1s(served):
         t = time.perf_counter()
         assert c.post(COMPLETIONS, json=good).status_code == 200
         next_latency = time.perf_counter() - t
-    print(f"\n40 hung-up clients: all slots free {freed * 1000:.0f} ms after they closed; {h['cancelled'] - cancelled} "
-          f"cancelled; next request {next_latency * 1000:.0f} ms (idle server: {idle_latency * 1000:.0f} ms)")
+    print(f"\n40 hung-up clients: all slots free {freed * 1000:.0f} ms after they closed; "
+          f"{h['cancelled'] - cancelled} cancelled; next request {next_latency * 1000:.0f} ms "
+          f"(idle server: {idle_latency * 1000:.0f} ms)")
     assert freed < 1.0
     assert h["cancelled"] - cancelled >= 32  # all but (at most) the first batch's rows were still going
