@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serve_toy import toy_ckpt  # noqa: F401  (fixture)
 
 CONTEXT, CHARS_PER_TOKEN = 256, 32  # the toy preset's context; ServerConfig.chars_per_token

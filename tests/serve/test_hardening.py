@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import torch
+from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 from moxin.errors import MoxinError
 from moxin.serve import engine as engine_mod
 from moxin.serve.engine import Engine, SamplingParams
 from moxin.serve.server import BackgroundServer, ServerConfig, create_app
-from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 TIMEOUT = 60.0
 

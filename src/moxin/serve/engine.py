@@ -15,6 +15,7 @@ keep decoding exactly as they would have without it."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import threading
@@ -281,7 +282,7 @@ class Engine:
             self._in_flight = list(batch)
             try:
                 self._run(batch)
-            except Exception as e:  # noqa: BLE001 - the model step failed: report to every waiting caller
+            except Exception as e:  # the model step failed: report to every waiting caller
                 for r in self._in_flight:
                     if not r.done:
                         self._fail(r, e)
@@ -293,22 +294,20 @@ class Engine:
         """End one request with an error; its sink failing too (a closed client loop) harms nobody else."""
         req.done = True
         self.finished["error"] += 1
-        try:
+        with contextlib.suppress(Exception):  # nobody is left to tell
             req.sink(e)
-        except Exception:  # noqa: BLE001 - nobody is left to tell
-            pass
 
     def _new_row(self, req: Request) -> _Row | None:
         try:
             return _Row(req, self.tok, self.vocab, self.eos)
-        except Exception as e:  # noqa: BLE001 - e.g. a seed torch cannot take: this request only
+        except Exception as e:  # e.g. a seed torch cannot take: this request only
             self._fail(req, e)
             return None
 
     def _pick(self, row: _Row, logits: torch.Tensor) -> int | None:
         try:
             return row.pick(logits)
-        except Exception as e:  # noqa: BLE001 - e.g. probabilities that are not finite: this row only
+        except Exception as e:  # e.g. probabilities that are not finite: this row only
             self._fail(row.req, e)
             return None
 
@@ -322,7 +321,7 @@ class Engine:
                 return True
             row.finish(reason)
             self.finished[reason] += 1
-        except Exception as e:  # noqa: BLE001 - decoding or delivering this row's text failed: this row only
+        except Exception as e:  # decoding or delivering this row's text failed: this row only
             if not row.req.done:
                 self._fail(row.req, e)
         return False

@@ -15,8 +15,18 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Number = StrictFloat | StrictInt
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what a 64-bit seed (signed or unsigned) can hold
@@ -172,7 +182,7 @@ class CompletionRequest(_Sampling):
     echo: Literal[False] = False
 
     @model_validator(mode="after")
-    def _prompts(self) -> "CompletionRequest":
+    def _prompts(self) -> CompletionRequest:
         if isinstance(self.prompt, list) and isinstance(self.prompt[0], str) and len(self.prompt) > MAX_PROMPTS:
             raise ValueError(f"at most {MAX_PROMPTS} prompts per request, got {len(self.prompt)}; split the request")
         return self

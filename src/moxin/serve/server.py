@@ -19,9 +19,10 @@ import json
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import h11
 from fastapi import FastAPI, Request
@@ -30,8 +31,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from moxin.serve.engine import Completion, Engine, SamplingParams, ServeError
-from moxin.serve.protocol import (APIError, ChatRequest, CompletionRequest, envelope, error_body, new_id, parse_json,
-                                  usage, validate)
+from moxin.serve.protocol import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    envelope,
+    error_body,
+    new_id,
+    parse_json,
+    usage,
+    validate,
+)
 from moxin.serve.text import end_of_turn_ids, render_chat
 
 __all__ = ["APIError", "BackgroundServer", "ServerConfig", "create_app", "uvicorn_config"]
@@ -176,7 +186,7 @@ async def _read_body(request: Request, cfg: ServerConfig) -> bytes:
     while True:
         try:
             msg = await asyncio.wait_for(request.receive(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise APIError(408, f"the request body did not arrive within {cfg.body_timeout_s:g} s; send it at "
                                 f"once", code="request_timeout") from None
         if msg["type"] == "http.disconnect":  # nobody is left to answer
@@ -239,7 +249,7 @@ def _encode_prompts(tok, prompt) -> list[list[int]]:
     texts = [prompt] if isinstance(prompt, str) else prompt
     try:
         return [tok.encode(t) for t in texts]
-    except Exception as e:  # noqa: BLE001 - text the tokenizer cannot take is this request's problem
+    except Exception as e:  # text the tokenizer cannot take is this request's problem
         raise APIError(400, f"the tokenizer could not encode the prompt ({type(e).__name__}: {str(e)[:200]})",
                        "prompt") from None
 
@@ -250,11 +260,11 @@ def _encode_chat(tok, body: ChatRequest) -> list[int]:
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     try:
         text = render_chat(tok, messages, add_generation_prompt=True)  # size- and time-bounded Jinja
-    except Exception as e:  # noqa: BLE001 - a template may reject a conversation (e.g. roles not alternating)
+    except Exception as e:  # a template may reject a conversation (e.g. roles not alternating)
         raise APIError(400, f"the chat template rejected these messages: {e}", "messages") from None
     try:
         return tok.encode(text, add_special_tokens=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise APIError(400, f"the tokenizer could not encode the messages ({type(e).__name__}: {str(e)[:200]})",
                        "messages") from None
 
@@ -263,8 +273,8 @@ def _params(body, prompt_len: int, max_tokens: int | None, engine: Engine, cfg: 
             stop_ids: list[int]) -> SamplingParams:
     if prompt_len >= engine.context:
         raise APIError(400, f"this model's maximum context length is {engine.context} tokens; the prompt has "
-                            f"{prompt_len} tokens: shorten it", "messages" if isinstance(body, ChatRequest) else "prompt",
-                       code="context_length_exceeded")
+                            f"{prompt_len} tokens: shorten it",
+                       "messages" if isinstance(body, ChatRequest) else "prompt", code="context_length_exceeded")
     if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
         raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {cfg.max_tokens_limit}",
                        "max_tokens")
@@ -311,7 +321,7 @@ async def _complete(engine: Engine, prompt: list[int], params: SamplingParams) -
         async for ev in _events(engine, prompt, params):
             if isinstance(ev, Completion):
                 return ev
-    except Exception as e:  # noqa: BLE001 - mapped to an OpenAI-style error
+    except Exception as e:  # mapped to an OpenAI-style error
         raise _as_api_error(e) from None
     raise RuntimeError("engine stream ended without a completion")  # unreachable
 
@@ -323,7 +333,7 @@ def _sse(chunks: AsyncIterator[dict[str, Any]], gate: _Gate) -> StreamingRespons
         try:
             async for chunk in chunks:
                 yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-        except Exception as e:  # noqa: BLE001 - the status line (200) is already sent
+        except Exception as e:  # the status line (200) is already sent
             err = _as_api_error(e)
             yield f"data: {json.dumps(error_body(err.message, err.type, err.param, err.code))}\n\n"
         finally:
@@ -453,7 +463,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         deadline = time.time() + 30
         while not self.server.started:
