@@ -63,12 +63,14 @@ def chat(model: Path, system: str | None = None, max_tokens: int = 512, temperat
 
 def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           name: str | None = None, max_batch: int = 8, max_tokens_limit: int = 2048, dtype: str = "float32",
-          int8: bool = False) -> None:
+          int8: bool = False, max_body_bytes: int = 4 * 2**20, max_queue: int = 64,
+          insecure_no_key: bool = False) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions).
 
     Args:
         model: moxin checkpoint, Hugging Face directory or .gguf file (with its tokenizer)
-        host: address to bind; the default 127.0.0.1 is reachable from this machine only
+        host: address to bind; the default 127.0.0.1 is reachable from this machine only. Any other address needs
+            an API key (or --insecure-no-key)
         port: TCP port
         api_key: require 'Authorization: Bearer KEY' (default: the MOXIN_API_KEY environment variable, else none)
         name: model name clients use (default: the model folder's name)
@@ -77,26 +79,48 @@ def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, api_key: str |
         dtype: weight dtype to run in (float32, bfloat16)
         int8: weight-only int8 linear layers with bf16 activations: about twice the bf16 decode speed for one
             stream, but no faster than bf16 once several requests share a batch (its kernel works row by row)
+        max_body_bytes: larger request bodies are refused with 413 while they are read
+        max_queue: requests that may wait beyond the --max-batch decoding ones; more are refused with 429
+        insecure_no_key: allow a non-loopback --host without an API key (anyone who can reach it can use it)
     """
     import uvicorn
 
-    from moxin.serve.server import ServerConfig, create_app
+    from moxin.serve.server import ServerConfig, create_app, uvicorn_config
 
     if max_batch < 1 or max_tokens_limit < 1:
         raise MoxinError(f"--max-batch ({max_batch}) and --max-tokens-limit ({max_tokens_limit}) must be at least 1")
+    if max_body_bytes < 1024 or max_queue < 0:
+        raise MoxinError(f"--max-body-bytes ({max_body_bytes}) must be at least 1024 and --max-queue ({max_queue}) "
+                         f"at least 0")
     api_key = api_key or os.environ.get("MOXIN_API_KEY") or None
+    if not api_key and not insecure_no_key and not is_loopback(host):
+        raise MoxinError(f"--host {host} exposes the model to the network without an API key: set --api-key (or "
+                         f"MOXIN_API_KEY), bind 127.0.0.1, or pass --insecure-no-key to serve it unauthenticated")
     engine, tok = _engine(model, dtype, int8, max_batch)
     served = name or (model.stem if model.is_file() else model.resolve().name)
-    app = create_app(engine, tok, ServerConfig(served, api_key, max_tokens_limit))
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        print(f"warning: binding {host} without an API key exposes the model to the network; set --api-key",
+    cfg = ServerConfig(served, api_key, max_tokens_limit, max_body_bytes=max_body_bytes, max_queue=max_queue)
+    app = create_app(engine, tok, cfg)
+    if not api_key and not is_loopback(host):
+        print(f"warning: serving {host} without an API key (--insecure-no-key): anyone who can reach it can use it",
               file=sys.stderr)
-    print(f"serving {served!r} on http://{host}:{port}/v1 (batch up to {max_batch}; "
+    print(f"serving {served!r} on http://{host}:{port}/v1 (batch up to {max_batch}, queue up to {max_queue}; "
           f"{'API key required' if api_key else 'no API key'})", file=sys.stderr)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.Server(uvicorn_config(app, cfg, host, port)).run()
     finally:
         engine.close()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"] = "f16",

@@ -8,11 +8,14 @@ at padded index written - L + j, slot index mod S). That needs L <= tokens writt
 rolling buffer, room for its max_tokens; a request that does not fit waits for the next batch.
 
 Each request owns its sampling state (temperature, top-k, top-p, repetition/frequency/presence penalties, a seeded
-generator), so its tokens do not depend on which other requests shared its batch."""
+generator), so its tokens do not depend on which other requests shared its batch. A failure while sampling or
+decoding one row (its parameters, its sink) ends that request alone: its sink gets the exception, and the other rows
+keep decoding exactly as they would have without it."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import threading
@@ -177,6 +180,8 @@ class Engine:
         self.join_headroom = join_headroom
         self.batches: list[int] = []  # the most rows each batch decoded at once (tests and stats read it)
         self.joined = 0  # requests that joined a running batch
+        self.finished: collections.Counter[str] = collections.Counter()  # finish reasons, "error" for failed rows
+        self._running = 0  # rows in the batch being decoded
         self._queue: queue.Queue[Request | None] = queue.Queue()
         self._deferred: collections.deque[Request] = collections.deque()  # did not fit the running batch
         self._closing = False
@@ -204,6 +209,8 @@ class Engine:
             raise ServeError(f"temperature must be >= 0 and top_p in (0, 1]; got {params.temperature}, {params.top_p}")
         if params.repetition_penalty <= 0:
             raise ServeError(f"repetition_penalty must be > 0, got {params.repetition_penalty}")
+        if params.seed is not None and not -(2**63) <= params.seed < 2**64:
+            raise ServeError(f"seed must fit in 64 bits (-2**63 .. 2**64-1), got {params.seed}")
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Callable[[Event], None]) -> Request:
         """Queue a request; `sink` is called from the engine thread with text deltas, then a Completion."""
@@ -232,6 +239,10 @@ class Engine:
             if isinstance(ev, Completion):
                 return ev
         raise RuntimeError("engine stream ended without a completion")  # unreachable: stream always ends with one
+
+    def load(self) -> dict[str, int]:
+        """{running: rows decoding now, waiting: requests queued}: the server's /health reports it."""
+        return {"running": self._running, "waiting": self._queue.qsize() + len(self._deferred)}
 
     def close(self) -> None:
         self._queue.put(None)
@@ -264,21 +275,66 @@ class Engine:
                 if nxt is None:
                     break
                 batch.append(nxt)
+            self.finished["cancelled"] += sum(r.cancelled for r in batch)  # hung up while waiting
             batch = [r for r in batch if not r.cancelled]
             if not batch:
                 continue
             self._in_flight = list(batch)
             try:
                 self._run(batch)
-            except Exception as e:  # report to every waiting caller, keep serving
+            except Exception as e:  # the model step failed: report to every waiting caller
                 for r in self._in_flight:
                     if not r.done:
-                        r.sink(e)
+                        self._fail(r, e)
+            finally:
+                self._running = 0
+
+    # ------------------------------------------------------------------------------------------ per-row isolation
+    def _fail(self, req: Request, e: BaseException) -> None:
+        """End one request with an error; its sink failing too (a closed client loop) harms nobody else."""
+        req.done = True
+        self.finished["error"] += 1
+        with contextlib.suppress(Exception):  # nobody is left to tell
+            req.sink(e)
+
+    def _new_row(self, req: Request) -> _Row | None:
+        try:
+            return _Row(req, self.tok, self.vocab, self.eos)
+        except Exception as e:  # e.g. a seed torch cannot take: this request only
+            self._fail(req, e)
+            return None
+
+    def _pick(self, row: _Row, logits: torch.Tensor) -> int | None:
+        try:
+            return row.pick(logits)
+        except Exception as e:  # e.g. probabilities that are not finite: this row only
+            self._fail(row.req, e)
+            return None
+
+    def _advance(self, row: _Row, token: int | None) -> bool:
+        """Record `token` → True while the row keeps decoding (False: finished, or failed and reported)."""
+        if token is None:
+            return False
+        try:
+            reason = row.advance(token)
+            if reason is None:
+                return True
+            row.finish(reason)
+            self.finished[reason] += 1
+        except Exception as e:  # decoding or delivering this row's text failed: this row only
+            if not row.req.done:
+                self._fail(row.req, e)
+        return False
 
     @torch.inference_mode()
     def _run(self, reqs: list[Request]) -> None:
         self.batches.append(len(reqs))
-        rows = [_Row(r, self.tok, self.vocab, self.eos) for r in reqs]
+        made = [self._new_row(r) for r in reqs]
+        rows = [row for row in made if row is not None]
+        if not rows:
+            return
+        reqs = [row.req for row in rows]
+        self._running = len(rows)
         B, T = len(reqs), max(len(r.prompt) for r in reqs)
         tokens, positions = left_pad([r.prompt for r in reqs], T)
         max_new = max(r.params.max_tokens for r in reqs)
@@ -286,14 +342,9 @@ class Engine:
         logits = self._logits(tokens, positions, cache)  # (B, V)
         next_pos = positions[:, -1] + 1  # (B,)
         while True:
-            picked = [row.pick(logits[i]) for i, row in enumerate(rows)]
-            keep = []
-            for i, (row, tok) in enumerate(zip(rows, picked)):
-                reason = row.advance(tok)
-                if reason is None:
-                    keep.append(i)
-                else:
-                    row.finish(reason)
+            picked = [self._pick(row, logits[i]) for i, row in enumerate(rows)]
+            keep = [i for i, (row, tok) in enumerate(zip(rows, picked)) if self._advance(row, tok)]
+            self._running = len(keep)
             if not keep:
                 return
             if len(keep) < len(rows):
@@ -306,6 +357,7 @@ class Engine:
                 picked.append(tok)
                 next_pos = torch.cat([next_pos, torch.tensor([len(row.req.prompt)])])
             self.batches[-1] = max(self.batches[-1], len(rows))
+            self._running = len(rows)
             step = torch.tensor(picked)[:, None]  # (B', 1)
             logits = self._logits(step, next_pos[:, None], cache)
             next_pos = next_pos + 1
@@ -318,6 +370,7 @@ class Engine:
             if req is None:
                 break
             if req.cancelled:
+                self.finished["cancelled"] += 1
                 continue
             L = len(req.prompt)
             if cache.written < L or (not cache.rolling and cache.written + req.params.max_tokens > cache.size):
@@ -333,11 +386,11 @@ class Engine:
         logits = self._logits(tokens, positions, fresh)  # (n, V)
         out: list[tuple[_Row, int]] = []
         for i, req in enumerate(reqs):
-            row = _Row(req, self.tok, self.vocab, self.eos)
-            tok = row.pick(logits[i])
-            reason = row.advance(tok)
-            if reason is not None:
-                row.finish(reason)
+            row = self._new_row(req)
+            if row is None:
+                continue
+            tok = self._pick(row, logits[i])
+            if not self._advance(row, tok):
                 continue
             cache.append_row(fresh, i, len(req.prompt))
             self.joined += 1
