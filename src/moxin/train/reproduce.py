@@ -93,18 +93,11 @@ def _result(
 
 
 def reproduce(path: Path, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:
-    from moxin.layout import checkpoint_name, run_of
+    from moxin.layout import run_of
     from moxin.train.pretrain import Setup, recorded_data_dir
 
     root = checkpoints_root(path)
-    start, target = root / checkpoint_name(from_step), root / checkpoint_name(to_step)
-    for p in (start, target):
-        if not p.is_dir():
-            have = ", ".join(str(s) for s, _ in ckpt.list_checkpoints(root))
-            raise CheckpointError(f"--reproduce {from_step}..{to_step}: {p} does not exist (checkpoints: {have})")
-        ckpt.verify(p)
-    if to_step <= from_step:
-        raise CheckpointError(f"--reproduce {from_step}..{to_step}: the end step must be after the start step")
+    start, target = _span_dirs(root, f"{from_step}..{to_step}", from_step, to_step)
     state = ckpt.read_state(start)
     home = run_of(start)
     data_dir = data_dir or recorded_data_dir(state["config"], [home] if home is not None else [])
