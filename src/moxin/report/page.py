@@ -50,12 +50,12 @@ def table(head: list[str], rows: list[list[Any]], cls: str = "", row_cls: list[s
 
     attrs = f' class="{cls}"' if cls else ""
     body = "".join(f'<tr{f" class={chr(34)}{row_cls[i]}{chr(34)}" if row_cls else ""}>'
-                   + "".join(cell(v) for v in r) + "</tr>" for i, r in enumerate(rows))
+                   + "".join(cell(v) for v in r) + "</tr>\n" for i, r in enumerate(rows))
     return f"<table{attrs}><tr>{''.join(f'<th>{escape(h)}</th>' for h in head)}</tr>{body}</table>"
 
 
 def section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{escape(title)}</h2>{body}</section>'
+    return f'<section id="{sid}"><h2>{escape(title)}</h2>\n{body}\n</section>\n'
 
 
 # ------------------------------------------------------------------------------------------------ sections
