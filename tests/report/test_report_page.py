@@ -10,11 +10,10 @@ import re
 import subprocess
 import sys
 
-from moxintest import REPO
-
 from moxin.report.collect import collect
 from moxin.report.commands import MAX_BYTES, release_page, render_page
 from moxin.report.page import render
+from moxintest import REPO
 
 
 def _cli(*args, cwd=None):

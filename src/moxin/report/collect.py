@@ -11,8 +11,18 @@ from typing import Any
 
 from moxin.errors import ReportError
 from moxin.layout import RunLayout
-from moxin.release.runs import (Checkpoint, all_checkpoints, data_sources, eval_results, final_checkpoint,
-                                finetune_datasets, read_json, read_jsonl, recorded_recipe, stage_dirs)
+from moxin.release.runs import (
+    Checkpoint,
+    all_checkpoints,
+    data_sources,
+    eval_results,
+    final_checkpoint,
+    finetune_datasets,
+    read_json,
+    read_jsonl,
+    recorded_recipe,
+    stage_dirs,
+)
 
 BIAS_WORDS = ("crows", "bbq", "bias", "stereo", "toxic")
 LICENCE_KINDS = {"code": "code", "model": "data", "document": "document", "paper": "document", "datasets": "data",

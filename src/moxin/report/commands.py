@@ -39,7 +39,7 @@ def default_out(paths: list[Path]) -> Path:
     return a / "report.html" if kind_of(a) == "run" else a.parent / f"{a.name}-report.html"
 
 
-def report(path: Path, path2: Path | None = None, out: Path | None = None, open: bool = False,  # noqa: A002
+def report(path: Path, path2: Path | None = None, out: Path | None = None, open: bool = False,
            lang: str = "en") -> None:
     """Write one self-contained HTML page (no network, inline SVG charts) for a run or a release, or compare two.
 

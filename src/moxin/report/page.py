@@ -78,8 +78,9 @@ def openness(f: Facts, L: dict[str, str]) -> str:
     else:
         parts.append(f'<p id="failing-sources">{escape(L["no_failing"])}</p>')
     rows = [[a["key"], a["source"], a["licence"], a["verdict"], a["reason"]] for a in f.audit]
-    parts.append(table([L["kind"], L["source"], L["licence"], L["verdict"], L["reason"]], rows, "audit",
-                       [a["verdict"] for a in f.audit]))
+    parts.append(f"<details><summary>{escape(L['licence_audit'])}: {len(rows)}</summary>"
+                 + table([L["kind"], L["source"], L["licence"], L["verdict"], L["reason"]], rows, "audit",
+                         [a["verdict"] for a in f.audit]) + "</details>")
     return section("openness", L["openness"], "".join(parts))
 
 
