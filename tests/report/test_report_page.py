@@ -15,6 +15,8 @@ from moxin.report.commands import MAX_BYTES, release_page, render_page
 from moxin.report.page import render
 from moxintest import REPO
 
+SHARED = REPO.parent / "shared" / "data"
+
 
 def _cli(*args, cwd=None):
     env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
@@ -121,3 +123,11 @@ def test_not_a_run_is_one_line(tmp_path):
     res = _cli(tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "neither a run folder" in res.stderr
+
+
+def test_two_builds_give_the_same_index_html(tiny_run, built_release, tmp_path):
+    from moxin.release.bundle import build_release
+
+    other = tmp_path / "again"
+    build_release(tiny_run, other, progress=False, eval_data_dir=SHARED)
+    assert (other / "index.html").read_bytes() == (built_release / "index.html").read_bytes()

@@ -63,7 +63,8 @@ LABELS: dict[str, tuple[str, str]] = {
                "リリースダイジェスト(SHA256SUMS の SHA-256)"),
     "digest_inside": ("This page is part of the release, so it cannot hold the digest: compute it with "
                       "`sha256sum SHA256SUMS` and compare it with the one the producer published.",
-                      "このページはリリースに含まれるため、ダイジェストを記載できません。`sha256sum SHA256SUMS` で計算し、"
+                      "このページはリリースに含まれるため、ダイジェストを記載できません。"
+                      "`sha256sum SHA256SUMS` で計算し、"
                       "作成者が公開した値と比較してください。"),
     "no_digest": ("No SHA256SUMS: this is not a release yet.", "SHA256SUMS がありません(まだリリースではありません)。"),
     "how_verify": ("How to verify", "検証方法"),
