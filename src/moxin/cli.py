@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "mof check": "moxin.release.commands:mof_check",
     "verify": "moxin.release.commands:verify",
     "eval": "moxin.eval.commands:eval_command",
+    "report": "moxin.report.commands:report",
 }
 
 
@@ -99,6 +100,9 @@ def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
         tp = _unwrap_optional(hints.get(pname, str))
         if _is_recipe(tp):
             _add_recipe_arguments(parser, fn, helps.get(pname, ""))
+        elif pname in getattr(fn, "optional_positionals", ()):  # e.g. `moxin report A [B]`
+            parser.add_argument(pname, metavar=pname.upper(), nargs="?", type=_caster(tp, pname), default=param.default,
+                                help=helps.get(pname, ""))
         else:
             _add_argument(parser, pname, tp, param.default, helps.get(pname, ""))
     return parser

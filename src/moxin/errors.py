@@ -47,3 +47,7 @@ class TemplateError(MoxinError):
 
 class TemplateLimitError(TemplateError):
     """A chat template exceeded its output-size or time limit (the template's fault, whatever the conversation)."""
+
+
+class ReportError(MoxinError):
+    """`moxin report` cannot read the folder it was given as a run or a release."""

@@ -474,6 +474,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
     `recipe_path` the recipe the run was built with when the run does not hold it."""
     from moxin.release import cards
     from moxin.release.mof import write_mof
+    from moxin.report.commands import release_page
 
     run, out = Path(run), Path(out)
     if not run.is_dir():
@@ -515,6 +516,7 @@ def build_release(run: Path, out: Path, overrides: list[str] | None = None, prog
             atomic_write_text(tmp / "DATA_CARD.md", cards.data_card(tmp))
             atomic_write_text(tmp / "TECHNICAL_REPORT.md", cards.technical_report(tmp))
             rep = write_mof(tmp, meta)
+        atomic_write_text(tmp / "index.html", release_page(tmp))  # the report page, covered by SHA256SUMS
         write_checksums(tmp)
     notes = [f"evaluation data not found (pass --eval-data-dir): {', '.join(parts['eval_missing'])}"] \
         if parts["eval_missing"] else []
