@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from moxintest import REPO, SHARED_DATA, run_cli  # noqa: F401 - re-exported for older imports
+from releasefix import built_release, release_copy, tiny_run  # noqa: F401 - session fixtures for release and report
 
 
 @pytest.fixture(scope="session")

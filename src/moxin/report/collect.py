@@ -21,7 +21,6 @@ from moxin.release.runs import (
     read_json,
     read_jsonl,
     recorded_recipe,
-    stage_dirs,
 )
 
 BIAS_WORDS = ("crows", "bbq", "bias", "stereo", "toxic")
@@ -184,7 +183,7 @@ def checkpoint_tokens(cks: list[Checkpoint]) -> dict[str, int]:
     def total(c: Checkpoint, depth: int = 0) -> int:
         if c.sha in out:
             return out[c.sha]
-        own = int(c.state.get("tokens_seen") or 0)
+        own = int(c.tokens_seen or 0)
         base = by_sha.get(c.base.get("sha256") or "")
         n = own + (total(base, depth + 1) if base is not None and depth < len(cks) else 0)
         out[c.sha] = n
@@ -198,11 +197,12 @@ def checkpoint_tokens(cks: list[Checkpoint]) -> dict[str, int]:
 def training(root: Path, cks: list[Checkpoint], tokens: dict[str, int]) -> list[dict[str, Any]]:
     """Per stage: its metrics rows (step, loss, lr, tokens_seen, phase, val_loss) and its checkpoints."""
     out = []
-    for stage, folder in stage_dirs(root):
-        log = folder / "metrics.jsonl"
+    layout = RunLayout(root)
+    for stage in layout.training_stages():
+        log = layout.metrics(stage)
         rows = [{k: r.get(k) for k in ("step", "loss", "lr", "tokens_seen", "phase", "val_loss")}
                 for r in (read_jsonl(log) if log.is_file() else []) if isinstance(r.get("step"), int)]
-        marks = [{"name": c.name, "step": c.step, "sha256": c.sha, "tokens_seen": c.state.get("tokens_seen"),
+        marks = [{"name": c.name, "step": c.step, "sha256": c.sha, "tokens_seen": c.tokens_seen,
                   "tokens_total": tokens.get(c.sha)} for c in cks if c.stage == stage]
         out.append({"stage": stage, "rows": rows, "checkpoints": marks})
     return out

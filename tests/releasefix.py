@@ -1,6 +1,7 @@
 """A tiny run folder in the exact layout of docs/CONTRACTS.md (data, tokenizer, pretrain with two checkpoints, an
 SFT stage, eval results), synthesised here so the release can be tested while the real stages are built; and a
-release of it, built once per session (tests copy it before changing anything)."""
+release of it, built once per session (tests copy it before changing anything). A plain module: tests/conftest.py
+registers its fixtures once for every folder (tests/release and tests/report share one build)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TEXT = ("The quick brown fox jumps over the lazy dog. A model is only as open as the data it was trained on. "
         "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. ") * 20
