@@ -1,8 +1,8 @@
 """Issue 17, items 2–3: the chat page at `/` of a real `moxin serve` process, driven in headless Chromium (Debian's
 `chromium` + `chromium-driver`, installed by scripts/setup.sh) through selenium.
 
-The served model is the toy one with a 4096-token context and its end-of-turn logits pinned to 0, so a greedy reply
-always runs to max_tokens: short replies are exact references, and a long one is still streaming when stop is pressed."""
+The served model is the toy one with a 4096-token context and its end-of-turn logits pinned to 0, so a greedy
+reply always runs to max_tokens: short replies are exact references, and a long one streams on until stop is pressed."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serve_toy import build_tokenizer, toy  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -311,3 +310,28 @@ def test_api_key_is_asked_for_and_kept_in_memory_only(servers, browser):
     assert all("/v1/models" in m and "401" in m for m in severe), severe
     urls = _requested_urls(browser)
     assert [u for u in urls if not u.startswith(srv.url + "/") and not u.startswith("data:")] == []
+
+
+STUB_STREAM = """
+const real = window.fetch, enc = new TextEncoder();
+const head = enc.encode('data: {"choices":[{"index":0,"delta":{"content":"東京"},"finish_reason":null}]}' +
+                        '\\r\\n\\r\\n');
+const tail = enc.encode('data: {"error":{"message":"generation failed: boom","type":"server_error"}}\\n\\n' +
+                        'data: [DONE]\\n\\n');
+window.fetch = (url, init) => url !== "/v1/chat/completions" ? real(url, init) : Promise.resolve(new Response(
+  new ReadableStream({start(c) {  // split inside a multi-byte character and inside an event
+    c.enqueue(head.slice(0, 50)); c.enqueue(head.slice(50)); c.enqueue(tail); c.close(); }}),
+  {status: 200, headers: {"content-type": "text/event-stream"}}));
+"""
+
+
+@needs_browser
+def test_error_event_mid_stream_is_shown(servers, browser):
+    """The server's error event after a started stream (then [DONE]): the partial text stays, the error shows."""
+    browser.get(servers["open"].url + "/")
+    _until(browser, "the page to connect", "document.getElementById('status').textContent === 'ready'")
+    browser.execute_script(STUB_STREAM)
+    assert _say(browser, "hi") == "東京"
+    assert browser.find_element("id", "error").text == "generation failed: boom"
+    assert browser.find_element("css selector", ".msg.assistant .note").text == "error: generation failed: boom"
+    assert _ready(browser)
