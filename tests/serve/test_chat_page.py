@@ -264,6 +264,13 @@ def test_chat_streams_greedy_replies_stops_and_starts_over(servers, browser, tmp
     assert _ready(browser) and browser.find_element("id", "prompt").get_attribute("value") == ""
     notes = [e.text for e in browser.find_elements("css selector", ".msg.assistant .note")]
     assert notes[-1] == "(stopped)", notes
+    deadline = time.time() + 5
+    while True:  # the server saw the connection close and cancelled the generation, freeing its row
+        health = httpx.get(srv.url + "/health", timeout=WAIT).json()
+        if (health["cancelled"], health["running"]) == (1, 0) or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert (health["cancelled"], health["running"]) == (1, 0), health
 
     browser.find_element("id", "new-chat").click()
     assert browser.find_elements("css selector", ".msg") == []
