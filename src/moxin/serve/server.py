@@ -107,6 +107,7 @@ def create_app(engine: Engine, tokenizer, cfg: ServerConfig) -> FastAPI:
     gate = _Gate(engine.max_batch + cfg.max_queue)
     app.state.config = cfg  # BackgroundServer reads the connection limits from it
     _install_error_handlers(app)
+    _install_chat_page(app, cfg)
     if cfg.api_key:
         app.add_middleware(_KeyCheck, key=cfg.api_key)
 
@@ -369,6 +370,37 @@ async def _chat_chunks(engine, prompt, params, rid, model, body) -> AsyncIterato
             yield chunk({}, ev.finish_reason)
             if body.stream_options and body.stream_options.include_usage:
                 yield envelope(kind, rid, model, [], usage=usage(ev.prompt_tokens, ev.completion_tokens))
+
+
+# ------------------------------------------------------------------------------------------------ chat page
+def _install_chat_page(app: FastAPI, cfg: ServerConfig) -> None:
+    """GET / → the chat page (static/chat.html), which talks to this server's /v1/chat/completions.
+
+    The page is told whether to ask for the API key; a Content-Security-Policy pins its one inline script and style
+    by hash and lets it connect to this origin only, so model text can never load or run anything."""
+    import base64
+    import hashlib
+    import re
+    from importlib.resources import files
+
+    from fastapi.responses import HTMLResponse
+
+    html = files("moxin.serve").joinpath("static/chat.html").read_text(encoding="utf-8")
+    if cfg.api_key:
+        html = html.replace('data-api-key="none"', 'data-api-key="required"', 1)
+
+    def hashes(tag: str) -> str:
+        found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in found)
+
+    csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+           "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    headers = {"Content-Security-Policy": csp, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+               "X-Content-Type-Options": "nosniff"}
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse(html, headers=headers)
 
 
 # ------------------------------------------------------------------------------------------------ errors
