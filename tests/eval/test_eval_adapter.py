@@ -126,7 +126,8 @@ def test_user_task_folder_with_relative_data_path(tiny_checkpoint, tmp_path, mon
     (res,) = [json.loads(p.read_text()) for p in (tmp_path / "res" / "results").glob("*.json")]
     assert res["task"] == "my_even" and res["items"] == 6 and 0.0 <= res["metrics"]["acc"] <= 1.0
     (data_file,) = res["task_config"]["data_files"]  # resolved against the YAML's folder, hashed
-    assert data_file == str(tasks / "data" / "even.jsonl")
+    assert data_file == "mytasks/data/even.jsonl"  # named by its task folder, never by an absolute path
+    assert str(tmp_path) not in json.dumps(res)
 
 
 def test_hf_folder_scores_like_the_checkpoint(lm, tiny_hf_export):
