@@ -13,8 +13,10 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-TEXT = ("The quick brown fox jumps over the lazy dog. A model is only as open as the data it was trained on. "
-        "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. ") * 20
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. A model is only as open as the data it was trained on. "
+    "def add(a, b): return a + b. 日本の首都は東京です。 Once upon a time there was a tiny language model. "
+) * 20
 
 SOURCES = [  # name, licence, documents
     ("gutenberg", "LicenseRef-Public-Domain", 24),
@@ -29,8 +31,9 @@ def _tokenizer(folder: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator([TEXT], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
     fast.save_pretrained(folder)
@@ -47,16 +50,32 @@ def _data(folder: Path, tok) -> str:
     for name, _lic, n in SOURCES:
         c = counts.setdefault(name, {"docs": {"train": 0, "val": 0}, "tokens": {"train": 0, "val": 0}})
         for i in range(n):
-            ids = tok.encode(" ".join(words[i * 7:(i + 1) * 7 + 30]))
+            ids = tok.encode(" ".join(words[i * 7 : (i + 1) * 7 + 30]))
             split = "val" if i % 8 == 7 else "train"
             w.add(name, split, f"{name}:{i}", ids)
             c["docs"][split] += 1
             c["tokens"][split] += len(ids) + 1
     w.close()
     # The data stage's manifest layout (moxin.data.card.build_manifest), reduced to what a release reads.
-    write_manifest(folder, {"stage": "data", "format": 1, "sources": [
-        {"name": name, "type": "jsonl", "license": lic, "path": f"../shared/data/{name}", "docs_in": n,
-         "docs_kept": n, **counts[name]} for name, lic, n in SOURCES]})
+    write_manifest(
+        folder,
+        {
+            "stage": "data",
+            "format": 1,
+            "sources": [
+                {
+                    "name": name,
+                    "type": "jsonl",
+                    "license": lic,
+                    "path": f"../shared/data/{name}",
+                    "docs_in": n,
+                    "docs_kept": n,
+                    **counts[name],
+                }
+                for name, lic, n in SOURCES
+            ],
+        },
+    )
     from moxin.provenance import sha256_file
 
     return sha256_file(folder / "tokens.json")
@@ -66,10 +85,17 @@ def _checkpoint(path: Path, model, opt, step: int, stage: str, fingerprint: str,
     """A fine-tuning checkpoint written the way the trainer writes one (moxin.train.checkpoint.save_checkpoint)."""
     from moxin.train.checkpoint import save_checkpoint
 
-    state = {"step": step, "kind": "finetune", "mode": stage.split("/")[-1], "phase": stage,
-             "tokens_seen": step * 2 * 16, "seed": 99, "data": {"fingerprint": fingerprint,
-                                                                "position": {"next_step": step}},
-             "config": {"lr": 0.01}, "lineage": lineage}
+    state = {
+        "step": step,
+        "kind": "finetune",
+        "mode": stage.split("/")[-1],
+        "phase": stage,
+        "tokens_seen": step * 2 * 16,
+        "seed": 99,
+        "data": {"fingerprint": fingerprint, "position": {"next_step": step}},
+        "config": {"lr": 0.01},
+        "lineage": lineage,
+    }
     assert save_checkpoint(path.parent, step, model, opt, model.cfg, state, tok_dir) == path
 
 
@@ -152,11 +178,26 @@ def _sft(run: Path, fp: str) -> Path:
     sft = [{"step": i + 1, "loss": loss} for i, loss in enumerate(_train(model, opt, 2, seed=99))]
     path = run / "finetune" / "sft" / "checkpoints" / "step-00000002"
     # moxin.finetune's lineage: the base checkpoint by hash, and the fine-tuning data sets with their licences.
-    lineage = {"base": {"kind": "checkpoint", "path": base.relative_to(run).as_posix(),
-                        "sha256": sha256_file(base / "manifest.json")},
-               "data": {"manifest": "finetune/sft/data/manifest.json", "sha256": None,
-                        "datasets": [{"name": "rasbt_instruction_data", "license": "Apache-2.0",
-                                      "path": "../shared/data/rasbt_instruction_data", "sha256": None, "kept": 1100}]}}
+    lineage = {
+        "base": {
+            "kind": "checkpoint",
+            "path": base.relative_to(run).as_posix(),
+            "sha256": sha256_file(base / "manifest.json"),
+        },
+        "data": {
+            "manifest": "finetune/sft/data/manifest.json",
+            "sha256": None,
+            "datasets": [
+                {
+                    "name": "rasbt_instruction_data",
+                    "license": "Apache-2.0",
+                    "path": "../shared/data/rasbt_instruction_data",
+                    "sha256": None,
+                    "kept": 1100,
+                }
+            ],
+        },
+    }
     _checkpoint(path, model, opt, 2, "finetune/sft", fp, run / "tokenizer", lineage)
     (run / "finetune" / "sft" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in sft))
     return path
@@ -175,13 +216,26 @@ def make_run(root: Path, eval_data: Path | None) -> Path:
     for path, stage, acc, stereo in ((last, "pretrain", 0.2632, 0.5523), (sft_path, "finetune/sft", 0.2807, 0.5461)):
         sha = sha256_file(path / "manifest.json")
         step = int(path.name.split("-")[1])
-        model = {"path": path.relative_to(run).as_posix(), "sha256": sha, "kind": "checkpoint", "step": step, "stage": stage}
+        model = {
+            "path": path.relative_to(run).as_posix(),
+            "sha256": sha,
+            "kind": "checkpoint",
+            "step": step,
+            "stage": stage,
+        }
         for task, metrics, files in (
-                ("arc_easy", {"acc": acc, "acc_norm": acc + 0.01}, ["arc/ARC-Easy-Dev.jsonl"]),
-                ("crows_pairs_english", {"pct_stereotype": stereo}, [])):
+            ("arc_easy", {"acc": acc, "acc_norm": acc + 0.01}, ["arc/ARC-Easy-Dev.jsonl"]),
+            ("crows_pairs_english", {"pct_stereotype": stereo}, []),
+        ):
             data_files = {rel: sha256_file(eval_data / rel) for rel in files} if eval_data else {}
-            doc = {"result_version": 1, "task": task, "model": model, "metrics": metrics,
-                   "stderr": {k: 0.0123 for k in metrics}, "task_config": {"task": task, "data_files": data_files}}
+            doc = {
+                "result_version": 1,
+                "task": task,
+                "model": model,
+                "metrics": metrics,
+                "stderr": dict.fromkeys(metrics, 0.0123),
+                "task_config": {"task": task, "data_files": data_files},
+            }
             (run / "eval" / "results").mkdir(parents=True, exist_ok=True)
             (run / "eval" / "results" / f"{sha}-{task[:8]}.json").write_text(json.dumps(doc, indent=2))
     return run

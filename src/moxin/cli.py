@@ -101,8 +101,14 @@ def build_parser(name: str, fn: Callable) -> argparse.ArgumentParser:
         if _is_recipe(tp):
             _add_recipe_arguments(parser, fn, helps.get(pname, ""))
         elif pname in getattr(fn, "optional_positionals", ()):  # e.g. `moxin report A [B]`
-            parser.add_argument(pname, metavar=pname.upper(), nargs="?", type=_caster(tp, pname), default=param.default,
-                                help=helps.get(pname, ""))
+            parser.add_argument(
+                pname,
+                metavar=pname.upper(),
+                nargs="?",
+                type=_caster(tp, pname),
+                default=param.default,
+                help=helps.get(pname, ""),
+            )
         else:
             _add_argument(parser, pname, tp, param.default, helps.get(pname, ""))
     return parser

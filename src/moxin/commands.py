@@ -7,8 +7,14 @@ from pathlib import Path
 from moxin.errors import MoxinError
 from moxin.recipe import Recipe
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
 
 
 def torch_dtype(name: str):
@@ -51,10 +57,10 @@ def model_info(preset: str, seq_len: int | None = None) -> None:
     """
     import torch
 
-    from moxin.recipe import load_recipe
     from moxin.model.config import flops_per_token, num_params
     from moxin.model.config import preset as get_preset
     from moxin.model.transformer import Transformer
+    from moxin.recipe import load_recipe
 
     cfg = load_recipe(preset).model if preset.endswith(".toml") else get_preset(preset, key="PRESET")
     with torch.device("meta"):
@@ -63,13 +69,19 @@ def model_info(preset: str, seq_len: int | None = None) -> None:
     assert counted == num_params(cfg), "parameter formula out of sync with the model"
     seq = seq_len or cfg.max_seq_len
     window = f"sliding window {cfg.sliding_window}" if cfg.sliding_window else "full attention"
-    print(f"model: {cfg.preset or preset} ({cfg.arch}-style; {cfg.n_layers} layers, hidden {cfg.dim}, "
-          f"{cfg.n_heads} heads / {cfg.n_kv_heads} KV heads, FFN {cfg.ffn_dim}, vocab {cfg.vocab_size}, {window}, "
-          f"max positions {cfg.max_seq_len}, {'tied' if cfg.tie_embeddings else 'untied'} embeddings)")
-    print(f"parameters: {counted:,} ({counted / 1e9:.3f} B); without embeddings: "
-          f"{num_params(cfg, include_embeddings=False):,}")
-    print(f"training FLOPs per token at seq {seq}: {flops_per_token(cfg, seq):,} "
-          f"({flops_per_token(cfg, seq) / 1e9:.2f} GFLOP)")
+    print(
+        f"model: {cfg.preset or preset} ({cfg.arch}-style; {cfg.n_layers} layers, hidden {cfg.dim}, "
+        f"{cfg.n_heads} heads / {cfg.n_kv_heads} KV heads, FFN {cfg.ffn_dim}, vocab {cfg.vocab_size}, {window}, "
+        f"max positions {cfg.max_seq_len}, {'tied' if cfg.tie_embeddings else 'untied'} embeddings)"
+    )
+    print(
+        f"parameters: {counted:,} ({counted / 1e9:.3f} B); without embeddings: "
+        f"{num_params(cfg, include_embeddings=False):,}"
+    )
+    print(
+        f"training FLOPs per token at seq {seq}: {flops_per_token(cfg, seq):,} "
+        f"({flops_per_token(cfg, seq) / 1e9:.2f} GFLOP)"
+    )
     print(f"weights: {counted * 2 / 2**30:.2f} GiB in bf16, {counted * 4 / 2**30:.2f} GiB in fp32")
 
 
@@ -91,8 +103,14 @@ def import_model(source: Path, out: Path, dtype: str = "float32") -> None:
     src_files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
     with atomic_dir(out) as tmp:
         save_model(model, tmp)
-        write_manifest(tmp, {"kind": "imported", "source": str(source.resolve()),
-                             "source_sha256": {p.name: sha256_file(p) for p in src_files}})
+        write_manifest(
+            tmp,
+            {
+                "kind": "imported",
+                "source": str(source.resolve()),
+                "source_sha256": {p.name: sha256_file(p) for p in src_files},
+            },
+        )
     print(f"imported {source} → {out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
 
 
@@ -128,8 +146,15 @@ def export_hf(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_gb:
     print(f"wrote {out}{note}")
 
 
-def generate(model: Path, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int | None = 0) -> None:
+def generate(
+    model: Path,
+    prompt: str = "",
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = 0,
+) -> None:
     """Generate a continuation of a prompt (greedy by default) with the KV cache.
 
     Args:
@@ -154,4 +179,4 @@ def generate(model: Path, prompt: str = "", max_new_tokens: int = 64, temperatur
     m = load_model(model).eval()
     ids = torch.tensor([tok.encode(prompt)])
     out = gen(m, ids, max_new_tokens, Sampling(temperature, top_k, top_p, seed), eos_id=tok.eos_token_id)
-    print(tok.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True))
+    print(tok.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True))

@@ -166,8 +166,10 @@ def read_jsonl(path: str | Path, error_cls: type[MoxinError], what: str = "") ->
                 if rec.reason == "malformed-json":
                     raise error_cls(f"{path}:{n}{label}: not valid JSON ({rec.detail}); fix or remove that line")
                 if rec.reason:
-                    raise error_cls(f"{path}:{n}{label}: {rec.detail} ({rec.reason}); each line must hold one "
-                                    f"JSON object: fix or remove that line")
+                    raise error_cls(
+                        f"{path}:{n}{label}: {rec.detail} ({rec.reason}); each line must hold one "
+                        f"JSON object: fix or remove that line"
+                    )
                 yield n, rec.value
     except READ_ERRORS as e:
         why = f"{type(e).__name__}: {e}"

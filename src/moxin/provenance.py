@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -173,8 +174,12 @@ def code_version() -> dict[str, Any]:
             ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=src, capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
         info["git_commit"], info["git_dirty"] = commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
@@ -188,6 +193,6 @@ def environment() -> dict[str, Any]:
     for mod in ("torch", "numpy", "tokenizers", "transformers", "safetensors"):
         try:
             env[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - an absent optional library is simply not recorded
+        except Exception:
             env[mod] = None
     return env

@@ -25,8 +25,10 @@ MANIFEST_NAME = "manifest.json"
 
 def _check_version(v: int, where: str, prefix: str) -> None:
     if not 1 <= v <= FORMAT_VERSION:
-        raise ConfigError(f"{prefix}format_version in {where} is {v}; this moxin reads format 1..{FORMAT_VERSION}: "
-                          f"upgrade moxin to read it")
+        raise ConfigError(
+            f"{prefix}format_version in {where} is {v}; this moxin reads format 1..{FORMAT_VERSION}: "
+            f"upgrade moxin to read it"
+        )
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -35,8 +37,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path} not found; is {Path(path).parent} a moxin {what}?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}); the {what} is damaged: restore or re-create it") \
-            from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({e}); the {what} is damaged: restore or re-create it"
+        ) from None
     if not isinstance(doc, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(doc).__name__}; the {what} is damaged")
     return doc
@@ -158,9 +161,11 @@ def read_train_state(ckpt_dir: str | Path) -> TrainState:
     state = _load(TrainState, _read_json(path, "training checkpoint"), str(path))
     named = parse_step(Path(ckpt_dir).name)
     if named is not None and named != state.step:
-        raise CheckpointError(f"step in {path} is {state.step} but the folder is {Path(ckpt_dir).name}; the "
-                              f"checkpoint was renamed or damaged: restore it, or name the folder step-"
-                              f"{state.step:08d}")
+        raise CheckpointError(
+            f"step in {path} is {state.step} but the folder is {Path(ckpt_dir).name}; the "
+            f"checkpoint was renamed or damaged: restore it, or name the folder step-"
+            f"{state.step:08d}"
+        )
     return state
 
 
@@ -206,8 +211,13 @@ def read_manifest(folder: str | Path, name: str = MANIFEST_NAME) -> StageManifes
     return _manifest(_read_json(path, "stage folder"), str(path))
 
 
-def write_stage_manifest(folder: str | Path, stage: str, info: dict[str, Any] | None = None,
-                         name: str = MANIFEST_NAME, include: tuple[str, ...] | None = None) -> StageManifest:
+def write_stage_manifest(
+    folder: str | Path,
+    stage: str,
+    info: dict[str, Any] | None = None,
+    name: str = MANIFEST_NAME,
+    include: tuple[str, ...] | None = None,
+) -> StageManifest:
     """Write `folder/manifest.json` with the keys every stage shares (format_version, stage, code) and the SHA-256
     of every other file (`moxin.provenance.write_manifest`), or only of the files named in `include` (a stage
     folder whose checkpoints carry their own manifests)."""
@@ -227,15 +237,20 @@ def _verified_manifest_sha(folder: Path) -> str:
     problems = verify_manifest(folder)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CheckpointError(f"{folder} fails its manifest.json: {problems[0]}{more}; it fails its SHA-256 check "
-                              f"because it changed after it was written: restore it or re-create it")
+        raise CheckpointError(
+            f"{folder} fails its manifest.json: {problems[0]}{more}; it fails its SHA-256 check "
+            f"because it changed after it was written: restore it or re-create it"
+        )
     return sha256_file(folder / MANIFEST_NAME)
 
 
 def hf_files(folder: Path) -> dict[str, str]:
     """(relative path → SHA-256) of every non-hidden file of a folder without a manifest (a Hugging Face folder)."""
-    return {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
-            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
+    return {
+        f.relative_to(folder).as_posix(): sha256_file(f)
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    }
 
 
 def hf_fingerprint(folder: Path) -> str:

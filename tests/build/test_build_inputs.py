@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from moxin.build.run import BuildContext, finetune_stage, plan_names
-from moxin.recipe import load_recipe
 from moxin.layout import RunLayout
 from moxin.provenance import atomic_write_json
+from moxin.recipe import load_recipe
 from moxin.stage import recipe_at
 
 

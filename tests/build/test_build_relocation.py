@@ -9,10 +9,10 @@ import signal
 from pathlib import Path
 
 import pytest
-from buildfix import run_build, start_build, tiny_build, wait_for  # noqa: F401 - tiny_build is a fixture
-from moxintest import run_cli
 
+from buildfix import run_build, start_build, tiny_build, wait_for  # noqa: F401 - tiny_build is a fixture
 from moxin.layout import RunLayout
+from moxintest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def _interrupted_then_killed_build(root: Path) -> tuple[RunLayout, list[str]]:
     raise AssertionError("the resumed build never completed: " + "; ".join(notes))
 
 
-def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):  # noqa: F811
+def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):
     a = tiny_build
     lay_b, notes = _interrupted_then_killed_build(tmp_path / "second")
     rel_a, rel_b = a["release"], lay_b.release

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from moxin.recipe import load_recipe
 from moxin.errors import EvalError
 from moxin.layout import RunLayout
+from moxin.recipe import load_recipe
 
 
 def _fake_checkpoint(layout: RunLayout, stage: str, step: int) -> None:

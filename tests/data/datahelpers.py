@@ -48,7 +48,7 @@ def near_copy(text: str, rng: random.Random, frac: float) -> str:
     return " ".join(words)
 
 
-from moxintest import run_cli  # noqa: E402,F401 - one shared helper for every test folder
+from moxintest import run_cli  # noqa: F401 - one shared helper for every test folder
 
 
 @dataclass

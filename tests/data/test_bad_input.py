@@ -7,8 +7,8 @@ import gzip
 import json
 
 import pytest
-
 from datahelpers import run_cli
+
 from moxin.data.config import DataConfig, SourceConfig
 from moxin.data.document import Ledger
 from moxin.data.process import STEPS

@@ -7,7 +7,6 @@ import json
 import random
 
 import numpy as np
-
 from datahelpers import PII, corpus, corpus_run  # noqa: F401 (fixtures)
 
 

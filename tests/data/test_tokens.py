@@ -14,8 +14,12 @@ def _write(folder, docs, shard_tokens=7, vocab=300):
     return w.close()
 
 
-DOCS = [("a", "train", "a/1", [5, 6, 7]), ("a", "train", "a/2", [8] * 10), ("b", "train", "b/1", [9, 10]),
-        ("a", "val", "a/3", [11, 12])]
+DOCS = [
+    ("a", "train", "a/1", [5, 6, 7]),
+    ("a", "train", "a/2", [8] * 10),
+    ("b", "train", "b/1", [9, 10]),
+    ("a", "val", "a/3", [11, 12]),
+]
 
 
 def test_round_trip_across_shards(tmp_path):
@@ -37,7 +41,9 @@ def test_uint32_for_large_vocab_and_determinism(tmp_path):
     _write(tmp_path / "y", DOCS, vocab=70000)
     assert TokenData(tmp_path / "x").dtype == np.uint32
     assert TokenData(tmp_path / "x").fingerprint == TokenData(tmp_path / "y").fingerprint
-    assert TokenData(tmp_path / "x").fingerprint != (_write(tmp_path / "z", DOCS[:2]) and TokenData(tmp_path / "z").fingerprint)
+    assert TokenData(tmp_path / "x").fingerprint != (
+        _write(tmp_path / "z", DOCS[:2]) and TokenData(tmp_path / "z").fingerprint
+    )
 
 
 def test_errors_name_the_problem(tmp_path):

@@ -57,7 +57,7 @@ def write_checkpoint(folder: Path, model, tokenizer_dir: Path, step: int, tokens
     return folder
 
 
-from moxintest import run_cli  # noqa: E402,F401 - one shared helper for every test folder
+from moxintest import run_cli  # noqa: F401 - one shared helper for every test folder
 
 
 def one_line_error(result: tuple[int, str, str], *needles: str) -> str:

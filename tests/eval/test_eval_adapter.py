@@ -9,10 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
+import torch
 from evalfix import tiny_checkpoint, tiny_hf_export, tokenizer_dir  # noqa: F401  (sets OMP_WAIT_POLICY first)
-
-import torch  # noqa: E402
 
 
 @pytest.fixture(scope="module")

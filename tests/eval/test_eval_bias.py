@@ -7,7 +7,6 @@ import copy
 import json
 
 import pytest
-
 from evalfix import tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
 
 N = 24  # items per task

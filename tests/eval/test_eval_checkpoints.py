@@ -7,7 +7,6 @@ import csv
 import json
 
 import pytest
-
 from evalfix import run_cli, tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
 
 STEPS = (2, 4, 6)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-
 from evalfix import TASKS, local_task_manager, tiny_checkpoint, tiny_hf_export, tokenizer_dir  # noqa: F401
 
 LIMIT = 20

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from evalfix import run_cli
 
 pytestmark = pytest.mark.slow  # a 135 M model on 2 cores

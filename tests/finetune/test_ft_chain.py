@@ -86,9 +86,9 @@ def test_dpo_raises_held_out_margin_and_keeps_the_reference(chain):
     assert parent.parent.parent.name == "sft" and verify_manifest(parent) == []  # the SFT checkpoint is untouched
     # the cached reference log-probs are exactly what the (unchanged) parent computes now
     cache = read_safetensors(chain / "dpo" / "reference_logps.safetensors")
-    from moxin.recipe import load_recipe
     from moxin.finetune.prepare import prepare
     from moxin.interop.tokenizer import load_tokenizer
+    from moxin.recipe import load_recipe
 
     recipe = load_recipe(chain.parent.parent.parent / "recipe.toml")
     tok = load_tokenizer(chain / "dpo" / "tokenizer")

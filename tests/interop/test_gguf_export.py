@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from moxintest import run_cli
 
 from moxin.interop.gguf import from_gguf, smollm2_path, unpermute_qk
 from moxin.interop.gguf_export import gguf_tensors, to_gguf
 from moxin.model import build, preset
+from moxintest import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_toy import CHATML, build_tokenizer, make_checkpoint  # noqa: E402
+from serve_toy import CHATML, build_tokenizer, make_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
 from ft_helpers import pretrain_ckpt, tok_dir, write_recipe  # noqa: F401 (fixtures)
-from moxintest import run_cli
 
 from moxin.errors import CheckpointError
 from moxin.interop import load_model, load_verified
 from moxin.interop.tokenizer import load_tokenizer
 from moxin.train.checkpoint import checkpoint_sha
+from moxintest import run_cli
 
 
 def _flip(path: Path, at: int | None = None) -> None:
@@ -149,12 +149,12 @@ def test_lineage_names_the_bytes_loaded_even_when_the_parent_changes_after_start
     records the manifest the loaded bytes were checked against, not the one hashed at start."""
     import json
 
-    from moxin.recipe import load_recipe
     from moxin.finetune.prepare import prepare
     from moxin.finetune.run import build, context, load_tok, resolver
     from moxin.interop.safetensors_io import read_safetensors, write_safetensors
     from moxin.parallel import Dist
     from moxin.provenance import write_manifest
+    from moxin.recipe import load_recipe
 
     rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
     recipe = load_recipe(write_recipe(tmp_path, f'''[finetune]

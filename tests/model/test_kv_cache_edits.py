@@ -81,7 +81,7 @@ def test_append_row_refuses_a_row_longer_than_the_batch_so_far():
     fresh.written = 5
     try:
         cache.append_row(fresh, 0, 5)
-    except Exception as e:  # noqa: BLE001 - the type is checked below
+    except Exception as e:
         assert type(e).__name__ == "ModelError" and "5 tokens" in str(e)
     else:
         raise AssertionError("append_row accepted 5 tokens into a cache with 3 written")

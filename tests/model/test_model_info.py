@@ -3,9 +3,9 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-from moxintest import run_cli
 from moxin.interop.hf import config_to_hf
 from moxin.model import PRESETS, Transformer, flops_per_token, num_params, preset
+from moxintest import run_cli
 
 
 def _hf_count(cfg) -> int:

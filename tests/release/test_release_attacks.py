@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from moxintest import run_cli
 
 from moxin.release.bundle import write_checksums
 from moxin.release.signing import release_digest
 from moxin.release.verify import verify_release
+from moxintest import run_cli
 
 FINAL = "finetune/sft/checkpoints/step-00000002"
 

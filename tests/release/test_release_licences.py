@@ -57,7 +57,7 @@ def test_first_licence_in_free_text():
 
 def test_licence_text_full_or_reference():
     apache = licence_text("Apache-2.0")
-    assert "Apache License" in apache and len(apache) > 1000 or "spdx.org/licenses/Apache-2.0" in apache
+    assert ("Apache License" in apache and len(apache) > 1000) or "spdx.org/licenses/Apache-2.0" in apache
     ref = licence_text("CDLA-Permissive-2.0")
     assert "SPDX-License-Identifier: CDLA-Permissive-2.0" in ref
     assert "https://spdx.org/licenses/CDLA-Permissive-2.0" in ref

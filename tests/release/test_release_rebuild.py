@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from moxintest import run_cli
 
 from moxin.release.rebuild import missing_inputs, rebuild, release_digest
 from moxin.release.runs import ReleaseError
+from moxintest import run_cli
 
 # The tiny recipe reduced to seconds: 600 standard-library documents, 30 pretraining steps, 4 SFT steps, one
 # perplexity task. Its own release is what `--rebuild` rebuilds.

@@ -10,9 +10,7 @@ import pytest
 
 from moxin.release.bundle import write_checksums
 from moxin.release.verify import verify_release
-
-
-from moxintest import run_cli  # noqa: E402,F401 - one shared helper for every test folder
+from moxintest import run_cli
 
 
 def _problems(root: Path) -> list[str]:

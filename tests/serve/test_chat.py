@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
+
 from moxin.serve.chat import ChatSession, repl
 from moxin.serve.engine import Engine, SamplingParams
 from moxin.serve.text import end_of_turn_ids
-from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,11 +5,11 @@ import time
 
 import pytest
 import torch
+from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 from moxin.model import generate
 from moxin.serve.engine import Completion, Engine, SamplingParams, ServeError
 from moxin.serve.text import TextTracker
-from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@
 import shutil
 
 import torch
-from moxintest import run_cli
+from serve_toy import CHATML, make_checkpoint
 
 from moxin.interop import load_model
-from serve_toy import CHATML, make_checkpoint
+from moxintest import run_cli
 
 
 def test_export_hf_includes_tokenizer_and_chat_template(tmp_path):

@@ -8,13 +8,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import torch
 import pytest
+import torch
+from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 from moxin.serve.engine import Engine, SamplingParams
 from moxin.serve.server import BackgroundServer, ServerConfig, create_app
 from moxin.serve.text import end_of_turn_ids
-from serve_toy import toy, toy_ckpt  # noqa: F401  (fixtures)
 
 TIMEOUT = 60.0
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
-from moxin.recipe import load_recipe
+
 from moxin.model.config import preset
 from moxin.model.transformer import build
 from moxin.parallel import Dist
+from moxin.recipe import load_recipe
 from moxin.train import checkpoint as ckpt
 from moxin.train.callbacks import Callback, Evaluation, MetricsLogger, PruneCheckpoints, default_callbacks
 from moxin.train.evaluate import Samples, mean_loss

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import one_thread  # noqa: F401 (fixture)
+
 from moxintest import run_cli
 
 

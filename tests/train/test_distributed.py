@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from moxintest import run_cli
 from helpers import one_thread, small_tokens, sub_env, write_recipe  # noqa: F401 (fixture)
+
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.train import checkpoint as ckpt
 from moxin.train.metrics import read_metrics
+from moxintest import run_cli
 
 pytestmark = pytest.mark.slow  # each torchrun launch costs two torch imports
 STEPS = 10  # phases of 5 + 5 steps; checkpoints at 5 (phase end) and 10

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import errno
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-
-from moxintest import run_cli
 from helpers import one_thread, python_docs, shakespeare_docs, small_tokens, write_bytes_tokens, write_recipe  # noqa: F401
+
 from moxin.errors import CheckpointError
 from moxin.parallel import Dist
 from moxin.provenance import sha256_file, verify_manifest
@@ -20,6 +18,7 @@ from moxin.train.metrics import read_metrics
 from moxin.train.pretrain import Setup
 from moxin.train.tasks import LMTask
 from moxin.train.trainer import TrainingError
+from moxintest import run_cli
 
 
 def _one_line(code, out, err, *needles):

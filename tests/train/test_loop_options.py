@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
+
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.model.config import preset
 from moxin.model.transformer import build

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from moxintest import run_cli
 from helpers import one_thread, small_tokens, write_recipe  # noqa: F401 (fixture)
+
 from moxin.train import checkpoint as ckpt
 from moxin.train.metrics import read_metrics
 from moxin.train.reproduce import reproduce
+from moxintest import run_cli
 
 # Per-step training loss (nats/token) of helpers.RECIPE in fp32 on the byte-level shakespeare+python folder
 # (2 phases: seq 32 then 48). Tolerance 2e-4 absolute: fp32 matmul kernels may round differently on other CPUs,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import one_thread, small_tokens, sub_env, write_recipe  # noqa: F401 (fixture)
+
 from moxin.cli import main
 from moxin.interop.safetensors_io import read_safetensors
 from moxin.train.metrics import read_metrics

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import one_thread, small_tokens  # noqa: F401 (fixture)
 
 from moxin.data.tokens import TokenData
 from moxin.errors import ConfigError
 from moxin.train.config import PhaseConfig
-from moxin.train.sampler import MixtureSampler, permute, quotas, _key_words
+from moxin.train.sampler import MixtureSampler, _key_words, permute, quotas
 from moxin.train.schedule import layout, lr_at
-
-from helpers import one_thread, small_tokens  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,9 @@ class BuildConfig:
         if not 0 < self.mfu <= 1:
             raise ConfigError(f"{prefix}mfu in {where}: must be in (0, 1], got {self.mfu}")
         if self.reproduce is not None and not _steps_ok(self.reproduce):
-            raise ConfigError(f"{prefix}reproduce in {where}: write it as K..M (checkpoint steps), got "
-                              f"{self.reproduce!r}")
+            raise ConfigError(
+                f"{prefix}reproduce in {where}: write it as K..M (checkpoint steps), got {self.reproduce!r}"
+            )
 
 
 def _steps_ok(text: str) -> bool:

@@ -66,19 +66,27 @@ def plan_lines(model: ModelConfig, pretrain, build) -> list[str]:
     total_flops = sum(p.flops for p in phases)
     sustained = build.gpu_peak_tflops * 1e12 * build.mfu
     gpu_hours = total_flops / sustained / 3600
-    lines = [f"model: {model.preset or 'custom'}: {n:,} parameters ({n / 1e9:.2f} B), {model.n_layers} layers, "
-             f"hidden {model.dim}, {model.n_heads}/{model.n_kv_heads} heads, window {model.sliding_window}"]
+    lines = [
+        f"model: {model.preset or 'custom'}: {n:,} parameters ({n / 1e9:.2f} B), {model.n_layers} layers, "
+        f"hidden {model.dim}, {model.n_heads}/{model.n_kv_heads} heads, window {model.sliding_window}"
+    ]
     for p in phases:
-        lines.append(f"phase {p.name}: seq {p.seq_len}, {p.steps:,} steps, {p.tokens:,} tokens "
-                     f"({p.tokens / 1e9:.1f} B), {p.flops:.3e} FLOPs")
+        lines.append(
+            f"phase {p.name}: seq {p.seq_len}, {p.steps:,} steps, {p.tokens:,} tokens "
+            f"({p.tokens / 1e9:.1f} B), {p.flops:.3e} FLOPs"
+        )
     lines.append(f"total: {total_tokens:,} tokens ({total_tokens / 1e12:.2f} T), {total_flops:.3e} training FLOPs")
-    lines.append(f"compute: {gpu_hours:,.0f} GPU-hours at {build.mfu:.0%} MFU of {build.gpu_peak_tflops:g} TFLOP/s "
-                 f"= {gpu_hours / build.gpus / 24:,.1f} days on {build.gpus} GPUs")
+    lines.append(
+        f"compute: {gpu_hours:,.0f} GPU-hours at {build.mfu:.0%} MFU of {build.gpu_peak_tflops:g} TFLOP/s "
+        f"= {gpu_hours / build.gpus / 24:,.1f} days on {build.gpus} GPUs"
+    )
     worst = max(phases, key=lambda p: p.seq_len)
     mem = memory_per_gpu(model, build.gpus, pretrain.micro_batch, worst.seq_len)
-    lines.append(f"memory per GPU (FSDP2 over {build.gpus} GPUs, micro-batch {pretrain.micro_batch}, seq "
-                 f"{worst.seq_len}, activation checkpointing): {mem['total'] / gib:.1f} GiB of "
-                 f"{build.gpu_memory_gib:g} GiB" + ("" if mem["total"] / gib <= build.gpu_memory_gib
-                                                   else "  ← does not fit: add GPUs or lower micro_batch"))
+    lines.append(
+        f"memory per GPU (FSDP2 over {build.gpus} GPUs, micro-batch {pretrain.micro_batch}, seq "
+        f"{worst.seq_len}, activation checkpointing): {mem['total'] / gib:.1f} GiB of "
+        f"{build.gpu_memory_gib:g} GiB"
+        + ("" if mem["total"] / gib <= build.gpu_memory_gib else "  ← does not fit: add GPUs or lower micro_batch")
+    )
     lines += [f"  {k}: {v / gib:.2f} GiB" for k, v in mem.items() if k != "total"]
     return lines

@@ -56,30 +56,44 @@ def data_stage(ctx: BuildContext) -> Stage:
     r, lay = ctx.recipe, ctx.layout
     if not r.data.sources:
         raise ConfigError(f"[data] in {r.source_path} has no sources; add a [[data.sources]] table")
-    return Stage("data", lambda: {"inputs": data_inputs(r.data, r.tokenizer, r.run.seed, r.resolve_path)},
-                 lambda: run_data(r.data, r.tokenizer, lay, r.run.seed, r.resolve_path, log=ctx.log),
-                 [lay.data, lay.tokenizer], "clean, deduplicate, tokenize")
+    return Stage(
+        "data",
+        lambda: {"inputs": data_inputs(r.data, r.tokenizer, r.run.seed, r.resolve_path)},
+        lambda: run_data(r.data, r.tokenizer, lay, r.run.seed, r.resolve_path, log=ctx.log),
+        [lay.data, lay.tokenizer],
+        "clean, deduplicate, tokenize",
+    )
 
 
 def selfdata_stage(ctx: BuildContext) -> Stage:
     from moxin.build.selfdata import run_selfdata
 
     r, lay = ctx.recipe, ctx.layout
-    return Stage("selfdata", lambda: {"data": output_fingerprint(lay.data), "seed": r.run.seed,
-                                      "source": r.build.selfdata_source},
-                 lambda: run_selfdata(r.data.sources, r.build.selfdata_source, lay, r.run.seed,
-                                      str(r.source_path), ctx.log),
-                 [lay.selfdata], "docstring → function pairs, code-completion task")
+    return Stage(
+        "selfdata",
+        lambda: {"data": output_fingerprint(lay.data), "seed": r.run.seed, "source": r.build.selfdata_source},
+        lambda: run_selfdata(r.data.sources, r.build.selfdata_source, lay, r.run.seed, str(r.source_path), ctx.log),
+        [lay.selfdata],
+        "docstring → function pairs, code-completion task",
+    )
 
 
 def pretrain_stage(ctx: BuildContext) -> Stage:
     from moxin.train.commands import run_pretrain
 
     r, lay = ctx.recipe, ctx.layout
-    return Stage("pretrain", lambda: {"model": ctx.section("model"), "pretrain": ctx.section("pretrain"),
-                                      "seed": r.run.seed, "data": output_fingerprint(lay.data)},
-                 lambda: run_pretrain(r, lay, resume="auto", progress=True, log=ctx.log),
-                 [lay.run_json("pretrain")], "phases, intermediate checkpoints")
+    return Stage(
+        "pretrain",
+        lambda: {
+            "model": ctx.section("model"),
+            "pretrain": ctx.section("pretrain"),
+            "seed": r.run.seed,
+            "data": output_fingerprint(lay.data),
+        },
+        lambda: run_pretrain(r, lay, resume="auto", progress=True, log=ctx.log),
+        [lay.run_json("pretrain")],
+        "phases, intermediate checkpoints",
+    )
 
 
 def finetune_modes(recipe: Recipe) -> list[str]:
@@ -93,13 +107,21 @@ def finetune_stage(ctx: BuildContext, mode: str) -> Stage:
     modes = finetune_modes(r)
 
     def inputs():
-        return {"finetune": ctx.section("finetune"), "seed": r.run.seed,
-                "pretrain": output_fingerprint(lay.run_json("pretrain")),
-                "selfdata": output_fingerprint(lay.selfdata),
-                "before": [output_fingerprint(ctx.finetune_run_json(m)) for m in modes[:modes.index(mode)]]}
+        return {
+            "finetune": ctx.section("finetune"),
+            "seed": r.run.seed,
+            "pretrain": output_fingerprint(lay.run_json("pretrain")),
+            "selfdata": output_fingerprint(lay.selfdata),
+            "before": [output_fingerprint(ctx.finetune_run_json(m)) for m in modes[: modes.index(mode)]],
+        }
 
-    return Stage(f"finetune-{mode}", inputs, lambda: run_finetune(r, lay, mode, resume="auto", log=ctx.log),
-                 [ctx.finetune_run_json(mode)], f"{mode.upper()}")
+    return Stage(
+        f"finetune-{mode}",
+        inputs,
+        lambda: run_finetune(r, lay, mode, resume="auto", log=ctx.log),
+        [ctx.finetune_run_json(mode)],
+        f"{mode.upper()}",
+    )
 
 
 def eval_stage(ctx: BuildContext) -> Stage:
@@ -114,11 +136,20 @@ def eval_stage(ctx: BuildContext) -> Stage:
         return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata]))
 
     def inputs():
-        return {"eval": ctx.section("eval"), "selfdata": output_fingerprint(lay.selfdata),
-                "pretrain": output_fingerprint(lay.run_json("pretrain")),
-                "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)]}
+        return {
+            "eval": ctx.section("eval"),
+            "selfdata": output_fingerprint(lay.selfdata),
+            "pretrain": output_fingerprint(lay.run_json("pretrain")),
+            "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)],
+        }
 
-    return Stage("eval", inputs, run, [lay.eval / "table.csv"], "every checkpoint: held-out perplexity, code completion, benchmarks")
+    return Stage(
+        "eval",
+        inputs,
+        run,
+        [lay.eval / "table.csv"],
+        "every checkpoint: held-out perplexity, code completion, benchmarks",
+    )
 
 
 def release_stage(ctx: BuildContext) -> Stage:
@@ -128,11 +159,17 @@ def release_stage(ctx: BuildContext) -> Stage:
 
     def run():
         data_dir = r.resolve_path(r.eval.data_dir) if r.eval.data_dir else None
-        return ctx.finish(run_release(lay, replace=True, recipe_path=r.source_path, eval_data_dir=data_dir,
-                                      log=ctx.log))
+        return ctx.finish(
+            run_release(lay, replace=True, recipe_path=r.source_path, eval_data_dir=data_dir, log=ctx.log)
+        )
 
-    return Stage("release", lambda: {"release": ctx.section("release"), "upstream": _upstream(ctx)}, run,
-                 [lay.release / "SHA256SUMS"], "MOF release with licences and checksums")
+    return Stage(
+        "release",
+        lambda: {"release": ctx.section("release"), "upstream": _upstream(ctx)},
+        run,
+        [lay.release / "SHA256SUMS"],
+        "MOF release with licences and checksums",
+    )
 
 
 def _upstream(ctx: BuildContext) -> list[str | None]:
@@ -160,9 +197,13 @@ def verify_stage(ctx: BuildContext) -> Stage:
             atomic_write_text(report, "\n".join(lines) + "\n")
         return res
 
-    return Stage("verify", lambda: {"release": output_fingerprint(release / "SHA256SUMS"),
-                                    "reproduce": ctx.recipe.build.reproduce}, run, [report],
-                 "checksums, MOF class, re-run training and compare bytes")
+    return Stage(
+        "verify",
+        lambda: {"release": output_fingerprint(release / "SHA256SUMS"), "reproduce": ctx.recipe.build.reproduce},
+        run,
+        [report],
+        "checksums, MOF class, re-run training and compare bytes",
+    )
 
 
 def stages(ctx: BuildContext) -> list[Stage]:
@@ -238,8 +279,11 @@ def key_metrics(layout: RunLayout) -> list[str]:
     if not rows:
         return []
     last_model = rows[-1].get("model")
-    return [f"{r.get('task')} {r.get('metric')}: {float(r['value']):.4f}" for r in rows
-            if r.get("model") == last_model and r.get("value") not in (None, "", "nan")][:8]
+    return [
+        f"{r.get('task')} {r.get('metric')}: {float(r['value']):.4f}"
+        for r in rows
+        if r.get("model") == last_model and r.get("value") not in (None, "", "nan")
+    ][:8]
 
 
 def summarize(ctx: BuildContext, results: list[Outcome], seconds: float) -> dict[str, Any]:
@@ -249,10 +293,17 @@ def summarize(ctx: BuildContext, results: list[Outcome], seconds: float) -> dict
     failed = next((r for r in results if r.status == "failed"), None)
     took = ", ".join(f"{r.name} {r.status if r.status != 'done' else f'{r.seconds:.0f}s'}" for r in results)
     if failed is not None:
-        lines = [f"build stopped after {seconds / 60:.1f} min ({took})",
-                 f"build stopped at stage {failed.name}: {failed.reason}"]
-        return {"run": str(lay.root), "ok": False, "failed": {"stage": failed.name, "reason": failed.reason},
-                "lines": lines, "stages": [r.as_dict() for r in results]}
+        lines = [
+            f"build stopped after {seconds / 60:.1f} min ({took})",
+            f"build stopped at stage {failed.name}: {failed.reason}",
+        ]
+        return {
+            "run": str(lay.root),
+            "ok": False,
+            "failed": {"stage": failed.name, "reason": failed.reason},
+            "lines": lines,
+            "stages": [r.as_dict() for r in results],
+        }
     release = lay.release
     mof = json.loads((release / "mof.json").read_text("utf-8")) if (release / "mof.json").is_file() else {}
     model = release / "model" if (release / "model").is_dir() else lay.root
@@ -263,8 +314,17 @@ def summarize(ctx: BuildContext, results: list[Outcome], seconds: float) -> dict
             lines.append(f"  Class {k} not met: " + "; ".join(reasons))
     lines += [f"  {m}" for m in key_metrics(lay)]
     lines += [f"note: {n}" for n in ctx.notes]
-    lines += [f"chat with it:   moxin chat {model}", f"serve it:       moxin serve {model}",
-              f"verify it:      moxin verify {release}"]
-    return {"run": str(lay.root), "ok": True, "release": str(release), "mof_class": mof.get("class"),
-            "lines": lines, "stages": [r.as_dict() for r in results],
-            "fingerprint": fingerprint([r.fingerprint for r in results])}
+    lines += [
+        f"chat with it:   moxin chat {model}",
+        f"serve it:       moxin serve {model}",
+        f"verify it:      moxin verify {release}",
+    ]
+    return {
+        "run": str(lay.root),
+        "ok": True,
+        "release": str(release),
+        "mof_class": mof.get("class"),
+        "lines": lines,
+        "stages": [r.as_dict() for r in results],
+        "fingerprint": fingerprint([r.fingerprint for r in results]),
+    }

@@ -48,8 +48,13 @@ class Outcome:
         return self.status == "skipped"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "skipped": self.skipped, "seconds": self.seconds,
-                "reason": self.reason}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+            "reason": self.reason,
+        }
 
 
 def output_fingerprint(path: Path) -> str | None:
@@ -93,8 +98,12 @@ def upstream(state_dir: Path, name: str) -> str | None:
     return json.loads(marker.read_text("utf-8")).get("fingerprint")
 
 
-def run_stages(stages: list[Stage], state_dir: Path, on_start: Callable[[int, Stage, bool], None] | None = None,
-               force: bool = False) -> list[Outcome]:
+def run_stages(
+    stages: list[Stage],
+    state_dir: Path,
+    on_start: Callable[[int, Stage, bool], None] | None = None,
+    force: bool = False,
+) -> list[Outcome]:
     """Run the stages in order, skipping those up to date; stop after the first that fails."""
     state_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -15,13 +15,18 @@ from moxin.stage import StageResult
 
 def _plan(recipe: Recipe) -> list[str]:
     d, layout = recipe.data, RunLayout.from_recipe(recipe)
-    lines = [f"source {s.name}: {s.type} {s.path or '(interpreter stdlib)'} licence {s.license} weight {s.weight}"
-             for s in d.sources]
-    lines.append("steps: read → normalize → langid → quality → dedup_exact → dedup_fuzzy → pii → decontaminate "
-                 f"({len(d.decontaminate)} eval set(s)); val fraction {d.val_fraction}; {d.workers} worker(s)")
+    lines = [
+        f"source {s.name}: {s.type} {s.path or '(interpreter stdlib)'} licence {s.license} weight {s.weight}"
+        for s in d.sources
+    ]
+    lines.append(
+        "steps: read → normalize → langid → quality → dedup_exact → dedup_fuzzy → pii → decontaminate "
+        f"({len(d.decontaminate)} eval set(s)); val fraction {d.val_fraction}; {d.workers} worker(s)"
+    )
     tk = recipe.tokenizer
-    lines.append(f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} "
-                 f"→ {layout.tokenizer}")
+    lines.append(
+        f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} → {layout.tokenizer}"
+    )
     lines.append(f"shards of {d.shard_tokens:,} tokens → {layout.data}")
     return lines
 
@@ -43,8 +48,16 @@ def data_inputs(data_cfg, tok_cfg, seed: int, resolve_path: Callable[[str], Path
     return inputs_fingerprint(cfg, tok, seed)[0]
 
 
-def run_data(data_cfg, tok_cfg, layout: RunLayout, seed: int, resolve_path: Callable[[str], Path],
-             force: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> StageResult:
+def run_data(
+    data_cfg,
+    tok_cfg,
+    layout: RunLayout,
+    seed: int,
+    resolve_path: Callable[[str], Path],
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> StageResult:
     """The data stage: sources → cleaned, deduplicated, tokenized shards in `layout.data`, tokenizer in
     `layout.tokenizer`. Skipped (reason given) when the inputs' fingerprint matches the existing manifest."""
     import time
@@ -60,14 +73,19 @@ def run_data(data_cfg, tok_cfg, layout: RunLayout, seed: int, resolve_path: Call
     m = run_data_stage(cfg, tok, seed, layout.root, force=force, progress=progress)
     outputs = (layout.data, layout.tokenizer)
     if not force and old is not None and old == m.get("inputs_fingerprint"):
-        return StageResult.skipped("data", f"inputs unchanged since {layout.rel(layout.data / 'manifest.json')}",
-                                   outputs)
-    log(f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
+        return StageResult.skipped(
+            "data", f"inputs unchanged since {layout.rel(layout.data / 'manifest.json')}", outputs
+        )
+    log(
+        f"data: {sum(s['docs_kept'] for s in m['sources']):,} documents kept of "
         f"{sum(s['docs_in'] for s in m['sources']):,}; {m['tokens']['train_tokens']:,} train + "
-        f"{m['tokens']['val_tokens']:,} val tokens → {layout.data} ({time.perf_counter() - t0:.1f} s)")
+        f"{m['tokens']['val_tokens']:,} val tokens → {layout.data} ({time.perf_counter() - t0:.1f} s)"
+    )
     if m["errors"].get("rejected"):
-        log(f"data: {m['errors']['rejected']:,} record(s) could not be read; each is listed (file, line, reason) "
-            f"in {layout.data / m['errors']['rejects_file']}")
+        log(
+            f"data: {m['errors']['rejected']:,} record(s) could not be read; each is listed (file, line, reason) "
+            f"in {layout.data / m['errors']['rejects_file']}"
+        )
     return StageResult.done("data", outputs)
 
 
@@ -92,8 +110,9 @@ def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
     if dry_run:
         print_dry_run(recipe, _plan(recipe))
         return
-    res = run_data(recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed,
-                   recipe.resolve_path, force=force)
+    res = run_data(
+        recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed, recipe.resolve_path, force=force
+    )
     if res.status != "done":
         print(res.line())
 
@@ -138,28 +157,37 @@ def inspect(dir: Path) -> None:
     except (FileNotFoundError, ValueError) as e:
         raise DataError(f"{folder / 'manifest.json'} is missing or unreadable ({e}); re-run `moxin data`") from None
     print(f"data folder {folder}  (inputs fingerprint {m['inputs_fingerprint'][:16]}, seed {m['seed']})")
-    print(f"{'source':<16}{'type':<14}{'licence':<14}{'docs in':>9}{'kept':>9}{'keep':>8}{'train tok':>12}"
-          f"{'val tok':>10}  languages")
+    print(
+        f"{'source':<16}{'type':<14}{'licence':<14}{'docs in':>9}{'kept':>9}{'keep':>8}{'train tok':>12}"
+        f"{'val tok':>10}  languages"
+    )
     for s in m["sources"]:
         langs = ", ".join(f"{k} {v}" for k, v in sorted(s["languages"].items(), key=lambda kv: -kv[1]))
-        print(f"{s['name']:<16}{s['type']:<14}{s['license']:<14}{s['docs_in']:>9,}{s['docs_kept']:>9,}"
-              f"{s['keep_rate']:>8.1%}{s['tokens'].get('train', 0):>12,}{s['tokens'].get('val', 0):>10,}  {langs}")
+        print(
+            f"{s['name']:<16}{s['type']:<14}{s['license']:<14}{s['docs_in']:>9,}{s['docs_kept']:>9,}"
+            f"{s['keep_rate']:>8.1%}{s['tokens'].get('train', 0):>12,}{s['tokens'].get('val', 0):>10,}  {langs}"
+        )
     for st in m["steps"]:
         extra = ", ".join(f"-{k} {v}" for k, v in st["dropped"].items())
         extra += (", " if extra and st["modified"] else "") + ", ".join(f"~{k} {v}" for k, v in st["modified"].items())
         print(f"  {st['step']:<14}{st['docs_in']:>9,} → {st['docs_out']:>9,}  {extra}")
     for name, d in m["decontamination"].items():
-        print(f"decontamination {name}: {d['items_found']} of {d['items']} items found; documents by source "
-              f"{d['docs_by_source'] or 'none'}")
+        print(
+            f"decontamination {name}: {d['items_found']} of {d['items']} items found; documents by source "
+            f"{d['docs_by_source'] or 'none'}"
+        )
     print(f"read errors: {m['errors']['count']}" + "".join(f"\n  {e}" for e in m["errors"]["examples"][:10]))
     problems = TokenData(folder).verify()
-    print(f"tokenizer sha256 {m['tokenizer']['tokenizer_sha256'][:16]}…, vocab {m['tokenizer']['vocab_size']}; "
-          f"shards: {len(m['tokens']['shards'])}, " + ("all SHA-256 match" if not problems else
-                                                       f"{len(problems)} problem(s): {problems[:3]}"))
+    print(
+        f"tokenizer sha256 {m['tokenizer']['tokenizer_sha256'][:16]}…, vocab {m['tokenizer']['vocab_size']}; "
+        f"shards: {len(m['tokens']['shards'])}, "
+        + ("all SHA-256 match" if not problems else f"{len(problems)} problem(s): {problems[:3]}")
+    )
 
 
-def trace(dir: Path, token: int | None = None, source: str | None = None, split: str = "train",
-          chars: int = 400) -> int:
+def trace(
+    dir: Path, token: int | None = None, source: str | None = None, split: str = "train", chars: int = 400
+) -> int:
     """Print the document a token came from, and check that re-tokenizing it gives the token at that position.
 
     Token addressing: without --source, --token is a global index over the train split of every source in sorted
@@ -178,10 +206,14 @@ def trace(dir: Path, token: int | None = None, source: str | None = None, split:
     if token is None:
         raise DataError("moxin data trace needs --token N (a global train-token index, or an offset with --source)")
     t = trace_token(dir, token, source, split)
-    print(f"token {token} → {t.source}/{t.split} offset {t.offset}: id {t.token_id} {t.piece!r}"
-          f"{' (EOS)' if t.is_eos else ''}")
-    print(f"document {t.doc_id} (#{t.doc_index} of {t.source}/{t.split}, lang {t.lang}) from {t.where}; "
-          f"token position {t.position}")
+    print(
+        f"token {token} → {t.source}/{t.split} offset {t.offset}: id {t.token_id} {t.piece!r}"
+        f"{' (EOS)' if t.is_eos else ''}"
+    )
+    print(
+        f"document {t.doc_id} (#{t.doc_index} of {t.source}/{t.split}, lang {t.lang}) from {t.where}; "
+        f"token position {t.position}"
+    )
     print(f"re-tokenized document has this token at position {t.position}: {'yes' if t.verified else 'NO'}")
     print("-" * 60)
     print(t.text[:chars] + ("…" if len(t.text) > chars else ""))

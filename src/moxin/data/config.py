@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from moxin.errors import ConfigError
 
@@ -23,8 +24,10 @@ def check_name(value: str, key: str, where: str, allow_empty: bool = False) -> N
     if allow_empty and value == "":
         return
     if not isinstance(value, str) or not NAME_RE.match(value) or value in (".", ".."):
-        raise ConfigError(f"{key} in {where} is {value!r}; it names an output folder, so use letters, digits, '_', "
-                          f"'-', '.' only (no '/', no '..', not absolute)")
+        raise ConfigError(
+            f"{key} in {where} is {value!r}; it names an output folder, so use letters, digits, '_', "
+            f"'-', '.' only (no '/', no '..', not absolute)"
+        )
 
 
 @dataclass
@@ -50,10 +53,12 @@ class SourceConfig:
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         check_name(self.name, f"{prefix}name", where)
         if not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
-                              f"'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'")
+            raise ConfigError(
+                f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
+                f"'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'"
+            )
         if self.type != "python-stdlib" and not self.path:
-            raise ConfigError(f"{prefix}path in {where} is missing for a {self.type!r} source; add path = \"...\"")
+            raise ConfigError(f'{prefix}path in {where} is missing for a {self.type!r} source; add path = "..."')
         if self.weight < 0 or (self.epochs is not None and self.epochs <= 0):
             raise ConfigError(f"{prefix}weight/epochs in {where} must be positive, got {self.weight}/{self.epochs}")
         if self.doc_chars < 0 or self.max_docs < 0:
@@ -128,18 +133,21 @@ class DataConfig:
         if self.shard_tokens < 1024:
             raise ConfigError(f"{prefix}shard_tokens in {where} must be >= 1024, got {self.shard_tokens}")
         if self.workers < 1 or self.decontam_ngram < 3 or self.fuzzy_num_perm < 16:
-            raise ConfigError(f"{prefix}workers/decontam_ngram/fuzzy_num_perm in {where} out of range "
-                              f"({self.workers}/{self.decontam_ngram}/{self.fuzzy_num_perm}); use >= 1/3/16")
+            raise ConfigError(
+                f"{prefix}workers/decontam_ngram/fuzzy_num_perm in {where} out of range "
+                f"({self.workers}/{self.decontam_ngram}/{self.fuzzy_num_perm}); use >= 1/3/16"
+            )
 
-    def portable(self) -> "DataConfig":
+    def portable(self) -> DataConfig:
         """The copy records keep: every absolute local path named by its last part (`recorded_name`). Sources are
         identified by content (their input fingerprints), so records need not say where the builder kept them."""
         sources = [dataclasses.replace(s, path=recorded_name(s.path)) for s in self.sources]
         evals = [dataclasses.replace(e, path=recorded_name(e.path)) for e in self.decontaminate]
         return dataclasses.replace(self, sources=sources, decontaminate=evals)
 
-    def resolved(self, resolve: Callable[[str], Path]) -> "DataConfig":
+    def resolved(self, resolve: Callable[[str], Path]) -> DataConfig:
         """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""
+
         def fix(p: str, hf: bool = False) -> str:
             if not p or (hf and not _looks_local(p)):
                 return p

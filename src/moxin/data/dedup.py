@@ -18,7 +18,8 @@ _BLOCK = 4096  # shingles per block: bounds the (block, num_perm) temporary
 
 
 class MinHasher:
-    """MinHash signatures computed with numpy, with datasketch's "legacy" (universal hashing mod 2^61-1) permutations."""
+    """MinHash signatures computed with numpy, with datasketch's "legacy" (universal hashing mod 2^61-1)
+    permutations."""
 
     def __init__(self, num_perm: int = 128, seed: int = 1) -> None:
         a, b = _minhash(num_perm=num_perm, seed=seed).permutations
@@ -32,7 +33,7 @@ class MinHasher:
         sig = np.full(self.num_perm, _MAX_HASH, dtype=np.uint64)
         with np.errstate(over="ignore"):
             for i in range(0, len(shingles), _BLOCK):
-                hv = shingles[i:i + _BLOCK, None]  # (B, 1)
+                hv = shingles[i : i + _BLOCK, None]  # (B, 1)
                 phv = ((hv * self.a[None, :] + self.b[None, :]) % _MERSENNE) & _MAX_HASH  # (B, num_perm)
                 np.minimum(sig, phv.min(axis=0), out=sig)
         return sig

@@ -37,9 +37,14 @@ class StepCount:
     modified: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"docs_in": self.docs_in, "bytes_in": self.bytes_in, "docs_out": self.docs_out,
-                "bytes_out": self.bytes_out, "dropped": dict(sorted(self.dropped.items())),
-                "modified": dict(sorted(self.modified.items()))}
+        return {
+            "docs_in": self.docs_in,
+            "bytes_in": self.bytes_in,
+            "docs_out": self.docs_out,
+            "bytes_out": self.bytes_out,
+            "dropped": dict(sorted(self.dropped.items())),
+            "modified": dict(sorted(self.modified.items())),
+        }
 
 
 class Ledger:
@@ -80,8 +85,9 @@ class Ledger:
         c.modified[reason] = c.modified.get(reason, 0) + n
         self._sample(f"{step}.{reason}", doc, detail)
 
-    def error(self, source: str, reason: str, where: str, message: str, lost: bool = True,
-              reject: dict | None = None) -> None:
+    def error(
+        self, source: str, reason: str, where: str, message: str, lost: bool = True, reject: dict | None = None
+    ) -> None:
         """A record that could not be read (lost: it never became a document) or was repaired (lost=False),
         counted with file:line under the `read` step. `reject` (see `reject_record`) goes to rejects.jsonl."""
         if reject is not None:
@@ -104,8 +110,13 @@ class Ledger:
     def _sample(self, key: str, doc: Document, detail: str) -> None:
         bucket = self.samples.setdefault(key, [])
         if len(bucket) < self.per_reason:
-            rec = {"id": doc.id, "source": doc.metadata.get("source"), "lang": doc.metadata.get("lang"),
-                   "detail": detail, "text": doc.text[:SAMPLE_CHARS]}
+            rec = {
+                "id": doc.id,
+                "source": doc.metadata.get("source"),
+                "lang": doc.metadata.get("lang"),
+                "detail": detail,
+                "text": doc.text[:SAMPLE_CHARS],
+            }
             bucket.append(rec)
 
     def kept_language(self, source: str, lang: str) -> None:
@@ -140,8 +151,7 @@ class Ledger:
         """Every rejected record's location as JSONL (same bytes for the same inputs); returns the count."""
         from moxin.provenance import atomic_write_text
 
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n"
-                                        for r in self.rejects))
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in self.rejects))
         return len(self.rejects)
 
     def write_samples(self, folder: Path) -> list[str]:

@@ -28,31 +28,52 @@ class MixtureEntry:
     epochs: float  # tokens / available
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "weight": self.weight, "available": self.available, "tokens": self.tokens,
-                "epochs": round(self.epochs, 6)}
+        return {
+            "source": self.source,
+            "weight": self.weight,
+            "available": self.available,
+            "tokens": self.tokens,
+            "epochs": round(self.epochs, 6),
+        }
 
 
-def resolve_mixture(weights: dict[str, float], available_tokens: dict[str, int], budget_tokens: int,
-                    max_epochs: dict[str, float] | float = 4.0) -> dict[str, MixtureEntry]:
+def resolve_mixture(
+    weights: dict[str, float],
+    available_tokens: dict[str, int],
+    budget_tokens: int,
+    max_epochs: dict[str, float] | float = 4.0,
+) -> dict[str, MixtureEntry]:
     """Per-source tokens and epochs for a phase (see the module docstring)."""
     names = sorted(weights)
     missing = [n for n in names if n not in available_tokens]
     if missing:
-        raise DataError(f"mixture: source {missing[0]!r} has a weight but no tokenized data; "
-                        f"available: {', '.join(sorted(available_tokens))}")
+        raise DataError(
+            f"mixture: source {missing[0]!r} has a weight but no tokenized data; "
+            f"available: {', '.join(sorted(available_tokens))}"
+        )
     if budget_tokens < 0 or any(weights[n] < 0 for n in names) or not any(weights[n] > 0 for n in names):
-        raise DataError(f"mixture: need budget >= 0 and at least one positive weight, got budget {budget_tokens}, "
-                        f"weights {weights}")
-    cap = {n: available_tokens[n] * (max_epochs.get(n, 4.0) if isinstance(max_epochs, dict) else max_epochs)
-           for n in names}
+        raise DataError(
+            f"mixture: need budget >= 0 and at least one positive weight, got budget {budget_tokens}, weights {weights}"
+        )
+    cap = {
+        n: available_tokens[n] * (max_epochs.get(n, 4.0) if isinstance(max_epochs, dict) else max_epochs) for n in names
+    }
     alloc = _water_fill(names, weights, cap, float(budget_tokens))
     tokens = _round(alloc, names, min(budget_tokens, int(sum(math.floor(cap[n]) for n in names))), cap)
-    return {n: MixtureEntry(n, weights[n], available_tokens[n], tokens[n],
-                            tokens[n] / available_tokens[n] if available_tokens[n] else 0.0) for n in names}
+    return {
+        n: MixtureEntry(
+            n,
+            weights[n],
+            available_tokens[n],
+            tokens[n],
+            tokens[n] / available_tokens[n] if available_tokens[n] else 0.0,
+        )
+        for n in names
+    }
 
 
 def _water_fill(names: list[str], weights: dict[str, float], cap: dict[str, float], budget: float) -> dict[str, float]:
-    alloc = {n: 0.0 for n in names}
+    alloc = dict.fromkeys(names, 0.0)
     open_ = [n for n in names if weights[n] > 0 and cap[n] > 0]
     left = budget
     while left > 1e-9 and open_:
@@ -71,7 +92,7 @@ def _water_fill(names: list[str], weights: dict[str, float], cap: dict[str, floa
 
 
 def _round(alloc: dict[str, float], names: list[str], total: int, cap: dict[str, float]) -> dict[str, int]:
-    out = {n: int(math.floor(alloc[n])) for n in names}
+    out = {n: math.floor(alloc[n]) for n in names}
     rest = total - sum(out.values())
     order = sorted(names, key=lambda n: (-(alloc[n] - out[n]), n))
     for n in order:
@@ -96,6 +117,9 @@ def mixture_for(data_dir: str | Path, budget_tokens: int) -> dict[str, MixtureEn
     td = TokenData(data_dir)
     default = manifest["config"].get("max_epochs", 4.0)
     sources = [s for s in manifest["sources"] if s["name"] in td.sources]
-    return resolve_mixture({s["name"]: float(s["weight"]) for s in sources},
-                           {s["name"]: td.length(s["name"], "train") for s in sources}, budget_tokens,
-                           {s["name"]: float(s["epochs"] or default) for s in sources})
+    return resolve_mixture(
+        {s["name"]: float(s["weight"]) for s in sources},
+        {s["name"]: td.length(s["name"], "train") for s in sources},
+        budget_tokens,
+        {s["name"]: float(s["epochs"] or default) for s in sources},
+    )

@@ -11,15 +11,20 @@ import ipaddress
 import re
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
-PHONE = re.compile(r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?\(?\d{1,4}\)?[ .-]\d{2,4}[ .-]\d{3,4}"
-                   r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}|0\d{1,3}-\d{2,4}-\d{4})(?![\w.-])")
+PHONE = re.compile(
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?\(?\d{1,4}\)?[ .-]\d{2,4}[ .-]\d{3,4}"
+    r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}|0\d{1,3}-\d{2,4}-\d{4})(?![\w.-])"
+)
 IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\d)")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
 # Cheap supersets of the patterns above (each starts with a literal or a character class, which `re` scans for
 # in C): most documents match none, and the slower full patterns then never run on them.
-PREFILTER = {"email": re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z]"), "ip4": re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d"),
-             "ip6": re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"),
-             "phone": re.compile(r"[\d)][ .-]?\d{2,4}[ .-]\d{3,4}")}
+PREFILTER = {
+    "email": re.compile(r"@[A-Za-z0-9-]+\.[A-Za-z]"),
+    "ip4": re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d"),
+    "ip6": re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:"),
+    "phone": re.compile(r"[\d)][ .-]?\d{2,4}[ .-]\d{3,4}"),
+}
 SAFE_DOMAINS = ("example.com", "example.org", "example.net", "localhost", "python.org", "test", "invalid")
 
 
@@ -43,8 +48,12 @@ def _ip(m: re.Match) -> str:
 def mask(text: str) -> tuple[str, dict[str, int]]:
     """(masked text, {kind: count}) for kind in email, phone, ip."""
     counts: dict[str, int] = {}
-    for kind, pre, pattern, repl in (("email", "email", EMAIL, _email), ("ip", "ip4", IPV4, _ip),
-                                     ("ip", "ip6", IPV6, _ip), ("phone", "phone", PHONE, lambda m: "<PHONE>")):
+    for kind, pre, pattern, repl in (
+        ("email", "email", EMAIL, _email),
+        ("ip", "ip4", IPV4, _ip),
+        ("ip", "ip6", IPV6, _ip),
+        ("phone", "phone", PHONE, lambda m: "<PHONE>"),
+    ):
         if not PREFILTER[pre].search(text):
             continue
         new, n = _sub(pattern, repl, text)

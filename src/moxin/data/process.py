@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -149,12 +149,16 @@ class Processor:
 
     def _source(self, src: SourceConfig, pool, index: int) -> SourceResult:
         meter = Meter()
-        task = (self.progress.add_task(f"data {src.name}", total=self.totals.get(src.name) or None)
-                if self.progress else None)
+        task = (
+            self.progress.add_task(f"data {src.name}", total=self.totals.get(src.name) or None)
+            if self.progress
+            else None
+        )
         docs = read_source(src, self.ledger, f"data.sources[{index}] ({src.name})", meter)
         pairs = _analyzed(pool, tag(docs, src))
-        res = self.consume(src.name, pairs, lambda: task is not None and self.progress.update(
-            task, completed=meter.position))
+        res = self.consume(
+            src.name, pairs, lambda: task is not None and self.progress.update(task, completed=meter.position)
+        )
         if task is not None:
             self.progress.update(task, total=meter.position, completed=meter.position)
         return res
@@ -165,8 +169,13 @@ class Processor:
         with open(self.out / f"{name}.jsonl", "wb") as fh:
             for doc, a in pairs:
                 if self._account(name, doc, a):
-                    line = (json.dumps({"id": doc.id, "lang": a.lang, "where": doc.metadata.get("where", ""),
-                                        "text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8")
+                    line = (
+                        json.dumps(
+                            {"id": doc.id, "lang": a.lang, "where": doc.metadata.get("where", ""), "text": doc.text},
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    ).encode("utf-8")
                     res.offsets.append((fh.tell(), len(line)))
                     fh.write(line)
                     res.split_u.append(int.from_bytes(a.digest[:8], "big") / 2**64)
@@ -180,11 +189,19 @@ class Processor:
         hasher = UnitHasher()
         _S.cfg, _S.hasher = self.cfg, hasher
         _S.minhasher = MinHasher(self.cfg.fuzzy_num_perm) if self.cfg.dedup_fuzzy else None
-        _S.evals = [build_index(e, self.cfg.decontam_ngram, hasher, f"data.decontaminate[{i}]")
-                    for i, e in enumerate(self.cfg.decontaminate)]
+        _S.evals = [
+            build_index(e, self.cfg.decontam_ngram, hasher, f"data.decontaminate[{i}]")
+            for i, e in enumerate(self.cfg.decontaminate)
+        ]
         for ev in _S.evals:
-            self.decontam[ev.name] = {"path": recorded_name(ev.path), "items": ev.items, "items_too_short": ev.too_short,
-                                      "items_found": 0, "docs_by_source": {}, "example_items": []}
+            self.decontam[ev.name] = {
+                "path": recorded_name(ev.path),
+                "items": ev.items,
+                "items_too_short": ev.too_short,
+                "items_found": 0,
+                "docs_by_source": {},
+                "example_items": [],
+            }
             self.found[ev.name] = set()
 
     def result(self, results: dict[str, SourceResult]) -> ProcessResult:

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from moxin.data.config import DataConfig
 from moxin.data.document import Document, Ledger
-from moxin.data.process import STEPS, Analysis, ProcessResult, Processor, _S, analyze, tag
+from moxin.data.process import _S, STEPS, Analysis, Processor, ProcessResult, analyze, tag
 from moxin.data.sources import read_source, source_files
 from moxin.errors import ConfigError
 
@@ -49,21 +49,39 @@ class _Recorder(Ledger):
         super().__init__(STEPS)
         self.pending: list[list] = []
 
-    def error(self, source, reason, where, message, lost=True, reject=None) -> None:  # noqa: D102
+    def error(self, source, reason, where, message, lost=True, reject=None) -> None:
         self.pending.append([source, reason, where, message, lost, reject])
 
 
 def _encode(a: Analysis, doc: Document, raw: str) -> dict:
-    return {"id": doc.id, "meta": doc.metadata, "raw": raw if raw != a.text else None, "text": a.text,
-            "lang": a.lang, "quality": a.quality, "digest": a.digest.hex(), "masked": a.masked, "pii": a.pii,
-            "decon": a.decon, "sig": None if a.sig is None else [int(x) for x in a.sig]}
+    return {
+        "id": doc.id,
+        "meta": doc.metadata,
+        "raw": raw if raw != a.text else None,
+        "text": a.text,
+        "lang": a.lang,
+        "quality": a.quality,
+        "digest": a.digest.hex(),
+        "masked": a.masked,
+        "pii": a.pii,
+        "decon": a.decon,
+        "sig": None if a.sig is None else [int(x) for x in a.sig],
+    }
 
 
 def _decode(r: dict) -> tuple[Document, Analysis]:
     raw = r["raw"] if r["raw"] is not None else r["text"]
-    a = Analysis(r["text"], raw != r["text"], r["lang"], r["quality"], bytes.fromhex(r["digest"]),
-                 None if r["sig"] is None else np.asarray(r["sig"], dtype=np.uint64), r["masked"], r["pii"],
-                 r["decon"])
+    a = Analysis(
+        r["text"],
+        raw != r["text"],
+        r["lang"],
+        r["quality"],
+        bytes.fromhex(r["digest"]),
+        None if r["sig"] is None else np.asarray(r["sig"], dtype=np.uint64),
+        r["masked"],
+        r["pii"],
+        r["decon"],
+    )
     return Document(r["id"], raw, r["meta"]), a
 
 
@@ -129,7 +147,8 @@ def merge_analyzed(cfg: DataConfig, work: str | Path, out: str | Path) -> Proces
     results = {}
     pending: tuple[list, dict] | None = next(events, None)
     for si, src in enumerate(cfg.sources):
-        def pairs() -> Iterator[tuple[Document, Analysis]]:
+
+        def pairs(si: int = si) -> Iterator[tuple[Document, Analysis]]:
             nonlocal pending
             while pending is not None and pending[0][0] == si:
                 ev = pending[1]

@@ -9,9 +9,9 @@ Per source the processed file is read in order; each document goes to `train` or
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -60,8 +60,16 @@ def _encoded(batches, tok) -> Iterator[tuple[list[tuple[str, str]], list[list[in
         yield keys, encode(tok, texts), size
 
 
-def tokenize_processed(processed: Path, out: Path, sources: list[str], splits: dict[str, np.ndarray], tok,
-                       eos_id: int, shard_tokens: int, progress=None) -> dict:
+def tokenize_processed(
+    processed: Path,
+    out: Path,
+    sources: list[str],
+    splits: dict[str, np.ndarray],
+    tok,
+    eos_id: int,
+    shard_tokens: int,
+    progress=None,
+) -> dict:
     """Write tokens.json + tokens/ under `out` for every source; returns tokens.json's content."""
     writer = TokenWriter(out, vocab_size=tok.get_vocab_size(), eos_id=eos_id, shard_tokens=shard_tokens)
     total = sum((processed / f"{s}.jsonl").stat().st_size for s in sources)

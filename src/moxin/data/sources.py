@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import glob as globmod
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from moxin.data.config import SourceConfig
 from moxin.data.document import Document, Ledger, reject_record
 from moxin.errors import DataError
 from moxin.io import READ_ERRORS, open_compressed, parse_json_line, strip_compression
-from moxin.provenance import sha256_file, fingerprint
+from moxin.provenance import fingerprint, sha256_file
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
 STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -80,16 +81,21 @@ def source_files(cfg: SourceConfig, where: str = "data.sources") -> list[Path]:
     if any(ch in cfg.path for ch in "*?["):
         files = sorted(Path(f) for f in globmod.glob(cfg.path, recursive=True) if Path(f).is_file())
     elif p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts))
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)
+        )
         files = [f for f in files if _wanted(cfg, f)]
     elif p.is_file():
         files = [p]
     else:
-        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} does not exist; fix "
-                        f"data.sources path (relative paths resolve against the recipe file)")
+        raise DataError(
+            f"{where}: source {cfg.name!r} path {cfg.path!r} does not exist; fix "
+            f"data.sources path (relative paths resolve against the recipe file)"
+        )
     if not files:
-        raise DataError(f"{where}: source {cfg.name!r} path {cfg.path!r} matches no {cfg.type} files; "
-                        f"check the glob or folder")
+        raise DataError(
+            f"{where}: source {cfg.name!r} path {cfg.path!r} matches no {cfg.type} files; check the glob or folder"
+        )
     return files
 
 
@@ -124,23 +130,32 @@ def _commonpath(paths: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ readers
-def read_source(cfg: SourceConfig, ledger: Ledger, where: str = "data.sources", meter: Meter | None = None,
-                only: set[int] | None = None) -> Iterator[Document]:
+def read_source(
+    cfg: SourceConfig,
+    ledger: Ledger,
+    where: str = "data.sources",
+    meter: Meter | None = None,
+    only: set[int] | None = None,
+) -> Iterator[Document]:
     """Stream the documents of one source, recording unreadable records in `ledger`. `only`: read just these
     file indices (of `source_files`), for sharded runs (moxin.data.scale)."""
-    reader = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet,
-              "python-stdlib": _read_stdlib, "hf": _read_hf}[cfg.type]
-    n = 0
-    for doc in reader(cfg, ledger, where, meter or Meter(), only):
+    reader = {
+        "jsonl": _read_jsonl,
+        "text": _read_text,
+        "parquet": _read_parquet,
+        "python-stdlib": _read_stdlib,
+        "hf": _read_hf,
+    }[cfg.type]
+    for n, doc in enumerate(reader(cfg, ledger, where, meter or Meter(), only), 1):
         doc.metadata.setdefault("source", cfg.name)
         yield doc
-        n += 1
         if cfg.max_docs and n >= cfg.max_docs:
             return
 
 
-def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                only: set[int] | None) -> Iterator[Document]:
+def _read_jsonl(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
         empty, lineno, offset = True, 0, 0
         try:
@@ -158,21 +173,31 @@ def _read_jsonl(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
             continue
         meter.done(f)
         if empty:
-            ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0))
+            ledger.error(
+                cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0)
+            )
 
 
-def _stream_error(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, offset: int,
-                  e: BaseException) -> None:
+def _stream_error(
+    cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, offset: int, e: BaseException
+) -> None:
     """A file that cannot be opened, or a compressed stream that breaks off (truncated or corrupt): one read error
     with the byte offset (of the decompressed text) where reading stopped; the rest of the file is not read."""
     why = f"{type(e).__name__}: {e}"
     if lineno == 0 and offset == 0:
         ledger.error(cfg.name, "unreadable-file", f"{cfg.name}/{rel}", why, reject=reject_record(rel, 0, error=why))
         return
-    msg = (f"stream breaks off after byte {offset} (line {lineno}; {why}); the rest of the file was not read: "
-           f"replace it with a complete copy")
-    ledger.error(cfg.name, "truncated-stream", f"{cfg.name}/{rel}:{lineno + 1}", msg,
-                 reject=reject_record(rel, lineno + 1, byte_offset=offset, error=why))
+    msg = (
+        f"stream breaks off after byte {offset} (line {lineno}; {why}); the rest of the file was not read: "
+        f"replace it with a complete copy"
+    )
+    ledger.error(
+        cfg.name,
+        "truncated-stream",
+        f"{cfg.name}/{rel}:{lineno + 1}",
+        msg,
+        reject=reject_record(rel, lineno + 1, byte_offset=offset, error=why),
+    )
 
 
 def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: int, raw: bytes) -> Document | None:
@@ -184,23 +209,31 @@ def _jsonl_record(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, lineno: 
     return _record_doc(cfg, ledger, rec.value, at, f"{cfg.name}/{rel}:{lineno}", reject_record(rel, lineno, raw))
 
 
-def _record_doc(cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str,
-                reject: dict) -> Document | None:
+def _record_doc(
+    cfg: SourceConfig, ledger: Ledger, rec: dict, at: str, default_id: str, reject: dict
+) -> Document | None:
     if cfg.text_field not in rec:
-        ledger.error(cfg.name, "missing-field", at, f"no field {cfg.text_field!r} (fields: "
-                     f"{', '.join(sorted(rec))[:120]}); set text_field", reject=reject)
+        ledger.error(
+            cfg.name,
+            "missing-field",
+            at,
+            f"no field {cfg.text_field!r} (fields: {', '.join(sorted(rec))[:120]}); set text_field",
+            reject=reject,
+        )
         return None
     text = rec[cfg.text_field]
     if not isinstance(text, str):
-        ledger.error(cfg.name, "not-text", at, f"field {cfg.text_field!r} is {type(text).__name__}, not a string",
-                     reject=reject)
+        ledger.error(
+            cfg.name, "not-text", at, f"field {cfg.text_field!r} is {type(text).__name__}, not a string", reject=reject
+        )
         return None
     if not text.strip():
         ledger.error(cfg.name, "empty-text", at, f"field {cfg.text_field!r} is empty", reject=reject)
         return None
     if _lone_surrogate(text):  # parquet and hf strings can hold them too; they cannot be written as UTF-8
-        ledger.error(cfg.name, "lone-surrogate", at, f"field {cfg.text_field!r} holds a lone UTF-16 surrogate",
-                     reject=reject)
+        ledger.error(
+            cfg.name, "lone-surrogate", at, f"field {cfg.text_field!r} holds a lone UTF-16 surrogate", reject=reject
+        )
         return None
     doc_id = f"{cfg.name}/{rec[cfg.id_field]}" if cfg.id_field and rec.get(cfg.id_field) is not None else default_id
     return Document(doc_id, text, {"where": at})
@@ -229,13 +262,19 @@ def _decode_text(cfg: SourceConfig, ledger: Ledger, rel: str, data: bytes) -> st
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        ledger.error(cfg.name, "invalid-utf8-replaced", f"{cfg.name}/{rel}:{line}",
-                     f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD", lost=False)
+        ledger.error(
+            cfg.name,
+            "invalid-utf8-replaced",
+            f"{cfg.name}/{rel}:{line}",
+            f"invalid UTF-8 at byte {e.start}; bad bytes replaced with U+FFFD",
+            lost=False,
+        )
         return data.decode("utf-8", errors="replace")
 
 
-def _read_text(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-               only: set[int] | None) -> Iterator[Document]:
+def _read_text(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
         try:
             with _open(f) as fh:
@@ -274,8 +313,9 @@ def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:
         yield start, "\n\n".join(buf)
 
 
-def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                 only: set[int] | None) -> Iterator[Document]:
+def _read_stdlib(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     root = stdlib_root()
     for k, f in enumerate(_stdlib_files()):
         if only is not None and k not in only:
@@ -289,44 +329,52 @@ def _read_stdlib(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
         yield Document(f"{cfg.name}/{rel}", text, {"where": f"{cfg.name}/{rel}:1", "kind": "code"})
 
 
-def _read_parquet(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-                  only: set[int] | None) -> Iterator[Document]:
+def _read_parquet(
+    cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
+) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     for f, rel in _selected(cfg, where, only):
         try:
             pf = pq.ParquetFile(f)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        except Exception as e:
             why = f"not a Parquet file ({type(e).__name__}: {e})"
             ledger.error(cfg.name, "unreadable-file", f"{cfg.name}/{rel}", why, reject=reject_record(rel, 0, error=why))
             continue
         names = pf.schema_arrow.names
         if cfg.text_field not in names:
-            ledger.error(cfg.name, "missing-field", f"{cfg.name}/{rel}:0", f"no column {cfg.text_field!r} (columns: "
-                         f"{', '.join(names)}); set text_field", reject=reject_record(rel, 0))
+            ledger.error(
+                cfg.name,
+                "missing-field",
+                f"{cfg.name}/{rel}:0",
+                f"no column {cfg.text_field!r} (columns: {', '.join(names)}); set text_field",
+                reject=reject_record(rel, 0),
+            )
             continue
         cols = [cfg.text_field] + ([cfg.id_field] if cfg.id_field in names else [])
         row = 0
         for batch in pf.iter_batches(batch_size=1024, columns=cols):
             for rec in batch.to_pylist():
                 row += 1
-                doc = _record_doc(cfg, ledger, rec, f"{cfg.name}/{rel}:row {row}", f"{cfg.name}/{rel}:{row}",
-                                  reject_record(rel, row))
+                doc = _record_doc(
+                    cfg, ledger, rec, f"{cfg.name}/{rel}:row {row}", f"{cfg.name}/{rel}:{row}", reject_record(rel, row)
+                )
                 if doc is not None:
                     yield doc
         meter.done(f)
 
 
-def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
-             only: set[int] | None) -> Iterator[Document]:
+def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None) -> Iterator[Document]:
     """Hugging Face `datasets`: a local `save_to_disk` folder, or a hub dataset when the hub is reachable."""
     if only is not None and 0 not in only:  # one stream: the shard holding "file" 0 reads it
         return
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{where}: source {cfg.name!r} has type 'hf' but the `datasets` package is not installed; "
-                        f"pip install datasets") from None
+        raise DataError(
+            f"{where}: source {cfg.name!r} has type 'hf' but the `datasets` package is not installed; "
+            f"pip install datasets"
+        ) from None
     try:
         if Path(cfg.path).is_dir():
             ds = datasets.load_from_disk(cfg.path)
@@ -334,12 +382,15 @@ def _read_hf(cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter,
                 ds = ds[cfg.hf_split]
         else:
             ds = datasets.load_dataset(cfg.path, cfg.hf_name or None, split=cfg.hf_split, streaming=True)
-    except Exception as e:  # noqa: BLE001 - the hub client raises many types when offline or missing
-        raise DataError(f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
-                        f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
-                        f"(save_to_disk folder or JSONL) or remove the source") from None
+    except Exception as e:
+        raise DataError(
+            f"{where}: source {cfg.name!r}: cannot load Hugging Face dataset {cfg.path!r} "
+            f"({type(e).__name__}: {str(e)[:160]}); it is used only when reachable: use a local copy "
+            f"(save_to_disk folder or JSONL) or remove the source"
+        ) from None
     for i, rec in enumerate(ds):
-        doc = _record_doc(cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}",
-                          reject_record(Path(cfg.path).name, i + 1))
+        doc = _record_doc(
+            cfg, ledger, rec, f"{cfg.path}:row {i + 1}", f"{cfg.name}/{i}", reject_record(Path(cfg.path).name, i + 1)
+        )
         if doc is not None:
             yield doc

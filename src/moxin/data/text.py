@@ -21,7 +21,8 @@ _PRIME = np.uint64(1099511628211)  # FNV prime: a multiplier for the rolling n-g
 
 def normalize(text: str) -> str:
     """NFC (not NFKC: that would rewrite full-width Japanese forms and code), LF line ends, no control or
-    zero-width characters, no trailing spaces, at most three consecutive newlines, no leading or trailing blank lines (one final newline is kept)."""
+    zero-width characters, no trailing spaces, at most three consecutive newlines, no leading or trailing blank
+    lines (one final newline is kept)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
@@ -79,7 +80,7 @@ def ngram_hashes(h: np.ndarray, n: int) -> np.ndarray:
     acc = h[:m].copy()
     with np.errstate(over="ignore"):
         for k in range(1, n):
-            acc = acc * _PRIME + h[k:k + m]  # wraps mod 2^64 by design
+            acc = acc * _PRIME + h[k : k + m]  # wraps mod 2^64 by design
     return acc
 
 
@@ -93,7 +94,7 @@ def dup_ngram_char_frac(g: np.ndarray, lens: np.ndarray, n: int) -> float:
         return 0.0
     covered = np.zeros(len(lens), dtype=bool)
     for k in range(n):
-        covered[k:k + len(dup)] |= dup
+        covered[k : k + len(dup)] |= dup
     return float(lens[covered].sum() / max(lens.sum(), 1))
 
 
@@ -101,9 +102,9 @@ def top_ngram_char_frac(g: np.ndarray, lens: np.ndarray, n: int) -> float:
     """Gopher: characters in the most frequent n-gram (times its count) over all unit characters."""
     if len(g) < 2:
         return 0.0
-    u, first, counts = np.unique(g, return_index=True, return_counts=True)
+    _, first, counts = np.unique(g, return_index=True, return_counts=True)
     i = int(np.argmax(counts))  # ties → smallest hash: deterministic
     if counts[i] < 2:
         return 0.0
     p = int(first[i])
-    return float(lens[p:p + n].sum() * counts[i] / max(lens.sum(), 1))
+    return float(lens[p : p + n].sum() * counts[i] / max(lens.sum(), 1))

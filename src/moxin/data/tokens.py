@@ -73,7 +73,7 @@ class _Stream:
         name = f"{self.split}-{len(self.shards):05d}.bin"
         data = head.astype(self.dtype.newbyteorder("<"), copy=False).tobytes()
         atomic_write_bytes(self.folder / name, data)
-        self.shards.append({"file": name, "tokens": int(len(head)), "sha256": sha256_bytes(data)})
+        self.shards.append({"file": name, "tokens": len(head), "sha256": sha256_bytes(data)})
         self.buf, self.buffered = ([rest] if len(rest) else []), len(rest)
 
     def close(self) -> dict:
@@ -85,9 +85,13 @@ class _Stream:
         atomic_write_bytes(self.folder / f"{self.split}-docs.npy", bio.getvalue())
         ids_text = "".join(i.replace("\n", " ") + "\n" for i in self.ids)
         atomic_write_bytes(self.folder / f"{self.split}-ids.txt", ids_text.encode("utf-8"))
-        return {"shards": self.shards, "tokens": int(self.offset), "documents": len(self.ids),
-                "docs_sha256": sha256_file(self.folder / f"{self.split}-docs.npy"),
-                "ids_sha256": sha256_bytes(ids_text.encode("utf-8"))}
+        return {
+            "shards": self.shards,
+            "tokens": int(self.offset),
+            "documents": len(self.ids),
+            "docs_sha256": sha256_file(self.folder / f"{self.split}-docs.npy"),
+            "ids_sha256": sha256_bytes(ids_text.encode("utf-8")),
+        }
 
 
 class TokenWriter:
@@ -121,8 +125,14 @@ class TokenWriter:
             self.finished[key] = self.streams.pop(key).close()
 
     def close(self) -> dict:
-        meta: dict[str, Any] = {"format": 1, "dtype": self.dtype.name, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
-                "shard_tokens": self.shard_tokens, "sources": {}}
+        meta: dict[str, Any] = {
+            "format": 1,
+            "dtype": self.dtype.name,
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+            "shard_tokens": self.shard_tokens,
+            "sources": {},
+        }
         for key in list(self.streams):
             self.finished[key] = self.streams.pop(key).close()
         for (source, split), info in sorted(self.finished.items()):
@@ -193,7 +203,7 @@ class TokenData:
             lo, hi = pos, pos + info["tokens"]
             if hi > start and lo < start + n and filled < n:
                 a, b = max(start, lo), min(start + n, hi)
-                out[a - start:b - start] = self._shard(source, split, k)[a - lo:b - lo]
+                out[a - start : b - start] = self._shard(source, split, k)[a - lo : b - lo]
                 filled += b - a
             pos = hi
         return out
@@ -232,7 +242,7 @@ class TokenData:
         """Problems found when re-hashing every shard against tokens.json (empty when intact)."""
         problems = []
         for source, splits in self.meta["sources"].items():
-            for split, info in splits.items():
+            for info in splits.values():
                 for shard in info["shards"]:
                     path = self.folder / "tokens" / source / shard["file"]
                     if not path.is_file():

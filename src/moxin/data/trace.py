@@ -40,8 +40,9 @@ def data_folder(path: str | Path) -> Path:
         return p
     if (p / "data" / META_NAME).is_file():
         return p / "data"
-    raise DataError(f"{p} is not a tokenized data folder (no {META_NAME} in it or in {p / 'data'}); "
-                    f"run `moxin data RECIPE` first")
+    raise DataError(
+        f"{p} is not a tokenized data folder (no {META_NAME} in it or in {p / 'data'}); run `moxin data RECIPE` first"
+    )
 
 
 def locate(td: TokenData, token: int, source: str | None, split: str) -> tuple[str, str, int]:
@@ -58,8 +59,10 @@ def locate(td: TokenData, token: int, source: str | None, split: str) -> tuple[s
             return s, "train", pos
         pos -= n
     total = sum(td.length(s, "train") for s in td.sources if "train" in td.splits(s))
-    raise DataError(f"--token {token} is outside the train tokens (0..{total - 1}, sources in sorted order); "
-                    f"use --source to address one source")
+    raise DataError(
+        f"--token {token} is outside the train tokens (0..{total - 1}, sources in sorted order); "
+        f"use --source to address one source"
+    )
 
 
 def _processed_record(folder: Path, source: str, split: str, doc_index: int) -> dict:
@@ -78,8 +81,10 @@ def tokenizer_for(folder: Path):
     for cand in (folder.parent / "tokenizer" / "tokenizer.json", folder / "tokenizer" / "tokenizer.json"):
         if cand.is_file():
             return Tokenizer.from_file(str(cand))
-    raise DataError(f"no tokenizer found beside {folder} (looked for {folder.parent / 'tokenizer'}); "
-                    f"run `moxin tokenizer` or `moxin data` for this run")
+    raise DataError(
+        f"no tokenizer found beside {folder} (looked for {folder.parent / 'tokenizer'}); "
+        f"run `moxin tokenizer` or `moxin data` for this run"
+    )
 
 
 def trace_token(path: str | Path, token: int, source: str | None = None, split: str = "train") -> Trace:
@@ -91,12 +96,27 @@ def trace_token(path: str | Path, token: int, source: str | None = None, split: 
     i = int(np.searchsorted(docs[:, 0], offset, side="right")) - 1
     rec = _processed_record(folder, src, sp, i)
     if rec["id"] != span.doc_id:
-        raise DataError(f"{folder}: processed/{src}.jsonl and tokens/{src} disagree on document {i} "
-                        f"({rec['id']!r} vs {span.doc_id!r}); the folder was modified, re-run `moxin data`")
+        raise DataError(
+            f"{folder}: processed/{src}.jsonl and tokens/{src} disagree on document {i} "
+            f"({rec['id']!r} vs {span.doc_id!r}); the folder was modified, re-run `moxin data`"
+        )
     tid = int(td.read(src, offset, 1, sp)[0])
     pos = offset - span.start
     tok = tokenizer_for(folder)
     ids = tok.encode(rec["text"], add_special_tokens=False).ids + [td.eos_id]
     piece = tok.decode([tid], skip_special_tokens=False)
-    return Trace(src, sp, offset, tid, piece, span.doc_id, i, pos, pos == span.length - 1, rec["text"],
-                 rec.get("lang", ""), rec.get("where", ""), pos < len(ids) and ids[pos] == tid)
+    return Trace(
+        src,
+        sp,
+        offset,
+        tid,
+        piece,
+        span.doc_id,
+        i,
+        pos,
+        pos == span.length - 1,
+        rec["text"],
+        rec.get("lang", ""),
+        rec.get("where", ""),
+        pos < len(ids) and ids[pos] == tid,
+    )

@@ -33,10 +33,22 @@ def _progress(total: int, what: str):
 class MoxinLM(TemplateLM):
     """lm-eval model backed by moxin's own transformer (any path `moxin.interop.load_model` accepts)."""
 
-    def __init__(self, path: str | None = None, pretrained: str | None = None, batch_size: int | str = 32,
-                 dtype: str = "float32", max_length: int | None = None, device: str = "cpu",
-                 add_bos_token: bool | None = None, max_gen_toks: int = 256, max_batch_tokens: int = 32768,
-                 model: Any = None, tokenizer: Any = None, show_progress: bool = True, **_ignored: Any) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        pretrained: str | None = None,
+        batch_size: int | str = 32,
+        dtype: str = "float32",
+        max_length: int | None = None,
+        device: str = "cpu",
+        add_bos_token: bool | None = None,
+        max_gen_toks: int = 256,
+        max_batch_tokens: int = 32768,
+        model: Any = None,
+        tokenizer: Any = None,
+        show_progress: bool = True,
+        **_ignored: Any,
+    ) -> None:
         super().__init__()
         from moxin.commands import torch_dtype
 
@@ -90,8 +102,9 @@ class MoxinLM(TemplateLM):
     def tokenizer_name(self) -> str:
         return str(getattr(self.tokenizer, "name_or_path", "moxin")).replace("/", "__")
 
-    def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None,
-                   **kwargs: Any) -> list[int]:
+    def tok_encode(
+        self, string: str, add_special_tokens: bool | None = None, left_truncate_len: int | None = None, **kwargs: Any
+    ) -> list[int]:
         from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 
         special = _add_special_kwargs(add_special_tokens, self.add_bos_token)
@@ -104,13 +117,20 @@ class MoxinLM(TemplateLM):
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt,
-                                                  continue_final_message=not add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
 
     def get_model_info(self) -> dict[str, Any]:
-        return {"model_backend": "moxin", "model_path": self.path, "model_dtype": self.dtype,
-                "max_length": self.max_length}
+        return {
+            "model_backend": "moxin",
+            "model_path": self.path,
+            "model_dtype": self.dtype,
+            "max_length": self.max_length,
+        }
 
     # ------------------------------------------------------------------------------------------ scoring
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -125,7 +145,7 @@ class MoxinLM(TemplateLM):
                 raise EvalError(f"request {i} has an empty continuation; the task's doc_to_choice/target is empty")
             if len(cont) > L:
                 raise EvalError(f"a continuation of {len(cont)} tokens exceeds max_length {L}; raise max_length")
-            full = (list(ctx) + list(cont))[-(L + 1):]  # HFLM's left truncation
+            full = (list(ctx) + list(cont))[-(L + 1) :]  # HFLM's left truncation
             groups[tuple(full[: len(full) - len(cont)])].append((list(cont), i))
         order = sorted(groups.items(), key=lambda kv: -(len(kv[0]) + max(len(c) for c, _ in kv[1])))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -164,8 +184,9 @@ class MoxinLM(TemplateLM):
         Tn = max(len(c) for _, c, _ in conts) - 1  # continuation inputs: all but the last token
         toks, pos = left_pad([ctx for ctx, _ in batch], Tc)  # contexts (G, Tc); position -1 marks padding
         cache = KVCache.for_model(self.model, G, max_len=Tc + max(Tn, 0) + 1)
-        h_last = self.model(toks.to(dev), positions=pos.to(dev), cache=cache, last_only=True,
-                            return_hidden=True)[:, 0]  # (G, D): predicts each continuation's first token
+        h_last = self.model(toks.to(dev), positions=pos.to(dev), cache=cache, last_only=True, return_hidden=True)[
+            :, 0
+        ]  # (G, D): predicts each continuation's first token
         rows = [h_last[[g for g, _, _ in conts]]]  # hidden states that score a token, in order
         if Tn > 0:
             cache.select_rows(torch.tensor([g for g, _, _ in conts], device=dev))  # a context row per continuation
@@ -175,7 +196,7 @@ class MoxinLM(TemplateLM):
             for r, (g, c, _) in enumerate(conts):
                 ctoks[r, : len(c) - 1] = torch.tensor(c[:-1])
                 cpos[r] = len(batch[g][0]) + torch.arange(Tn)
-                cpos[r, len(c) - 1:] = -1  # right padding: position -1 (never attended, never past max_seq_len)
+                cpos[r, len(c) - 1 :] = -1  # right padding: position -1 (never attended, never past max_seq_len)
             h = self.model(ctoks.to(dev), positions=cpos.to(dev), cache=cache, return_hidden=True)  # (R, Tn, D)
             lens = torch.tensor([len(c) - 1 for _, c, _ in conts])
             keep = torch.arange(Tn)[None, :] < lens[:, None]  # (R, Tn)
@@ -205,8 +226,12 @@ class MoxinLM(TemplateLM):
         windows, owner = [], []
         for n, (string,) in enumerate(req.args for req in requests):
             toks = self.tok_encode(string)
-            for ctx, cont in map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
-                    token_list=toks, prefix_token=self.prefix_token_id, max_seq_len=self.max_length, context_len=1)):
+            for ctx, cont in map(
+                lm_utils.make_disjoint_window,
+                lm_utils.get_rolling_token_windows(
+                    token_list=toks, prefix_token=self.prefix_token_id, max_seq_len=self.max_length, context_len=1
+                ),
+            ):
                 windows.append((None, ctx, cont))
                 owner.append(n)
         scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
@@ -229,7 +254,7 @@ class MoxinLM(TemplateLM):
             for idxs in by_kwargs.values():
                 idxs.sort(key=lambda n: -len(self.tok_encode(requests[n].args[0])))
                 for start in range(0, len(idxs), self.batch_rows):
-                    chunk = idxs[start: start + self.batch_rows]
+                    chunk = idxs[start : start + self.batch_rows]
                     texts = generate_batch(self, [requests[n].args[0] for n in chunk], dict(requests[chunk[0]].args[1]))
                     for n, text in zip(chunk, texts):
                         out[n] = text

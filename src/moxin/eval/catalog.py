@@ -31,10 +31,12 @@ CATALOG: dict[str, TaskSpec] = {
     "gsm8k": TaskSpec("gsm8k", "gsm8k_local", "gsm8k", ("exact_match,strict-match", "exact_match,flexible-extract")),
     "lambada_openai": TaskSpec("lambada_openai", "lambada_openai_local", "lambada_openai", ("acc", "perplexity")),
     "wikitext": TaskSpec("wikitext", "wikitext_local", "wikitext", ("word_perplexity", "bits_per_byte")),
-    "crows_pairs_english": TaskSpec("crows_pairs_english", "crows_pairs_english_local", "crows_pairs_english",
-                                    ("pct_stereotype", "likelihood_diff")),
-    "bbq": TaskSpec("bbq", "bbq_local", "bbq", ("acc", "accuracy_amb", "accuracy_disamb", "amb_bias_score",
-                                                "disamb_bias_score")),
+    "crows_pairs_english": TaskSpec(
+        "crows_pairs_english", "crows_pairs_english_local", "crows_pairs_english", ("pct_stereotype", "likelihood_diff")
+    ),
+    "bbq": TaskSpec(
+        "bbq", "bbq_local", "bbq", ("acc", "accuracy_amb", "accuracy_disamb", "amb_bias_score", "disamb_bias_score")
+    ),
     # lm-eval's realtoxicityprompts needs the Perspective API; moxin's measure runs offline on either source.
     "toxicity": TaskSpec(None, "toxicity_local", "toxicity", ("flagged_rate", "new_flagged_rate")),
     "jcommonsenseqa": TaskSpec("ja_leaderboard_jcommonsenseqa", "jcommonsenseqa_local", "jcommonsenseqa", ("acc",)),
@@ -49,8 +51,15 @@ SUITES: dict[str, list[tuple[str, int | None]]] = {
     "bias": [("crows_pairs_english", 0), ("bbq", 0)],
     "japanese": [("jcommonsenseqa", 3)],
 }
-ALIASES = {"arc_e": "arc_easy", "arc_c": "arc_challenge", "arc-easy": "arc_easy", "arc-challenge": "arc_challenge",
-           "lambada": "lambada_openai", "crows_pairs": "crows_pairs_english", "jcqa": "jcommonsenseqa"}
+ALIASES = {
+    "arc_e": "arc_easy",
+    "arc_c": "arc_challenge",
+    "arc-easy": "arc_easy",
+    "arc-challenge": "arc_challenge",
+    "lambada": "lambada_openai",
+    "crows_pairs": "crows_pairs_english",
+    "jcqa": "jcommonsenseqa",
+}
 
 
 @dataclass(frozen=True)
@@ -77,22 +86,33 @@ def parse_tasks(items: list[str]) -> list[tuple[str, int | None]]:
     return out
 
 
-def plan(items: list[str], local: bool, known: set[str], num_fewshot: int | None = None) -> tuple[list[Planned], list[str]]:
+def plan(
+    items: list[str], local: bool, known: set[str], num_fewshot: int | None = None
+) -> tuple[list[Planned], list[str]]:
     """Expand suites and aliases; pick the built-in or local task. Returns (plan, notes about skipped tasks)."""
     planned, notes = [], []
     for name, shots in parse_tasks(items):
         if name in SUITES:
             for task, n in SUITES[name]:
                 try:
-                    planned.append(_one(task, shots if shots is not None else (num_fewshot if num_fewshot is not None
-                                                                               else n), local, known, name))
+                    planned.append(
+                        _one(
+                            task,
+                            shots if shots is not None else (num_fewshot if num_fewshot is not None else n),
+                            local,
+                            known,
+                            name,
+                        )
+                    )
                 except EvalError as e:  # a suite member without data is skipped, and said so
                     notes.append(f"{name}: skipped {task}: {e}")
             continue
         planned.append(_one(ALIASES.get(name, name), shots if shots is not None else num_fewshot, local, known, None))
     if not planned:
-        raise EvalError("no task to run; pass --tasks (e.g. --tasks moxin-zeroshot or --tasks hellaswag)"
-                        + (f" ({'; '.join(notes)})" if notes else ""))
+        raise EvalError(
+            "no task to run; pass --tasks (e.g. --tasks moxin-zeroshot or --tasks hellaswag)"
+            + (f" ({'; '.join(notes)})" if notes else "")
+        )
     return planned, notes
 
 
@@ -104,8 +124,10 @@ def _one(name: str, shots: int | None, local: bool, known: set[str], suite: str 
         return Planned(name, name, shots, "lm-eval", None, suite)
     if local or spec.builtin is None:
         if spec.local is None:
-            raise EvalError(f"task {name!r} has no local data set in moxin (its data is not in ../shared/data); it needs "
-                            f"Hugging Face datasets: run without --data-dir on a machine that reaches huggingface.co")
+            raise EvalError(
+                f"task {name!r} has no local data set in moxin (its data is not in ../shared/data); it needs "
+                f"Hugging Face datasets: run without --data-dir on a machine that reaches huggingface.co"
+            )
         return Planned(name, spec.local, shots, "local", spec, suite)
     return Planned(name, spec.builtin, shots, "hf", spec, suite)
 
@@ -113,6 +135,9 @@ def _one(name: str, shots: int | None, local: bool, known: set[str], suite: str 
 def unknown_task(name: str, known: set[str]) -> EvalError:
     choices = sorted(set(CATALOG) | set(SUITES) | set(ALIASES) | known)
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
-        f"moxin tasks: {', '.join(CATALOG)}; suites: {', '.join(SUITES)}"
+    hint = (
+        f"did you mean {', '.join(repr(c) for c in close)}?"
+        if close
+        else f"moxin tasks: {', '.join(CATALOG)}; suites: {', '.join(SUITES)}"
+    )
     return EvalError(f"unknown task {name!r} (--tasks); {hint}")

@@ -21,11 +21,22 @@ from moxin.stage import StageResult
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | None = None, limit: int | None = None,
-                 all_checkpoints: bool = False, batch_size: int = 32, dtype: str = "float32",
-                 num_fewshot: int | None = None, seed: int = 1234, apply_chat_template: bool = False,
-                 include_path: list[Path] | None = None, out: Path | None = None, device: str = "cpu",
-                 max_length: int | None = None) -> None:
+def eval_command(
+    target: Path,
+    tasks: list[str] | None = None,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    all_checkpoints: bool = False,
+    batch_size: int = 32,
+    dtype: str = "float32",
+    num_fewshot: int | None = None,
+    seed: int = 1234,
+    apply_chat_template: bool = False,
+    include_path: list[Path] | None = None,
+    out: Path | None = None,
+    device: str = "cpu",
+    max_length: int | None = None,
+) -> None:
     """Evaluate with lm-evaluation-harness (the moxin model adapter): quality, perplexity, bias and toxicity.
 
     TARGET is a model (moxin checkpoint or model folder, Hugging Face folder, .gguf file) or a RUN folder (its
@@ -55,17 +66,22 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
         max_length: longest sequence the model sees (default: the model's max_seq_len)
     """
     from moxin.commands import torch_dtype
-    from moxin.eval import identity
-    from moxin.eval.runner import Settings, evaluate, resolve_source
+    from moxin.eval.runner import Settings, resolve_source
 
     torch_dtype(dtype)  # validate early, before any model is loaded
     if limit is not None and limit < 1:
         raise EvalError(f"--limit must be at least 1, got {limit}")
-    s = resolve_source(Settings(tasks=tasks or ["moxin-zeroshot"], data_dir=data_dir, limit=limit,
-                                batch_size=batch_size, dtype=dtype, num_fewshot=num_fewshot, seed=seed,
-                                apply_chat_template=apply_chat_template, include_path=list(include_path or []),
-                                device=device, max_length=max_length))
-    target = target.expanduser().resolve()
+    s = Settings(tasks=tasks or ["moxin-zeroshot"], data_dir=data_dir, limit=limit, batch_size=batch_size, dtype=dtype,
+                 num_fewshot=num_fewshot, seed=seed, apply_chat_template=apply_chat_template,
+                 include_path=list(include_path or []), device=device, max_length=max_length)  # fmt: skip
+    _evaluate_target(target.expanduser().resolve(), resolve_source(s), all_checkpoints, out)
+
+
+def _evaluate_target(target: Path, s, all_checkpoints: bool, out: Path | None) -> None:
+    """`moxin eval TARGET`: a run (its latest or every checkpoint) or one model; results under `out`."""
+    from moxin.eval import identity
+    from moxin.eval.runner import evaluate
+
     if not target.exists():
         raise EvalError(f"TARGET {target} does not exist; pass a model, checkpoint or run folder")
     run = target if identity.is_run(target) else None
@@ -113,14 +129,22 @@ def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
         spec = CATALOG.get(r["task"])
         shown = {m: v for m, v in r["metrics"].items() if spec is None or m in spec.metrics}  # all are in the file
         for metric, value in shown.items():
-            table.add_row(Path(r["model"]["path"]).name, str(r["model"].get("step") or ""), r["task"],
-                          str(r["num_fewshot"] or 0), metric, "nan" if value is None else f"{value:.4f}",
-                          str(r.get("items") or ""), f"{r['time_s']:.1f}")
+            table.add_row(
+                Path(r["model"]["path"]).name,
+                str(r["model"].get("step") or ""),
+                r["task"],
+                str(r["num_fewshot"] or 0),
+                metric,
+                "nan" if value is None else f"{value:.4f}",
+                str(r.get("items") or ""),
+                f"{r['time_s']:.1f}",
+            )
     Console(soft_wrap=True).print(table)
 
 
-def eval_settings(cfg, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (),
-                  include_path: Sequence[Path] = ()) -> tuple[Any, list[str]]:
+def eval_settings(
+    cfg, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (), include_path: Sequence[Path] = ()
+) -> tuple[Any, list[str]]:
     """The lm-eval settings of a recipe's [eval] section (an `EvalConfig`; data_dir relative to the recipe), plus
     notes. `extra_tasks` (with the YAML folders in `include_path`) run whatever data the standard tasks have;
     without eval.data_dir ($MOXIN_EVAL_DATA_DIR) and offline, the standard tasks are left out with a note when
@@ -129,19 +153,33 @@ def eval_settings(cfg, resolve_path: Callable[[str], Path], extra_tasks: Sequenc
     from moxin.eval.runner import Settings, hf_reachable, resolve_source
 
     data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else None
-    s = Settings(tasks=list(extra_tasks) + list(cfg.tasks), data_dir=data_dir, limit=cfg.limit,
-                 batch_size=cfg.batch_size, dtype=cfg.dtype, num_fewshot=cfg.num_fewshot,
-                 apply_chat_template=cfg.apply_chat_template, include_path=[Path(p) for p in include_path])
+    s = Settings(
+        tasks=list(extra_tasks) + list(cfg.tasks),
+        data_dir=data_dir,
+        limit=cfg.limit,
+        batch_size=cfg.batch_size,
+        dtype=cfg.dtype,
+        num_fewshot=cfg.num_fewshot,
+        apply_chat_template=cfg.apply_chat_template,
+        include_path=[Path(p) for p in include_path],
+    )
     if data_dir is not None or os.environ.get(ENV) or hf_reachable() or not extra_tasks:
         return resolve_source(s), []
     s.tasks = list(extra_tasks)
-    note = (f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
-            f"unreachable; give --set eval.data_dir=../shared/data to run them")
+    note = (
+        f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
+        f"unreachable; give --set eval.data_dir=../shared/data to run them"
+    )
     return s, [note]
 
 
-def run_eval(cfg, layout: RunLayout, resolve_path: Callable[[str], Path], extra_tasks: Sequence[str] = (),
-             include_path: Sequence[Path] = ()) -> StageResult:
+def run_eval(
+    cfg,
+    layout: RunLayout,
+    resolve_path: Callable[[str], Path],
+    extra_tasks: Sequence[str] = (),
+    include_path: Sequence[Path] = (),
+) -> StageResult:
     """The eval stage: a recipe's [eval] section over the run's checkpoints (every one with eval.all_checkpoints,
     else the latest) into `layout.eval`: results/, table.csv, table.md, plots/. Results already computed for a
     (model SHA-256, task hash) are reused."""

@@ -29,7 +29,7 @@ class EvalConfig:
             raise ConfigError(f"{prefix}tasks in {where} is empty; name tasks or suites, e.g. ['moxin-zeroshot']")
         try:
             parse_tasks(self.tasks)
-        except Exception as e:  # noqa: BLE001 - EvalError → ConfigError naming the key
+        except Exception as e:
             raise ConfigError(f"{prefix}tasks in {where}: {e}") from None
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"{prefix}limit in {where} must be at least 1, got {self.limit}")

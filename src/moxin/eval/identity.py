@@ -28,8 +28,14 @@ class ModelRef:
         """What a result records: the path relative to the model's run folder (the file name outside a run)."""
         home = run_root(self.path)
         path = RunLayout(home).rel(self.path) if home is not None else self.path.name
-        return {"path": path, "sha256": self.sha256, "kind": self.kind, "step": self.step,
-                "tokens_seen": self.tokens_seen, "stage": self.stage}
+        return {
+            "path": path,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "stage": self.stage,
+        }
 
 
 def is_checkpoint(p: Path) -> bool:
@@ -58,6 +64,8 @@ def checkpoints_of(run: Path) -> list[tuple[str, Path]]:
     """(stage, folder) of every checkpoint of a run: pretrain first, then each finetune, each by step."""
     found = [(c.stage, c.path) for c in RunLayout(Path(run)).all_checkpoints()]
     if not found:
-        raise EvalError(f"{run} has no checkpoints (looked for {run}/pretrain/checkpoints/step-*/ and "
-                        f"{run}/finetune/*/checkpoints/step-*/); pass a run folder written by `moxin pretrain`")
+        raise EvalError(
+            f"{run} has no checkpoints (looked for {run}/pretrain/checkpoints/step-*/ and "
+            f"{run}/finetune/*/checkpoints/step-*/); pass a run folder written by `moxin pretrain`"
+        )
     return found

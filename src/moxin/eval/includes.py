@@ -19,6 +19,7 @@ import yaml
 
 from moxin.errors import EvalError
 
+
 class _Func(str):
     """A `!function` value carried through load/dump unchanged."""
 
@@ -66,8 +67,10 @@ def cache_root() -> Path:
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = root.stat()
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise EvalError(f"{root} (moxin's task cache) belongs to another user; remove it or set XDG_CACHE_HOME to a "
-                        f"folder of your own")
+        raise EvalError(
+            f"{root} (moxin's task cache) belongs to another user; remove it or set XDG_CACHE_HOME to a "
+            f"folder of your own"
+        )
     if st.st_mode & 0o022:
         os.chmod(root, 0o700)
     return root
@@ -81,7 +84,7 @@ def _content(folder: Path) -> dict[str, bytes]:
         out[rel] = p.read_bytes()
         if p.suffix in (".yaml", ".yml"):
             try:
-                cfg = yaml.load(out[rel].decode("utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+                cfg = yaml.load(out[rel].decode("utf-8"), Loader=_Loader)
             except (yaml.YAMLError, UnicodeDecodeError) as e:
                 raise EvalError(f"{p} is not valid YAML ({str(e).splitlines()[0]})") from None
             if isinstance(cfg, dict):

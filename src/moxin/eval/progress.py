@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class _Bar:
@@ -16,16 +16,30 @@ class _Bar:
 
 @contextlib.contextmanager
 def progress_bar(total: int, what: str) -> Iterator[_Bar]:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class Rate(ProgressColumn):
         def render(self, task) -> Text:
             return Text(f"{task.speed:7.1f} items/s" if task.speed else "      ? items/s")
 
-    cols = [TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn()]
+    cols = [
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*cols, transient=False) as progress:
         task = progress.add_task(what, total=total)
         yield _Bar(progress, task)

@@ -43,8 +43,10 @@ class StepOrder:
 
     def indices(self, step: int, rank: int = 0, world: int = 1) -> list[int]:
         if self.B % world:
-            raise ConfigError(f"global_batch={self.B} is not divisible by the {world} processes; set the mode's "
-                              f"global_batch to a multiple of the world size")
+            raise ConfigError(
+                f"global_batch={self.B} is not divisible by the {world} processes; set the mode's "
+                f"global_batch to a multiple of the world size"
+            )
         per = self.B // world
         j = step * self.B + rank * per + np.arange(per)
         return [int(self._perm(int(x // self.n))[x % self.n]) for x in j]
@@ -61,24 +63,37 @@ class SFTBatches:
     """Rows of (input_ids, labels[, positions, segment_ids]): packed rows, or one example per row right-padded to
     the longest row of the rank's batch."""
 
-    def __init__(self, seqs: list[tuple[np.ndarray, np.ndarray]] | None, packed: Packed | None, global_batch: int,
-                 seed: int, pad_id: int) -> None:
+    def __init__(
+        self,
+        seqs: list[tuple[np.ndarray, np.ndarray]] | None,
+        packed: Packed | None,
+        global_batch: int,
+        seed: int,
+        pad_id: int,
+    ) -> None:
         if (seqs is None) == (packed is None):
             raise ValueError("SFTBatches takes either seqs or packed rows")  # a programming error, not a user's
         self.seqs: list[tuple[np.ndarray, np.ndarray]] = seqs or []
         self.packed, self.pad_id = packed, pad_id
         n = len(packed.input_ids) if packed is not None else len(self.seqs)
         self.order = StepOrder(n, global_batch, seed)
-        body = (packed.input_ids, packed.labels, packed.segment_ids) if packed is not None else \
-            [a for s in self.seqs for a in s]
+        body = (
+            (packed.input_ids, packed.labels, packed.segment_ids)
+            if packed is not None
+            else [a for s in self.seqs for a in s]
+        )
         self.fingerprint = fingerprint_arrays("sft", seed, global_batch, body)
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
         idx = self.order.indices(step, rank, world)
         if self.packed is not None:
             p = self.packed
-            return {"input_ids": _t(p.input_ids[idx]), "labels": _t(p.labels[idx]),
-                    "positions": _t(p.positions[idx]), "segment_ids": _t(p.segment_ids[idx])}
+            return {
+                "input_ids": _t(p.input_ids[idx]),
+                "labels": _t(p.labels[idx]),
+                "positions": _t(p.positions[idx]),
+                "segment_ids": _t(p.segment_ids[idx]),
+            }
         ids = pad_rows([self.seqs[i][0] for i in idx], self.pad_id)
         labels = pad_rows([self.seqs[i][1] for i in idx], IGNORE, ids.shape[1])
         pos = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
@@ -88,8 +103,9 @@ class SFTBatches:
 class PreferenceBatches:
     """Pairs: chosen and rejected (ids, labels) right-padded to one length, with the reference log-probs."""
 
-    def __init__(self, pairs: list[dict[str, np.ndarray]], ref: np.ndarray, global_batch: int, seed: int,
-                 pad_id: int) -> None:
+    def __init__(
+        self, pairs: list[dict[str, np.ndarray]], ref: np.ndarray, global_batch: int, seed: int, pad_id: int
+    ) -> None:
         self.pairs, self.ref, self.pad_id = pairs, ref, pad_id  # ref (N, 2): chosen, rejected
         self.order = StepOrder(len(pairs), global_batch, seed)
         body = [p[k] for p in pairs for k in ("chosen_ids", "chosen_labels", "rejected_ids", "rejected_labels")]

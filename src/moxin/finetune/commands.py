@@ -14,8 +14,14 @@ from moxin.recipe import Recipe
 from moxin.stage import StageResult, interrupted, recipe_at
 
 
-def run_finetune(recipe: Recipe, layout: RunLayout, mode: str, resume: str = "auto", progress: bool = True,
-                 log: Callable[[str], None] = lambda m: None) -> StageResult:
+def run_finetune(
+    recipe: Recipe,
+    layout: RunLayout,
+    mode: str,
+    resume: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: None,
+) -> StageResult:
     """Fine-tune (MODE: sft, dpo or grpo) into `layout.finetune(<name>)` (its summary: that folder's run.json).
     `failed` when a signal stopped it: the next call with resume="auto" goes on from its checkpoint.
 
@@ -46,11 +52,20 @@ def _run(recipe: Recipe, mode: str, resume: str, progress: bool, dry_run: bool) 
 
         ctx = context(recipe, mode)
         c = ctx.cfg
-        lora = f"LoRA rank {c.lora.rank} alpha {c.lora.alpha} on {', '.join(c.lora.targets)}" if c.lora.rank else \
-            "full fine-tuning"
-        print_dry_run(recipe, [f"parent: {ctx.parent['kind']} {ctx.parent_path} (sha256 {ctx.parent['sha256'][:12]}…)",
-                               f"data: {', '.join(d.path for d in c.data) or 'none'}", lora,
-                               f"writes {ctx.out}"])
+        lora = (
+            f"LoRA rank {c.lora.rank} alpha {c.lora.alpha} on {', '.join(c.lora.targets)}"
+            if c.lora.rank
+            else "full fine-tuning"
+        )
+        print_dry_run(
+            recipe,
+            [
+                f"parent: {ctx.parent['kind']} {ctx.parent_path} (sha256 {ctx.parent['sha256'][:12]}…)",
+                f"data: {', '.join(d.path for d in c.data) or 'none'}",
+                lora,
+                f"writes {ctx.out}",
+            ],
+        )
         return 0
     res = run_finetune(recipe, RunLayout.from_recipe(recipe), mode, resume=resume, progress=progress, log=log)
     if not res.ok:
@@ -61,8 +76,10 @@ def _run(recipe: Recipe, mode: str, resume: str, progress: bool, dry_run: bool) 
     for when in ("before", "after"):
         if when in summary:
             log(f"held-out {when}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary[when].items()))
-    log(f"{summary['status']}; last checkpoint {summary['last_checkpoint']}"
-        + (f"; merged model {summary['final']}" if summary.get("final") else ""))
+    log(
+        f"{summary['status']}; last checkpoint {summary['last_checkpoint']}"
+        + (f"; merged model {summary['final']}" if summary.get("final") else "")
+    )
     return 0
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from moxin.data.config import SPDX_RE, EvalSetConfig, check_name  # noqa: F401 - EvalSetConfig is part of this section
+from moxin.data.config import SPDX_RE, EvalSetConfig, check_name
 from moxin.errors import ConfigError
 from moxin.train.config import CheckpointConfig, TrainConfig
 
@@ -46,8 +46,10 @@ class DatasetConfig:
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         if not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
-                              f"'Apache-2.0', 'CC-BY-SA-3.0' or 'LicenseRef-<name>'")
+            raise ConfigError(
+                f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
+                f"'Apache-2.0', 'CC-BY-SA-3.0' or 'LicenseRef-<name>'"
+            )
         if self.max_records < 0:
             raise ConfigError(f"{prefix}max_records in {where} must be >= 0, got {self.max_records}")
         check_name(self.name, f"{prefix}name", where, allow_empty=True)
@@ -69,8 +71,9 @@ class LoRAConfig:
             raise ConfigError(f"{prefix}dropout in {where} must be in [0, 1), got {self.dropout}")
         bad = [t for t in self.targets if t not in LORA_TARGETS]
         if bad or not self.targets:
-            raise ConfigError(f"{prefix}targets in {where} has {bad or self.targets!r}; choose from "
-                              f"{', '.join(LORA_TARGETS)}")
+            raise ConfigError(
+                f"{prefix}targets in {where} has {bad or self.targets!r}; choose from {', '.join(LORA_TARGETS)}"
+            )
 
 
 def _ft_checkpoint() -> CheckpointConfig:
@@ -106,8 +109,10 @@ class ModeConfig(TrainConfig):
         if (self.steps is None) == (self.epochs is None) and self.steps is None:
             pass  # neither: one epoch (resolved later)
         elif self.steps is not None and self.epochs is not None:
-            raise ConfigError(f"{prefix}steps in {where}: give steps or epochs, not both "
-                              f"(got steps={self.steps}, epochs={self.epochs})")
+            raise ConfigError(
+                f"{prefix}steps in {where}: give steps or epochs, not both "
+                f"(got steps={self.steps}, epochs={self.epochs})"
+            )
         for key in ("steps", "epochs", "seq_len"):
             v = getattr(self, key)
             if v is not None and v <= 0:
@@ -115,8 +120,10 @@ class ModeConfig(TrainConfig):
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"{prefix}val_fraction in {where} must be in [0, 1), got {self.val_fraction}")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"{prefix}warmup_steps/min_lr_ratio in {where} out of range "
-                              f"({self.warmup_steps}/{self.min_lr_ratio}); use >= 0 and [0, 1]")
+            raise ConfigError(
+                f"{prefix}warmup_steps/min_lr_ratio in {where} out of range "
+                f"({self.warmup_steps}/{self.min_lr_ratio}); use >= 0 and [0, 1]"
+            )
 
 
 @dataclass
@@ -137,8 +144,10 @@ class DPOConfig(ModeConfig):
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         super().validate(where, prefix)
         if self.beta <= 0 or not 0.0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"{prefix}beta/label_smoothing in {where} out of range ({self.beta}/"
-                              f"{self.label_smoothing}); beta > 0, label_smoothing in [0, 0.5)")
+            raise ConfigError(
+                f"{prefix}beta/label_smoothing in {where} out of range ({self.beta}/"
+                f"{self.label_smoothing}); beta > 0, label_smoothing in [0, 0.5)"
+            )
 
 
 @dataclass
@@ -162,14 +171,19 @@ class GRPOConfig(ModeConfig):
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         super().validate(where, prefix)
         if self.group_size < 2:
-            raise ConfigError(f"{prefix}group_size in {where} must be >= 2 (advantages are relative), "
-                              f"got {self.group_size}")
+            raise ConfigError(
+                f"{prefix}group_size in {where} must be >= 2 (advantages are relative), got {self.group_size}"
+            )
         if self.global_batch % self.group_size:
-            raise ConfigError(f"{prefix}global_batch in {where}: {self.global_batch} completions is not a multiple "
-                              f"of group_size={self.group_size}")
+            raise ConfigError(
+                f"{prefix}global_batch in {where}: {self.global_batch} completions is not a multiple "
+                f"of group_size={self.group_size}"
+            )
         if self.max_new_tokens <= 0 or self.temperature <= 0 or self.clip_eps <= 0 or self.beta < 0:
-            raise ConfigError(f"{prefix}max_new_tokens/temperature/clip_eps/beta in {where} out of range "
-                              f"({self.max_new_tokens}/{self.temperature}/{self.clip_eps}/{self.beta})")
+            raise ConfigError(
+                f"{prefix}max_new_tokens/temperature/clip_eps/beta in {where} out of range "
+                f"({self.max_new_tokens}/{self.temperature}/{self.clip_eps}/{self.beta})"
+            )
 
 
 @dataclass

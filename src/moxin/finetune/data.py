@@ -30,8 +30,11 @@ from moxin.finetune.config import DatasetConfig
 from moxin.io import open_compressed, parse_json_line, strip_compression
 
 ROLES = ("system", "user", "assistant")
-MODE_FORMATS = {"sft": ("chat", "instruction", "prompt-response", "math", "preference"),
-                "dpo": ("preference",), "grpo": ("math",)}
+MODE_FORMATS = {
+    "sft": ("chat", "instruction", "prompt-response", "math", "preference"),
+    "dpo": ("preference",),
+    "grpo": ("math",),
+}
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -63,9 +66,17 @@ class DatasetCount:
             self.examples.append(f"{where}: {reason}" + (f": {detail}" if detail else ""))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "license": self.license, "format": self.format,
-                "sha256": self.sha256, "records_in": self.records_in, "kept": self.kept,
-                "dropped": dict(sorted(self.dropped.items())), "examples": self.examples}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "license": self.license,
+            "format": self.format,
+            "sha256": self.sha256,
+            "records_in": self.records_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "examples": self.examples,
+        }
 
 
 class Ledger:
@@ -101,11 +112,15 @@ def read_records(path: Path, count: DatasetCount) -> Iterator[tuple[str, Any]]:
                 try:
                     data = json.load(fh)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must hold one "
-                                    f"JSON array of records (or rename it .jsonl for one record per line)") from None
+                    raise DataError(
+                        f"{path}:{e.lineno}: not valid JSON ({e.msg}); a .json file must hold one "
+                        f"JSON array of records (or rename it .jsonl for one record per line)"
+                    ) from None
                 except (RecursionError, ValueError) as e:  # nesting too deep; an integer over 4300 digits
-                    raise DataError(f"{path}: cannot be parsed ({type(e).__name__}: {str(e)[:80]}); remove the "
-                                    f"deeply nested value or over-long number") from None
+                    raise DataError(
+                        f"{path}: cannot be parsed ({type(e).__name__}: {str(e)[:80]}); remove the "
+                        f"deeply nested value or over-long number"
+                    ) from None
                 if not isinstance(data, list):
                     raise DataError(f"{path}: a .json data file must hold a JSON array, got {type(data).__name__}")
                 for i, rec in enumerate(data):
@@ -159,8 +174,10 @@ def _hh_dialogue(text: str, key: str) -> list[dict[str, str]]:
     parts = _HH_TURN.split(text)
     if len(parts) < 3 or parts[0].strip():
         raise BadRecord(f"bad_dialogue:{key}", f"{key!r} is not a '\\n\\nHuman: … \\n\\nAssistant: …' dialogue")
-    return [{"role": "user" if who == "Human" else "assistant", "content": said}
-            for who, said in zip(parts[1::2], parts[2::2])]
+    return [
+        {"role": "user" if who == "Human" else "assistant", "content": said}
+        for who, said in zip(parts[1::2], parts[2::2])
+    ]
 
 
 def _split_common(chosen: list[dict], rejected: list[dict]) -> tuple[list, list, list]:
@@ -203,7 +220,13 @@ def _preference(rec: dict) -> dict[str, Any]:
             prompt, chosen, rejected = _split_common(chosen, rejected)
     else:
         raise BadRecord("bad_type:chosen", "chosen and rejected must both be strings or both message lists")
-    if not prompt or not chosen or not rejected or chosen[0]["role"] != "assistant" or rejected[0]["role"] != "assistant":
+    if (
+        not prompt
+        or not chosen
+        or not rejected
+        or chosen[0]["role"] != "assistant"
+        or rejected[0]["role"] != "assistant"
+    ):
         raise BadRecord("no_assistant_turn", "chosen/rejected must continue the prompt with an assistant turn")
     if chosen == rejected:
         raise BadRecord("chosen_equals_rejected")
@@ -284,8 +307,9 @@ def to_mode(ex: dict[str, Any], mode: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
-def load_dataset(cfg: DatasetConfig, mode: str, resolve: Callable[[str], Path], system_prompt: str,
-                 strict: bool, ledger: Ledger) -> list[dict[str, Any]]:
+def load_dataset(
+    cfg: DatasetConfig, mode: str, resolve: Callable[[str], Path], system_prompt: str, strict: bool, ledger: Ledger
+) -> list[dict[str, Any]]:
     """Read, normalise and check one dataset; returns its kept examples (with `src` and `dataset`)."""
     from moxin.provenance import sha256_file
 
@@ -302,25 +326,32 @@ def load_dataset(cfg: DatasetConfig, mode: str, resolve: Callable[[str], Path], 
         count.records_in += 1
         fmt = fmt or detect_format(rec)
         if fmt is not None and fmt not in MODE_FORMATS[mode]:
-            raise ConfigError(f"dataset {name!r} ({path}) is in {fmt!r} format, which `finetune {mode}` cannot use; "
-                              f"it needs {' or '.join(MODE_FORMATS[mode])}")
+            raise ConfigError(
+                f"dataset {name!r} ({path}) is in {fmt!r} format, which `finetune {mode}` cannot use; "
+                f"it needs {' or '.join(MODE_FORMATS[mode])}"
+            )
         try:
             if fmt is None:
-                raise BadRecord("unknown_format", f"cannot tell the format from keys {sorted(rec)[:6]}"
-                                if isinstance(rec, dict) else f"got {type(rec).__name__}")
+                raise BadRecord(
+                    "unknown_format",
+                    f"cannot tell the format from keys {sorted(rec)[:6]}"
+                    if isinstance(rec, dict)
+                    else f"got {type(rec).__name__}",
+                )
             ex = validate_example(to_mode(normalise(rec, fmt), mode), system_prompt)
         except BadRecord as e:
             if strict:
                 msg = f"{path.parent / where}: {e.reason}" + (f" ({e.detail})" if e.detail else "")
-                raise DataError(msg + "; fix the record, or set on_bad_record = \"skip\" to count and skip such "
-                                      "records") from None
+                raise DataError(
+                    msg + '; fix the record, or set on_bad_record = "skip" to count and skip such records'
+                ) from None
             count.drop(e.reason, where, e.detail)
             continue
         ex["src"], ex["dataset"] = where, name
         out.append(ex)
     count.format, count.kept = fmt or "unknown", len(out)
     if strict and count.dropped:  # malformed JSON lines are counted while reading
-        raise DataError(f"{path}: {count.examples[0]}; fix the record, or set on_bad_record = \"skip\"")
+        raise DataError(f'{path}: {count.examples[0]}; fix the record, or set on_bad_record = "skip"')
     return out
 
 
@@ -351,5 +382,7 @@ def split(examples: list[dict[str, Any]], val_fraction: float, val_max: int) -> 
     """Held-out examples: those whose content hash falls below val_fraction, at most val_max (smallest hashes)."""
     keyed = [(int(content_key(ex)[:15], 16) / 16**15, i) for i, ex in enumerate(examples)]
     val_idx = {i for u, i in sorted(keyed)[:val_max] if u < val_fraction}
-    return ([ex for i, ex in enumerate(examples) if i not in val_idx],
-            [ex for i, ex in enumerate(examples) if i in val_idx])
+    return (
+        [ex for i, ex in enumerate(examples) if i not in val_idx],
+        [ex for i, ex in enumerate(examples) if i in val_idx],
+    )

@@ -35,20 +35,26 @@ def resolve_parent(spec: str, run_dir: Path, resolve, mode_names: dict[str, str]
     if spec == "pretrain":
         found = run.latest_checkpoint("pretrain")
         if found is None:
-            raise ConfigError(f"{key} = 'pretrain' but {run.checkpoints_dir('pretrain')} has no checkpoint; "
-                              f"run `moxin pretrain` first, or set {key} to a checkpoint, a Hugging Face folder or "
-                              f"a .gguf file")
+            raise ConfigError(
+                f"{key} = 'pretrain' but {run.checkpoints_dir('pretrain')} has no checkpoint; "
+                f"run `moxin pretrain` first, or set {key} to a checkpoint, a Hugging Face folder or "
+                f"a .gguf file"
+            )
         return found
     if spec in MODES:
         found = mode_result(run.root, mode_names.get(spec, spec))
         if found is None:
-            raise ConfigError(f"{key} = {spec!r} but {run.finetune(mode_names.get(spec, spec))} has no "
-                              f"result; run `moxin finetune {spec}` first, or set {key} to a path")
+            raise ConfigError(
+                f"{key} = {spec!r} but {run.finetune(mode_names.get(spec, spec))} has no "
+                f"result; run `moxin finetune {spec}` first, or set {key} to a path"
+            )
         return found
     path = resolve(spec)
     if not path.exists():
-        raise ConfigError(f"{key} = {spec!r}: {path} does not exist; give a checkpoint, a Hugging Face folder, a "
-                          f".gguf file, or one of pretrain, sft, dpo, grpo")
+        raise ConfigError(
+            f"{key} = {spec!r}: {path} does not exist; give a checkpoint, a Hugging Face folder, a "
+            f".gguf file, or one of pretrain, sft, dpo, grpo"
+        )
     return path
 
 
@@ -78,8 +84,10 @@ def current_sha(rec: dict[str, Any], home: Path | None) -> str | None:
 
 def read_state(ckpt: Path) -> TrainState:
     if not (Path(ckpt) / STATE_NAME).is_file():
-        raise CheckpointError(f"{Path(ckpt) / STATE_NAME} not found; `moxin lineage` needs a moxin checkpoint (a "
-                              f"step-XXXXXXXX folder or a fine-tuning final/ folder)")
+        raise CheckpointError(
+            f"{Path(ckpt) / STATE_NAME} not found; `moxin lineage` needs a moxin checkpoint (a "
+            f"step-XXXXXXXX folder or a fine-tuning final/ folder)"
+        )
     return read_train_state(ckpt)
 
 
@@ -87,17 +95,30 @@ def _data_sources(manifest_path: Path) -> list[dict[str, Any]]:
     try:
         m = json.loads(Path(manifest_path).read_text("utf-8"))
     except OSError as e:
-        raise CheckpointError(f"data manifest {manifest_path} cannot be read ({e.strerror or e}); the lineage "
-                              f"needs it: restore the data folder, or re-run the stage that wrote it") from None
+        raise CheckpointError(
+            f"data manifest {manifest_path} cannot be read ({e.strerror or e}); the lineage "
+            f"needs it: restore the data folder, or re-run the stage that wrote it"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"data manifest {manifest_path} is not valid JSON ({e}); restore it or re-run the "
-                              f"stage that wrote it") from None
+        raise CheckpointError(
+            f"data manifest {manifest_path} is not valid JSON ({e}); restore it or re-run the stage that wrote it"
+        ) from None
     rows = (m.get("datasets") or m.get("sources") or []) if isinstance(m, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise CheckpointError(f"data manifest {manifest_path} has no list of datasets or sources; restore it or "
-                              f"re-run the stage that wrote it")
-    return [{"name": r.get("name"), "license": r.get("license"), "path": r.get("path"), "sha256": _input_sha(r),
-             "kept": r.get("kept", r.get("docs_kept"))} for r in rows]
+        raise CheckpointError(
+            f"data manifest {manifest_path} has no list of datasets or sources; restore it or "
+            f"re-run the stage that wrote it"
+        )
+    return [
+        {
+            "name": r.get("name"),
+            "license": r.get("license"),
+            "path": r.get("path"),
+            "sha256": _input_sha(r),
+            "kept": r.get("kept", r.get("docs_kept")),
+        }
+        for r in rows
+    ]
 
 
 def _input_sha(row: dict[str, Any]) -> str | None:
@@ -117,15 +138,24 @@ def _data_node(state: TrainState, home: Path | None) -> dict[str, Any] | None:
     if not data_dir:
         return None
     mpath = recorded_path(str(data_dir), home) / "manifest.json"
-    return {"manifest": str(mpath), "sha256": sha256_file(mpath) if mpath.is_file() else None,
-            "sources": _data_sources(mpath) if mpath.is_file() else []}
+    return {
+        "manifest": str(mpath),
+        "sha256": sha256_file(mpath) if mpath.is_file() else None,
+        "sources": _data_sources(mpath) if mpath.is_file() else [],
+    }
 
 
 def _node(path: Path, state: TrainState, home: Path | None) -> dict[str, Any]:
     lin = state.lineage
-    node: dict[str, Any] = {"path": str(path.resolve()), "kind": state.kind, "mode": state.mode, "step": state.step,
-                            "sha256": sha256_file(path / "manifest.json") if (path / "manifest.json").is_file()
-                            else None, "code": lin.code or {}, "recipe": to_dict(lin.recipe) if lin.recipe else None}
+    node: dict[str, Any] = {
+        "path": str(path.resolve()),
+        "kind": state.kind,
+        "mode": state.mode,
+        "step": state.step,
+        "sha256": sha256_file(path / "manifest.json") if (path / "manifest.json").is_file() else None,
+        "code": lin.code or {},
+        "recipe": to_dict(lin.recipe) if lin.recipe else None,
+    }
     data = _data_node(state, home)
     if data:
         node["data"] = data
@@ -149,13 +179,20 @@ def chain(ckpt: Path, limit: int = 32) -> list[dict[str, Any]]:
         if base is None:
             break
         now = current_sha(to_dict(base), home)
-        node["base"] = {"kind": base.kind, "path": base.path, "sha256": base.sha256, "license": base.license,
-                        "verified": now == base.sha256, "current_sha256": now}
+        node["base"] = {
+            "kind": base.kind,
+            "path": base.path,
+            "sha256": base.sha256,
+            "license": base.license,
+            "verified": now == base.sha256,
+            "current_sha256": now,
+        }
         nxt = recorded_path(base.path, home)
         path = nxt if base.kind in ("checkpoint", "model") and nxt.is_dir() else None
         if path is None:
-            out.append({"path": base.path, "kind": f"imported ({base.kind})", "sha256": base.sha256,
-                        "license": base.license})
+            out.append(
+                {"path": base.path, "kind": f"imported ({base.kind})", "sha256": base.sha256, "license": base.license}
+            )
     return out
 
 
@@ -163,7 +200,11 @@ def format_chain(nodes: list[dict[str, Any]]) -> list[str]:
     lines = []
     for depth, n in enumerate(nodes):
         pad = "  " * depth
-        what = n["kind"] + (f" {n['mode']}" if n.get("mode") else "") + (f", step {n['step']}" if n.get("step") is not None else "")
+        what = (
+            n["kind"]
+            + (f" {n['mode']}" if n.get("mode") else "")
+            + (f", step {n['step']}" if n.get("step") is not None else "")
+        )
         sha = (n.get("sha256") or "?")[:12]
         lines.append(f"{pad}{'└─ ' if depth else ''}{n['path']}  [{what}; sha256 {sha}…]")
         if n["kind"].startswith("imported"):
@@ -179,11 +220,17 @@ def format_chain(nodes: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{pad}   data manifest: {data['manifest']} (sha256 {str(data.get('sha256'))[:12]}…)")
             for s in data.get("sources") or []:
                 kept = f", {s['kept']} kept" if s.get("kept") is not None else ""
-                lines.append(f"{pad}     - {s.get('name')}: licence {s.get('license') or 'unknown'}; "
-                             f"{s.get('path')}{kept}")
+                lines.append(
+                    f"{pad}     - {s.get('name')}: licence {s.get('license') or 'unknown'}; {s.get('path')}{kept}"
+                )
         base = n.get("base")
         if base:
-            ok = "verified" if base["verified"] else (f"CHANGED since (now {str(base['current_sha256'])[:12]}…)"
-                                                      if base["current_sha256"] else "MISSING")
+            ok = (
+                "verified"
+                if base["verified"]
+                else (
+                    f"CHANGED since (now {str(base['current_sha256'])[:12]}…)" if base["current_sha256"] else "MISSING"
+                )
+            )
             lines.append(f"{pad}   parent: {base['kind']} {base['path']} (sha256 {str(base['sha256'])[:12]}…, {ok})")
     return lines

@@ -48,8 +48,13 @@ class LoRALinear(nn.Module):
         return y + F.linear(F.linear(h, self.lora_a), self.lora_b) * self.scale
 
     def merged(self) -> nn.Linear:
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=self.weight.device, dtype=self.weight.dtype)
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
         with torch.no_grad():
             delta = (self.lora_b.float() @ self.lora_a.float()) * self.scale  # (out, in)
             lin.weight.copy_((self.weight.float() + delta).to(self.weight.dtype))
@@ -78,13 +83,21 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, seed: int = 0) -> dict[str, An
     for owner, attr, _ in _targets(model, cfg.targets):
         base = getattr(owner, attr)
         if not isinstance(base, nn.Linear):
-            raise CheckpointError(f"LoRA target {attr!r} is a {type(base).__name__}, not a linear layer (LoRA applied "
-                                  f"twice?)")
+            raise CheckpointError(
+                f"LoRA target {attr!r} is a {type(base).__name__}, not a linear layer (LoRA applied twice?)"
+            )
         setattr(owner, attr, LoRALinear(base, cfg.rank, cfg.alpha, cfg.dropout, gen))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    return {"rank": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout, "targets": list(cfg.targets),
-            "seed": seed, "trainable_params": trainable, "total_params": total}
+    return {
+        "rank": cfg.rank,
+        "alpha": cfg.alpha,
+        "dropout": cfg.dropout,
+        "targets": list(cfg.targets),
+        "seed": seed,
+        "trainable_params": trainable,
+        "total_params": total,
+    }
 
 
 def has_lora(model: nn.Module) -> bool:
@@ -93,7 +106,7 @@ def has_lora(model: nn.Module) -> bool:
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its weight, in place; the model becomes a plain moxin Transformer again."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for attr, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 setattr(module, attr, child.merged())
@@ -102,8 +115,9 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_lora_weights(model_dir, info: dict[str, Any], dtype: torch.dtype = torch.float32,
-                      sd: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def load_lora_weights(
+    model_dir, info: dict[str, Any], dtype: torch.dtype = torch.float32, sd: dict[str, torch.Tensor] | None = None
+) -> nn.Module:
     """A LoRA checkpoint's model/ folder (parent tensors + adapters) → the merged plain model (`sd`: its
     weights, already read and verified by the caller)."""
     from pathlib import Path
@@ -114,12 +128,15 @@ def load_lora_weights(model_dir, info: dict[str, Any], dtype: torch.dtype = torc
 
     folder = Path(model_dir)
     model = Transformer(read_model_config(folder))
-    cfg = LoRAConfig(rank=info["rank"], alpha=info["alpha"], dropout=info.get("dropout", 0.0),
-                     targets=list(info["targets"]))
+    cfg = LoRAConfig(
+        rank=info["rank"], alpha=info["alpha"], dropout=info.get("dropout", 0.0), targets=list(info["targets"])
+    )
     apply_lora(model, cfg, info.get("seed", 0))
     sd = read_safetensors(folder / "model.safetensors") if sd is None else sd
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{folder}: LoRA weights do not match the recorded adapters (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{folder}: LoRA weights do not match the recorded adapters (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
     return merge_lora(model).to(dtype)

@@ -46,7 +46,7 @@ class _WordIndex:
 
     def ngrams(self, text: str) -> set[str]:
         w = re.findall(r"\w+", text.lower())
-        return {" ".join(w[i:i + self.n]) for i in range(len(w) - self.n + 1)}
+        return {" ".join(w[i : i + self.n]) for i in range(len(w) - self.n + 1)}
 
     def hit(self, text: str) -> bool:
         return not self.grams.isdisjoint(self.ngrams(text))
@@ -94,8 +94,9 @@ def make_index(cfg: EvalSetConfig, n: int):
     return _SharedIndex(cfg, n), "moxin.data.decontam"
 
 
-def decontaminate(examples: list[dict], sets: list[EvalSetConfig], n: int, resolve: Callable[[str], Path],
-                  ledger: fd.Ledger) -> tuple[list[dict], dict[str, Any]]:
+def decontaminate(
+    examples: list[dict], sets: list[EvalSetConfig], n: int, resolve: Callable[[str], Path], ledger: fd.Ledger
+) -> tuple[list[dict], dict[str, Any]]:
     if not sets:
         return examples, {"eval_sets": [], "ngram": n}
     indexes, impl = [], ""
@@ -103,10 +104,20 @@ def decontaminate(examples: list[dict], sets: list[EvalSetConfig], n: int, resol
         idx, impl = make_index(dataclasses.replace(s, path=str(resolve(s.path))), n)
         indexes.append(idx)
     # Eval sets are named as written in the recipe, with the SHA-256 of a single file (never an absolute path).
-    report = {"ngram": n, "implementation": impl,
-              "eval_sets": [{"name": i.name, "path": s.path, "items": i.items, "matched": 0,
-                             "sha256": sha256_file(resolve(s.path)) if resolve(s.path).is_file() else None}
-                            for i, s in zip(indexes, sets)]}
+    report = {
+        "ngram": n,
+        "implementation": impl,
+        "eval_sets": [
+            {
+                "name": i.name,
+                "path": s.path,
+                "items": i.items,
+                "matched": 0,
+                "sha256": sha256_file(resolve(s.path)) if resolve(s.path).is_file() else None,
+            }
+            for i, s in zip(indexes, sets)
+        ],
+    }
     kept = []
     for ex in examples:
         text = fd.example_text(ex)
@@ -146,15 +157,25 @@ def encode_all(examples: list[dict], mode: str, tok: Any, cfg: ModeConfig, ledge
             out.append((ex, encode(ex, mode, tok, cfg)))
         except fd.BadRecord as e:
             if cfg.on_bad_record == "error":
-                raise DataError(f"{ex['dataset']} {ex['src']}: {e.reason} ({e.detail}); raise seq_len, set "
-                                f"too_long = \"truncate\", or on_bad_record = \"skip\" to count and skip it") from None
+                raise DataError(
+                    f"{ex['dataset']} {ex['src']}: {e.reason} ({e.detail}); raise seq_len, set "
+                    f'too_long = "truncate", or on_bad_record = "skip" to count and skip it'
+                ) from None
             ledger.drop_example(ex, e.reason, e.detail)
     return out
 
 
 # ------------------------------------------------------------------------------------------------ all of it
-def prepare(fcfg: FinetuneConfig, mode: str, tok: Any, resolve: Callable[[str], Path], out_dir: Path | None,
-            seed: int, write: bool = True, log: Callable[[str], None] = lambda m: None) -> Prepared:
+def prepare(
+    fcfg: FinetuneConfig,
+    mode: str,
+    tok: Any,
+    resolve: Callable[[str], Path],
+    out_dir: Path | None,
+    seed: int,
+    write: bool = True,
+    log: Callable[[str], None] = lambda m: None,
+) -> Prepared:
     cfg = fcfg.mode(mode)
     if not cfg.data:
         raise DataError(f"finetune.{mode}.data is empty; add [[finetune.{mode}.data]] tables with path and license")
@@ -169,16 +190,18 @@ def prepare(fcfg: FinetuneConfig, mode: str, tok: Any, resolve: Callable[[str], 
         raise DataError(f"finetune {mode}: no usable example left ({ledger.summary()}); see the drop reasons")
     train, val = fd.split([e for e, _ in encoded], cfg.val_fraction, cfg.val_max)
     val_ids = {id(e) for e in val}
-    prep = Prepared([enc for e, enc in encoded if id(e) not in val_ids],
-                    [enc for e, enc in encoded if id(e) in val_ids], ledger)
+    prep = Prepared(
+        [enc for e, enc in encoded if id(e) not in val_ids], [enc for e, enc in encoded if id(e) in val_ids], ledger
+    )
     log(f"data: {ledger.summary()}; {len(prep.train)} train / {len(prep.val)} held-out examples")
     if write and out_dir is not None:
         _write(prep, out_dir / "data", mode, seed, decon, train, val, cfg)
     return prep
 
 
-def _write(prep: Prepared, folder: Path, mode: str, seed: int, decon: dict, train: list, val: list,
-           cfg: ModeConfig) -> None:
+def _write(
+    prep: Prepared, folder: Path, mode: str, seed: int, decon: dict, train: list, val: list, cfg: ModeConfig
+) -> None:
     from moxin.config import to_dict
     from moxin.provenance import atomic_dir, code_version, write_manifest
 
@@ -188,12 +211,22 @@ def _write(prep: Prepared, folder: Path, mode: str, seed: int, decon: dict, trai
     with atomic_dir(folder, overwrite=True) as tmp:
         (tmp / "train.jsonl").write_text(jsonl(train), "utf-8")
         (tmp / "val.jsonl").write_text(jsonl(val), "utf-8")
-        info = {"stage": "finetune-data", "mode": mode, "seed": seed,
-                "datasets": [c.as_dict() for c in prep.ledger.sets.values()],
-                "decontamination": decon, "splits": {"train": len(train), "val": len(val)},
-                "config": {"data": to_dict(cfg.data), "seq_len": cfg.seq_len, "too_long": cfg.too_long,
-                           "val_fraction": cfg.val_fraction, "val_max": cfg.val_max},
-                "code": code_version()}
+        info = {
+            "stage": "finetune-data",
+            "mode": mode,
+            "seed": seed,
+            "datasets": [c.as_dict() for c in prep.ledger.sets.values()],
+            "decontamination": decon,
+            "splits": {"train": len(train), "val": len(val)},
+            "config": {
+                "data": to_dict(cfg.data),
+                "seq_len": cfg.seq_len,
+                "too_long": cfg.too_long,
+                "val_fraction": cfg.val_fraction,
+                "val_max": cfg.val_max,
+            },
+            "code": code_version(),
+        }
         prep.manifest = write_manifest(tmp, info)
     prep.manifest_path = folder / "manifest.json"
     prep.manifest_sha256 = sha256_file(prep.manifest_path)

@@ -41,10 +41,20 @@ class DPOTask:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pc, pr = pair_logps(model, batch)
-        loss, rc, rr = dpo_loss(pc, pr, batch["ref_chosen"].to(pc.dtype), batch["ref_rejected"].to(pc.dtype),
-                                self.beta, self.label_smoothing)
-        metrics = {"reward_chosen": rc.sum(), "reward_rejected": rr.sum(), "reward_margin": (rc - rr).sum(),
-                   "reward_accuracy": (rc > rr).float().sum()}
+        loss, rc, rr = dpo_loss(
+            pc,
+            pr,
+            batch["ref_chosen"].to(pc.dtype),
+            batch["ref_rejected"].to(pc.dtype),
+            self.beta,
+            self.label_smoothing,
+        )
+        metrics = {
+            "reward_chosen": rc.sum(),
+            "reward_rejected": rr.sum(),
+            "reward_margin": (rc - rr).sum(),
+            "reward_accuracy": (rc > rr).float().sum(),
+        }
         return loss.sum(), metrics
 
 

@@ -52,11 +52,13 @@ def assistant_spans(tok: Any, messages: list[dict[str, str]], from_turn: int = 0
     for i, m in enumerate(messages):
         if m["role"] != "assistant" or i < from_turn:
             continue
-        pre, upto = render(tok, messages[:i], True), render(tok, messages[:i + 1])
+        pre, upto = render(tok, messages[:i], True), render(tok, messages[: i + 1])
         if not (upto.startswith(pre) and full.startswith(upto)):
-            raise DataError("the chat template is not prefix-stable (rendering a conversation up to an assistant "
-                            "turn does not start the full rendering), so assistant-only masks cannot be derived; "
-                            "set finetune.chat_template to a template that renders turns independently")
+            raise DataError(
+                "the chat template is not prefix-stable (rendering a conversation up to an assistant "
+                "turn does not start the full rendering), so assistant-only masks cannot be derived; "
+                "set finetune.chat_template to a template that renders turns independently"
+            )
         spans.append((len(pre), len(upto.rstrip())))
     return full, spans
 
@@ -83,14 +85,16 @@ def end_of_turn_id(tok: Any) -> int:
     """The token that closes an assistant turn (ChatML: <|im_end|>); generation stops there."""
     probe = "Zq9"
     full = render(tok, [{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}])
-    suffix = full[full.rindex(probe) + len(probe):].strip()
+    suffix = full[full.rindex(probe) + len(probe) :].strip()
     if suffix:
         ids = tok(suffix, add_special_tokens=False)["input_ids"]
         if ids:
             return int(ids[0])
     if tok.eos_token_id is None:
-        raise DataError("the tokenizer has no EOS token and its chat template no end-of-turn marker; "
-                        "set finetune.chat_template to one that closes assistant turns")
+        raise DataError(
+            "the tokenizer has no EOS token and its chat template no end-of-turn marker; "
+            "set finetune.chat_template to one that closes assistant turns"
+        )
     return int(tok.eos_token_id)
 
 
@@ -140,15 +144,20 @@ def pack(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, pad_id: in
         rows[r].append(int(i))
         room[r] -= n
     R = len(rows)
-    out = Packed(np.full((R, seq_len), pad_id, np.int64), np.full((R, seq_len), IGNORE, np.int64),
-                 np.zeros((R, seq_len), np.int64), np.zeros((R, seq_len), np.int64), rows)
+    out = Packed(
+        np.full((R, seq_len), pad_id, np.int64),
+        np.full((R, seq_len), IGNORE, np.int64),
+        np.zeros((R, seq_len), np.int64),
+        np.zeros((R, seq_len), np.int64),
+        rows,
+    )
     for r, members in enumerate(rows):
         at = 0
         for seg, i in enumerate(members, 1):
             ids, labels = examples[i]
             n = len(ids)
-            out.input_ids[r, at:at + n], out.labels[r, at:at + n] = ids, labels
-            out.positions[r, at:at + n], out.segment_ids[r, at:at + n] = np.arange(n), seg
+            out.input_ids[r, at : at + n], out.labels[r, at : at + n] = ids, labels
+            out.positions[r, at : at + n], out.segment_ids[r, at : at + n] = np.arange(n), seg
             at += n
         out.positions[r, at:] = np.arange(seq_len - at)  # padding: its own segment 0, positions from 0
     return out
@@ -159,5 +168,5 @@ def pad_rows(seqs: list[np.ndarray], fill: int, length: int | None = None) -> np
     T = length or max(len(s) for s in seqs)
     out = np.full((len(seqs), T), fill, dtype=np.int64)
     for i, s in enumerate(seqs):
-        out[i, :len(s)] = s
+        out[i, : len(s)] = s
     return out

@@ -62,13 +62,19 @@ def config_from_gguf(reader, where: str) -> ModelConfig:
     rope_dim = _field(reader, "llama.rope.dimension_count")
     head_dim = int(rope_dim) if rope_dim else dim // n_heads
     cfg = ModelConfig(
-        vocab_size=int(vocab), dim=dim, n_layers=int(req("block_count")), n_heads=n_heads,
-        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)), ffn_dim=int(req("feed_forward_length")),
+        vocab_size=int(vocab),
+        dim=dim,
+        n_layers=int(req("block_count")),
+        n_heads=n_heads,
+        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
+        ffn_dim=int(req("feed_forward_length")),
         head_dim=None if head_dim == dim // n_heads else head_dim,
         norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(_field(reader, "llama.rope.freq_base", 10000.0)),
-        max_seq_len=int(_field(reader, "llama.context_length", 4096)), sliding_window=None,
-        tie_embeddings="output.weight" not in names, arch="llama",
+        max_seq_len=int(_field(reader, "llama.context_length", 4096)),
+        sliding_window=None,
+        tie_embeddings="output.weight" not in names,
+        arch="llama",
     )
     cfg.validate(where=where)
     return cfg

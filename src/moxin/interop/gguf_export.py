@@ -52,12 +52,16 @@ def tokenizer_fields(tokenizer, vocab_size: int, pre: str | None = None) -> dict
     model = tj.get("model", {})
     decoder = json.dumps(tj.get("decoder") or {})
     if model.get("type") != "BPE" or "ByteLevel" not in decoder:
-        raise InteropError(f"GGUF export supports byte-level (GPT-2-style) BPE tokenizers; this one is "
-                           f"{model.get('type')!r} with decoder {decoder[:60]}")
+        raise InteropError(
+            f"GGUF export supports byte-level (GPT-2-style) BPE tokenizers; this one is "
+            f"{model.get('type')!r} with decoder {decoder[:60]}"
+        )
     vocab = tokenizer.get_vocab()
     if max(vocab.values()) >= vocab_size:
-        raise InteropError(f"the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is "
-                           f"{vocab_size}; export a tokenizer that matches the model")
+        raise InteropError(
+            f"the tokenizer has ids up to {max(vocab.values())} but the model's vocab_size is "
+            f"{vocab_size}; export a tokenizer that matches the model"
+        )
     tokens = [f"[PAD{i}]" for i in range(vocab_size)]  # ids the tokenizer never produces
     types = [int(TokenType.UNUSED)] * vocab_size
     for text, i in vocab.items():
@@ -67,14 +71,24 @@ def tokenizer_fields(tokenizer, vocab_size: int, pre: str | None = None) -> dict
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     pre = pre or pre_tokenizer_name(tj)
     if pre is None:
-        warnings.warn("the tokenizer's pre-tokenizer is not one llama.cpp knows by name; wrote 'gpt-2', so llama.cpp "
-                      "may split some text differently than transformers", stacklevel=3)
+        warnings.warn(
+            "the tokenizer's pre-tokenizer is not one llama.cpp knows by name; wrote 'gpt-2', so llama.cpp "
+            "may split some text differently than transformers",
+            stacklevel=3,
+        )
         pre = "gpt-2"
     probe = tokenizer.encode("a")
-    return {"tokens": tokens, "types": types, "merges": merges, "pre": pre,
-            "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id,
-            "add_bos": tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id,
-            "chat_template": getattr(tokenizer, "chat_template", None)}
+    return {
+        "tokens": tokens,
+        "types": types,
+        "merges": merges,
+        "pre": pre,
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "pad": tokenizer.pad_token_id,
+        "add_bos": tokenizer.bos_token_id is not None and bool(probe) and probe[0] == tokenizer.bos_token_id,
+        "chat_template": getattr(tokenizer, "chat_template", None),
+    }
 
 
 def _write_tokenizer(w, t: dict[str, Any]) -> None:
@@ -145,16 +159,25 @@ def _progress(items, total: int, what: str, show: bool):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
         task = bar.add_task(what, total=total)
         for item in items:
             yield item
             bar.advance(task)
 
 
-def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_length: int | None = None,
-            name: str = "moxin", pre: str | None = None, progress: bool = False) -> dict[str, Any]:
+def to_gguf(
+    model,
+    tokenizer,
+    out: str | Path,
+    dtype: str = "f16",
+    context_length: int | None = None,
+    name: str = "moxin",
+    pre: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Write a llama-architecture GGUF file atomically; returns what was written (tensor count, bytes, vocab)."""
     import gguf
 
@@ -165,12 +188,15 @@ def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_lengt
     if not 0 < ctx <= cfg.max_seq_len:
         raise InteropError(f"context_length {ctx} must be between 1 and the model's max_seq_len {cfg.max_seq_len}")
     if cfg.sliding_window is not None and cfg.sliding_window < ctx:
-        warnings.warn(f"the model attends within a sliding window of {cfg.sliding_window} tokens, but llama.cpp's "
-                      f"llama architecture ignores sliding windows: outputs match moxin only while the context stays "
-                      f"within {cfg.sliding_window} tokens (context length written: {ctx}; pass --context-length "
-                      f"{cfg.sliding_window} to cap it)", stacklevel=2)
+        warnings.warn(
+            f"the model attends within a sliding window of {cfg.sliding_window} tokens, but llama.cpp's "
+            f"llama architecture ignores sliding windows: outputs match moxin only while the context stays "
+            f"within {cfg.sliding_window} tokens (context length written: {ctx}; pass --context-length "
+            f"{cfg.sliding_window} to cap it)",
+            stacklevel=2,
+        )
     tok = tokenizer_fields(tokenizer, cfg.vocab_size, pre)
-    qtype, ftype = _gguf_types()[dtype]
+    _qtype, ftype = _gguf_types()[dtype]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -190,5 +216,10 @@ def to_gguf(model, tokenizer, out: str | Path, dtype: str = "f16", context_lengt
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"tensors": len(tensors), "bytes": out.stat().st_size, "vocab": cfg.vocab_size,
-            "chat_template": bool(tok["chat_template"]), "pre": tok["pre"]}
+    return {
+        "tensors": len(tensors),
+        "bytes": out.stat().st_size,
+        "vocab": cfg.vocab_size,
+        "chat_template": bool(tok["chat_template"]),
+        "pre": tok["pre"],
+    }

@@ -25,8 +25,9 @@ def expanded_key_map(cfg: ModelConfig) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ config
-def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32, bos_id: int | None = None,
-                 eos_id: int | None = None) -> dict[str, Any]:
+def config_to_hf(
+    cfg: ModelConfig, dtype: torch.dtype = torch.float32, bos_id: int | None = None, eos_id: int | None = None
+) -> dict[str, Any]:
     dtype_name = str(dtype).removeprefix("torch.")
     hf = {
         "architectures": [SUPPORTED[cfg.arch]],
@@ -57,8 +58,10 @@ def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32, bos_id: i
         hf["sliding_window"] = cfg.sliding_window
     else:
         if cfg.sliding_window is not None:
-            raise InteropError(f"a llama-architecture model has no sliding window, but sliding_window="
-                               f"{cfg.sliding_window}; set model.arch='mistral' to export it")
+            raise InteropError(
+                f"a llama-architecture model has no sliding window, but sliding_window="
+                f"{cfg.sliding_window}; set model.arch='mistral' to export it"
+            )
         hf.update(attention_bias=False, mlp_bias=False, pretraining_tp=1)
     return hf
 
@@ -75,8 +78,10 @@ def _rope_theta(hf: dict[str, Any], where: str) -> float:
 def config_from_hf(hf: dict[str, Any], where: str) -> ModelConfig:
     model_type = hf.get("model_type")
     if model_type not in SUPPORTED:
-        raise InteropError(f"{where}: model_type {model_type!r} is not supported; moxin imports "
-                           f"{', '.join(SUPPORTED)} (architectures {', '.join(SUPPORTED.values())})")
+        raise InteropError(
+            f"{where}: model_type {model_type!r} is not supported; moxin imports "
+            f"{', '.join(SUPPORTED)} (architectures {', '.join(SUPPORTED.values())})"
+        )
     for flag in ("attention_bias", "mlp_bias"):
         if hf.get(flag):
             raise InteropError(f"{where}: {flag}=true is not supported (moxin models have no biases)")
@@ -88,11 +93,19 @@ def config_from_hf(hf: dict[str, Any], where: str) -> ModelConfig:
         head_dim = hf.get("head_dim") or dim // n_heads
         window = hf.get("sliding_window") if model_type == "mistral" else None
         cfg = ModelConfig(
-            vocab_size=hf["vocab_size"], dim=dim, n_layers=hf["num_hidden_layers"], n_heads=n_heads,
-            n_kv_heads=hf.get("num_key_value_heads") or n_heads, ffn_dim=hf["intermediate_size"],
-            head_dim=None if head_dim == dim // n_heads else head_dim, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-            rope_theta=_rope_theta(hf, where), max_seq_len=hf.get("max_position_embeddings", 4096),
-            sliding_window=window, tie_embeddings=bool(hf.get("tie_word_embeddings", False)), arch=model_type,
+            vocab_size=hf["vocab_size"],
+            dim=dim,
+            n_layers=hf["num_hidden_layers"],
+            n_heads=n_heads,
+            n_kv_heads=hf.get("num_key_value_heads") or n_heads,
+            ffn_dim=hf["intermediate_size"],
+            head_dim=None if head_dim == dim // n_heads else head_dim,
+            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+            rope_theta=_rope_theta(hf, where),
+            max_seq_len=hf.get("max_position_embeddings", 4096),
+            sliding_window=window,
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            arch=model_type,
             init_std=float(hf.get("initializer_range", 0.02)),
         )
     except KeyError as e:
@@ -120,8 +133,14 @@ def state_dict_from_hf(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
     return {ours: tensors[theirs] for ours, theirs in kmap.items()}
 
 
-def to_hf(model: Transformer, out: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int = 5 * 2**30,
-          bos_id: int | None = None, eos_id: int | None = None) -> Path:
+def to_hf(
+    model: Transformer,
+    out: str | Path,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = 5 * 2**30,
+    bos_id: int | None = None,
+    eos_id: int | None = None,
+) -> Path:
     """Write `out/` with config.json, generation_config.json and (sharded) safetensors weights."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

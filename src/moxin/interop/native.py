@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from moxin.errors import CheckpointError
-from moxin.io import read_json
 from moxin.interop.safetensors_io import write_safetensors
+from moxin.io import read_json
 from moxin.model.config import ModelConfig, from_json_dict, to_json_dict
 from moxin.model.transformer import Transformer
 from moxin.provenance import atomic_write_json, sha256_bytes, sha256_file
@@ -69,8 +69,9 @@ def sealed_by(folder: str | Path) -> Sealed | None:
             if not isinstance(files, dict):
                 raise TypeError("'files' is not a table")
         except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{mpath} is not a valid manifest ({e}); restore it from a good copy of the "
-                                  f"checkpoint") from None
+            raise CheckpointError(
+                f"{mpath} is not a valid manifest ({e}); restore it from a good copy of the checkpoint"
+            ) from None
         if prefix == "" or any(rel.startswith(prefix) for rel in files):
             return Sealed(root, prefix, files, sha256_bytes(raw))
     return None
@@ -83,8 +84,10 @@ def check_sealed(sealed: Sealed, blobs: dict[str, bytes] | None = None, under: s
     blobs = blobs or {}
     for rel in blobs:
         if rel not in sealed.files:
-            raise CheckpointError(f"{sealed.root / rel} is not listed in {sealed.path}, so it cannot be checked; "
-                                  f"restore the manifest from a good copy of the checkpoint")
+            raise CheckpointError(
+                f"{sealed.root / rel} is not listed in {sealed.path}, so it cannot be checked; "
+                f"restore the manifest from a good copy of the checkpoint"
+            )
     for rel, digest in sorted(sealed.files.items()):
         if not rel.startswith(under):
             continue
@@ -94,12 +97,16 @@ def check_sealed(sealed: Sealed, blobs: dict[str, bytes] | None = None, under: s
         elif p.is_file():
             actual = sha256_file(p)
         else:
-            raise CheckpointError(f"{p} is missing but {sealed.path} lists it; restore it from a good copy of the "
-                                  f"checkpoint, or re-create the checkpoint")
+            raise CheckpointError(
+                f"{p} is missing but {sealed.path} lists it; restore it from a good copy of the "
+                f"checkpoint, or re-create the checkpoint"
+            )
         if actual != digest:
-            raise CheckpointError(f"{p} fails its SHA-256 check against {sealed.path} (changed or corrupted: "
-                                  f"{actual[:12]}… is not {digest[:12]}…); restore it from a good copy, or "
-                                  f"re-create the checkpoint")
+            raise CheckpointError(
+                f"{p} fails its SHA-256 check against {sealed.path} (changed or corrupted: "
+                f"{actual[:12]}… is not {digest[:12]}…); restore it from a good copy, or "
+                f"re-create the checkpoint"
+            )
 
 
 def _read(path: Path) -> bytes:
@@ -131,8 +138,10 @@ def read_verified(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
 
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file() and (folder / "dcp").is_dir():
-        raise CheckpointError(f"{folder} is a sharded (DCP) checkpoint without {WEIGHTS_NAME}; run `moxin checkpoint "
-                              f"consolidate {folder}` first")
+        raise CheckpointError(
+            f"{folder} is a sharded (DCP) checkpoint without {WEIGHTS_NAME}; run `moxin checkpoint "
+            f"consolidate {folder}` first"
+        )
     sealed = sealed_by(folder)
     cfg_raw, weights_raw = _read(folder / CONFIG_NAME), _read(folder / WEIGHTS_NAME)
     if sealed is not None:
@@ -141,13 +150,15 @@ def read_verified(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     try:
         sd = load_bytes(weights_raw)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{folder / WEIGHTS_NAME} is not a valid safetensors file ({e}); re-export or "
-                              f"re-download it") from None
+        raise CheckpointError(
+            f"{folder / WEIGHTS_NAME} is not a valid safetensors file ({e}); re-export or re-download it"
+        ) from None
     return cfg, sd, sealed
 
 
-def load_verified(folder: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
-                  ) -> tuple[Transformer, Sealed | None]:
+def load_verified(
+    folder: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> tuple[Transformer, Sealed | None]:
     """`load_model` that also returns the manifest the bytes were checked against (None: unsealed folder)."""
     folder = Path(folder)
     cfg, sd, sealed = read_verified(folder)
@@ -156,8 +167,9 @@ def load_verified(folder: str | Path, dtype: torch.dtype = torch.float32, device
     expected = set(model.state_dict())
     if set(sd) != expected:
         missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
-        raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: missing {missing[:3]}, "
-                              f"unexpected {extra[:3]}")
+        raise CheckpointError(
+            f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in sd.items()}, assign=True)
     model.reset_rope()
     return model, sealed

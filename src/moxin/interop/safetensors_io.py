@@ -53,8 +53,12 @@ def read_weights_dir(folder: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"no model.safetensors or {INDEX_NAME} in {folder}; is this a model directory?")
 
 
-def write_weights_dir(folder: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int = 5 * 2**30,
-                      metadata: dict[str, str] | None = None) -> list[str]:
+def write_weights_dir(
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    max_shard_bytes: int = 5 * 2**30,
+    metadata: dict[str, str] | None = None,
+) -> list[str]:
     """Write one `model.safetensors`, or shards plus an index when the total exceeds `max_shard_bytes`."""
     sizes = {k: v.numel() * v.element_size() for k, v in tensors.items()}
     total = sum(sizes.values())
@@ -73,6 +77,6 @@ def write_weights_dir(folder: Path, tensors: dict[str, torch.Tensor], max_shard_
     weight_map = {}
     for fname, shard in zip(names, shards):
         write_safetensors(folder / fname, shard, metadata)
-        weight_map.update({k: fname for k in shard})
+        weight_map.update(dict.fromkeys(shard, fname))
     atomic_write_json(folder / INDEX_NAME, {"metadata": {"total_size": total}, "weight_map": weight_map})
     return [*names, INDEX_NAME]

@@ -95,21 +95,53 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> int:
 # ---------------------------------------------------------------------------------------------- presets
 def tiny() -> ModelConfig:
     """CPU tests: 2 layers, GQA 4/2, sliding window 16."""
-    return ModelConfig(vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=176,
-                       max_seq_len=256, sliding_window=16, tie_embeddings=True, preset="tiny")
+    return ModelConfig(
+        vocab_size=512,
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_dim=176,
+        max_seq_len=256,
+        sliding_window=16,
+        tie_embeddings=True,
+        preset="tiny",
+    )
 
 
 def small() -> ModelConfig:
     """~40 M parameters: CPU training in minutes, the benchmark model."""
-    return ModelConfig(vocab_size=16384, dim=512, n_layers=8, n_heads=8, n_kv_heads=4, ffn_dim=1376,
-                       max_seq_len=2048, sliding_window=1024, tie_embeddings=False, preset="small")
+    return ModelConfig(
+        vocab_size=16384,
+        dim=512,
+        n_layers=8,
+        n_heads=8,
+        n_kv_heads=4,
+        ffn_dim=1376,
+        max_seq_len=2048,
+        sliding_window=1024,
+        tie_embeddings=False,
+        preset="small",
+    )
 
 
 def moxin_7b() -> ModelConfig:
     """Moxin-7B (arXiv 2412.06845): Mistral-7B deepened from 32 to 36 layers."""
-    return ModelConfig(vocab_size=32000, dim=4096, n_layers=36, n_heads=32, n_kv_heads=8, ffn_dim=14336,
-                       norm_eps=1e-5, rope_theta=10000.0, max_seq_len=32768, sliding_window=4096,
-                       tie_embeddings=False, arch="mistral", preset="moxin-7b")
+    return ModelConfig(
+        vocab_size=32000,
+        dim=4096,
+        n_layers=36,
+        n_heads=32,
+        n_kv_heads=8,
+        ffn_dim=14336,
+        norm_eps=1e-5,
+        rope_theta=10000.0,
+        max_seq_len=32768,
+        sliding_window=4096,
+        tie_embeddings=False,
+        arch="mistral",
+        preset="moxin-7b",
+    )
 
 
 def mistral_7b() -> ModelConfig:
@@ -119,16 +151,39 @@ def mistral_7b() -> ModelConfig:
 
 def llama_7b() -> ModelConfig:
     """Llama-2-7B-style: full attention, MHA, FFN 11008, 4K context."""
-    return ModelConfig(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008,
-                       norm_eps=1e-5, rope_theta=10000.0, max_seq_len=4096, sliding_window=None,
-                       tie_embeddings=False, arch="llama", preset="llama-7b")
+    return ModelConfig(
+        vocab_size=32000,
+        dim=4096,
+        n_layers=32,
+        n_heads=32,
+        n_kv_heads=32,
+        ffn_dim=11008,
+        norm_eps=1e-5,
+        rope_theta=10000.0,
+        max_seq_len=4096,
+        sliding_window=None,
+        tie_embeddings=False,
+        arch="llama",
+        preset="llama-7b",
+    )
 
 
 def llama_tiny() -> ModelConfig:
     """Llama-style tiny: full attention, tied embeddings (SmolLM-like), for tests."""
-    return ModelConfig(vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=176,
-                       max_seq_len=256, rope_theta=100000.0, sliding_window=None, tie_embeddings=True,
-                       arch="llama", preset="llama-tiny")
+    return ModelConfig(
+        vocab_size=512,
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_dim=176,
+        max_seq_len=256,
+        rope_theta=100000.0,
+        sliding_window=None,
+        tie_embeddings=True,
+        arch="llama",
+        preset="llama-tiny",
+    )
 
 
 PRESETS: dict[str, Callable[[], ModelConfig]] = {

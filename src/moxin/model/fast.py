@@ -25,8 +25,14 @@ def supported() -> bool:
 
 def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     w = self.weight
-    if (self.training or torch.is_grad_enabled() or x.dtype != torch.bfloat16 or w.dtype != torch.bfloat16
-            or x.device.type != "cpu" or self.bias is not None):
+    if (
+        self.training
+        or torch.is_grad_enabled()
+        or x.dtype != torch.bfloat16
+        or w.dtype != torch.bfloat16
+        or x.device.type != "cpu"
+        or self.bias is not None
+    ):
         return F.linear(x, w, self.bias)
     key = (w.data_ptr(), w._version)
     if getattr(self, "_moxin_pack_key", None) != key:

@@ -24,8 +24,8 @@ def left_pad(seqs: list[list[int]], T: int | None = None) -> tuple[torch.Tensor,
     tokens = torch.zeros(len(seqs), T, dtype=torch.long)
     positions = torch.full((len(seqs), T), -1, dtype=torch.long)
     for i, q in enumerate(seqs):
-        tokens[i, T - len(q):] = torch.tensor(q, dtype=torch.long)
-        positions[i, T - len(q):] = torch.arange(len(q))
+        tokens[i, T - len(q) :] = torch.tensor(q, dtype=torch.long)
+        positions[i, T - len(q) :] = torch.arange(len(q))
     return tokens, positions
 
 
@@ -53,8 +53,14 @@ def next_token(logits: torch.Tensor, s: Sampling, gen: torch.Generator | None) -
 
 
 @torch.inference_mode()
-def generate(model, prompt: torch.Tensor, max_new_tokens: int, sampling: Sampling | None = None,
-             eos_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
+def generate(
+    model,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    sampling: Sampling | None = None,
+    eos_id: int | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
     """prompt (B, T) of token ids → (B, T + n) with n ≤ max_new_tokens (stops early when every row hit eos_id)."""
     s = sampling or Sampling()
     gen = torch.Generator(device=prompt.device).manual_seed(s.seed) if s.seed is not None else None

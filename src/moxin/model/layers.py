@@ -48,7 +48,7 @@ class Attention(nn.Module):
         self.v = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.hd, bias=False)
         self.o = nn.Linear(cfg.n_heads * cfg.hd, cfg.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: "AttnContext") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)  # (B, H, T, D)
         k = self.k(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)  # (B, K, T, D)
@@ -77,7 +77,7 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     K, S = k.shape[1], k.shape[2]
     # fp32 throughout: CPU bmm in bf16 is ~30x slower at these shapes, and the casts cost only O(S·D) per layer.
     qg = q.reshape(B, K, H // K, D).float()
-    scores = torch.matmul(qg, k.float().transpose(-1, -2)) * (D ** -0.5)  # (B, K, G, S)
+    scores = torch.matmul(qg, k.float().transpose(-1, -2)) * (D**-0.5)  # (B, K, G, S)
     if mask is not None:
         scores = scores.masked_fill(~mask.reshape(B, 1, 1, S), float("-inf"))
     out = torch.matmul(scores.softmax(-1), v.float())  # (B, K, G, D)
@@ -105,7 +105,7 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = FeedForward(cfg.dim, cfg.ffn_dim)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: "AttnContext") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, ctx)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -113,14 +113,19 @@ class Block(nn.Module):
 class AttnContext:
     """What every layer's attention needs for one forward: the mask (shared by all layers) and the cache."""
 
-    __slots__ = ("mask", "is_causal", "cache", "repeat_kv")
+    __slots__ = ("cache", "is_causal", "mask", "repeat_kv")
 
     def __init__(self, mask: torch.Tensor | None, is_causal: bool, cache=None, repeat_kv: bool = False) -> None:
         self.mask, self.is_causal, self.cache, self.repeat_kv = mask, is_causal, cache, repeat_kv
 
 
-def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None,
-                   q_seg: torch.Tensor | None = None, k_seg: torch.Tensor | None = None) -> torch.Tensor:
+def attention_mask(
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    window: int | None,
+    q_seg: torch.Tensor | None = None,
+    k_seg: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Boolean mask (B, 1, Tq, Tk): key j is visible to query i when 0 <= pos_j <= pos_i, pos_i - pos_j < W,
     and both belong to the same segment (packed documents). Padding has position -1.
 

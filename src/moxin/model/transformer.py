@@ -35,7 +35,11 @@ class Transformer(nn.Module):
                 if p.ndim == 1:
                     p.fill_(1.0)
                     continue
-                s = std / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("attn.o.weight", "mlp.down.weight")) else std
+                s = (
+                    std / math.sqrt(2 * self.cfg.n_layers)
+                    if name.endswith(("attn.o.weight", "mlp.down.weight"))
+                    else std
+                )
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(s).to(p.dtype))
 
     def reset_rope(self) -> None:
@@ -48,9 +52,15 @@ class Transformer(nn.Module):
         return self.embed.weight if self.head is None else self.head.weight
 
     # ------------------------------------------------------------------ forward
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                segment_ids: torch.Tensor | None = None, last_only: bool = False,
-                return_hidden: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        segment_ids: torch.Tensor | None = None,
+        last_only: bool = False,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
         """tokens (B, T) → logits (B, T, V), or (B, 1, V) with `last_only`, or final hidden states (B, T, dim).
 
         positions (B, T): RoPE positions (default: continue after the cache, or 0..T-1); -1 marks left padding.
@@ -95,8 +105,9 @@ class Transformer(nn.Module):
         return AttnContext(attention_mask(positions, positions, W, segment_ids, segment_ids), False)
 
 
-def build(cfg: ModelConfig, seed: int | None = 0, device: str | torch.device = "cpu",
-          dtype: torch.dtype = torch.float32) -> Transformer:
+def build(
+    cfg: ModelConfig, seed: int | None = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Transformer:
     """A model with deterministic initial weights (same seed → same bytes)."""
     model = Transformer(cfg)
     model.init_weights(seed)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -58,8 +59,14 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local, device)
 
 
-def parallelize(model: Transformer, d: Dist, mode: Literal["fsdp", "ddp"] = "fsdp", activation_checkpointing: bool = False,
-                compile: bool = False, bf16_params: bool = False) -> nn.Module:
+def parallelize(
+    model: Transformer,
+    d: Dist,
+    mode: Literal["fsdp", "ddp"] = "fsdp",
+    activation_checkpointing: bool = False,
+    compile: bool = False,
+    bf16_params: bool = False,
+) -> nn.Module:
     """Wrap `model` (a moxin Transformer already on `d.device`) for training. Returns the module to train."""
     if activation_checkpointing:
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper

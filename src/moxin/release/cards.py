@@ -50,14 +50,25 @@ def facts(root: Path) -> dict[str, Any]:
     for c in all_checkpoints(root):
         stages.setdefault(c.stage, []).append(c)
     layout = RunLayout(root)
-    logs = {stage: read_jsonl(layout.metrics(stage)) for stage in layout.training_stages()
-            if layout.metrics(stage).is_file()}
+    logs = {
+        stage: read_jsonl(layout.metrics(stage))
+        for stage in layout.training_stages()
+        if layout.metrics(stage).is_file()
+    }
     samples = read_jsonl(root / "samples" / "outputs.jsonl") if (root / "samples" / "outputs.jsonl").is_file() else []
-    return {"release": rel, "model": mcfg, "sources": data_sources(manifest), "finetune": finetune_datasets(root),
-            "mof": mof, "stages": stages,
-            "logs": logs, "eval": eval_results(root / "eval"), "samples": samples,
-            "plots": sorted(p.relative_to(root).as_posix() for p in root.glob("plots/*.png")) +
-            sorted(p.relative_to(root).as_posix() for p in root.glob("eval/plots/*.png"))}
+    return {
+        "release": rel,
+        "model": mcfg,
+        "sources": data_sources(manifest),
+        "finetune": finetune_datasets(root),
+        "mof": mof,
+        "stages": stages,
+        "logs": logs,
+        "eval": eval_results(root / "eval"),
+        "samples": samples,
+        "plots": sorted(p.relative_to(root).as_posix() for p in root.glob("plots/*.png"))
+        + sorted(p.relative_to(root).as_posix() for p in root.glob("eval/plots/*.png")),
+    }
 
 
 def _last_loss(rows: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -70,12 +81,30 @@ def _last_loss(rows: list[dict[str, Any]]) -> tuple[Any, Any]:
 # ------------------------------------------------------------------------------------------------ sections
 def _architecture(f: dict[str, Any]) -> list[str]:
     m, rel = f["model"], f["release"]
-    rows = [[k, num(m[k]) if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) else _code(m.get(k))]
-            for k in ("arch", "vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len",
-                      "sliding_window", "tie_embeddings") if k in m]
-    out = ["## Architecture", "", f"A decoder-only transformer with {num(rel['parameters'])} parameters "
-           f"({num(rel['parameters_without_embeddings'])} without embeddings); configuration in "
-           "`model/model_config.json`.", ""]
+    rows = [
+        [k, num(m[k]) if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) else _code(m.get(k))]
+        for k in (
+            "arch",
+            "vocab_size",
+            "dim",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "ffn_dim",
+            "max_seq_len",
+            "sliding_window",
+            "tie_embeddings",
+        )
+        if k in m
+    ]
+    out = [
+        "## Architecture",
+        "",
+        f"A decoder-only transformer with {num(rel['parameters'])} parameters "
+        f"({num(rel['parameters_without_embeddings'])} without embeddings); configuration in "
+        "`model/model_config.json`.",
+        "",
+    ]
     return out + _table(["setting", "value"], rows) + [""]
 
 
@@ -84,11 +113,27 @@ def _opt(x: Any) -> str:
 
 
 def _data(f: dict[str, Any]) -> list[str]:
-    rows = [[s.name, _code(s.license), _opt(s.documents), _opt(s.tokens.get("train", s.tokens.get("all"))),
-             _opt(s.tokens.get("val"))] for s in f["sources"]]
+    rows = [
+        [
+            s.name,
+            _code(s.license),
+            _opt(s.documents),
+            _opt(s.tokens.get("train", s.tokens.get("all"))),
+            _opt(s.tokens.get("val")),
+        ]
+        for s in f["sources"]
+    ]
     ft = [[s.name, _code(s.license), _opt(s.documents)] for s in f["finetune"]]
-    out = ["## Training data", "", "Sources and their licences, from `data/manifest.json` (details in `DATA_CARD.md`).",
-           ""] + _table(["source", "licence", "documents kept", "train tokens", "val tokens"], rows) + [""]
+    out = (
+        [
+            "## Training data",
+            "",
+            "Sources and their licences, from `data/manifest.json` (details in `DATA_CARD.md`).",
+            "",
+        ]
+        + _table(["source", "licence", "documents kept", "train tokens", "val tokens"], rows)
+        + [""]
+    )
     if ft:
         out += ["Fine-tuning data, from each fine-tune's lineage (`train_state.json`):", ""]
         out += _table(["data set", "licence", "examples kept"], ft) + [""]
@@ -99,12 +144,24 @@ def _training(f: dict[str, Any]) -> list[str]:
     rows = []
     for stage, cks in f["stages"].items():
         last = cks[-1]
-        step, loss = _last_loss(f["logs"].get(stage, []))
+        _step, loss = _last_loss(f["logs"].get(stage, []))
         tokens = last.tokens_seen
-        rows.append([_code(stage), num(len(cks)), num(last.step), num(tokens) if tokens is not None else "",
-                     num(loss) if loss is not None else ""])
-    out = ["## Training", "", "Stages, the checkpoints shipped for each, the last step, the tokens seen by then "
-           "(`train_state.json`) and the last logged loss (`<stage>/metrics.jsonl`).", ""]
+        rows.append(
+            [
+                _code(stage),
+                num(len(cks)),
+                num(last.step),
+                num(tokens) if tokens is not None else "",
+                num(loss) if loss is not None else "",
+            ]
+        )
+    out = [
+        "## Training",
+        "",
+        "Stages, the checkpoints shipped for each, the last step, the tokens seen by then "
+        "(`train_state.json`) and the last logged loss (`<stage>/metrics.jsonl`).",
+        "",
+    ]
     out += _table(["stage", "checkpoints", "last step", "tokens seen", "last loss"], rows) + [""]
     out += [f"![{Path(p).stem}]({p})" for p in f["plots"] if p.startswith("plots/loss")] + [""]
     return out
@@ -122,24 +179,40 @@ def _eval_rows(f: dict[str, Any], bias: bool) -> list[list[str]]:
 
 
 def _evaluation(f: dict[str, Any]) -> list[str]:
-    out = ["## Evaluation", "", "Scores from `eval/results/*.json`, per checkpoint, with the number of items scored "
-           "(a run evaluated with a limit scores fewer items than the task has).", ""]
+    out = [
+        "## Evaluation",
+        "",
+        "Scores from `eval/results/*.json`, per checkpoint, with the number of items scored "
+        "(a run evaluated with a limit scores fewer items than the task has).",
+        "",
+    ]
     out += _table(["checkpoint", "step", "task", "metric", "value", "items"], _eval_rows(f, bias=False)) + [""]
     out += [f"![{Path(p).stem}]({p})" for p in f["plots"] if not p.startswith("plots/loss")] + [""]
-    out += ["## Bias", "", "Bias benchmarks among the results (CrowS-Pairs, BBQ and similar)."
-            " A model this small scores near chance; treat these as a measurement of the method, not of fitness.", ""]
+    out += [
+        "## Bias",
+        "",
+        "Bias benchmarks among the results (CrowS-Pairs, BBQ and similar)."
+        " A model this small scores near chance; treat these as a measurement of the method, not of fitness.",
+        "",
+    ]
     return out + _table(["checkpoint", "step", "task", "metric", "value", "items"], _eval_rows(f, bias=True)) + [""]
 
 
 def _licences(f: dict[str, Any]) -> list[str]:
     mof = f["mof"]
-    rows = [[c["name"], c["mof_class"], "yes" if c["present"] else "no", _code(c["licence"] or "none"), c["verdict"]]
-            for c in mof.get("components", [])]
+    rows = [
+        [c["name"], c["mof_class"], "yes" if c["present"] else "no", _code(c["licence"] or "none"), c["verdict"]]
+        for c in mof.get("components", [])
+    ]
     cls = mof.get("class", "none")
-    out = ["## Openness and licences", "",
-           f"Model Openness Framework class computed from this release's files: **Class {cls}** "
-           f"({mof.get('class_name', 'none')}). Details in `mof.json`; the Model Openness Tool's file is "
-           "`mof.yml`.", ""]
+    out = [
+        "## Openness and licences",
+        "",
+        f"Model Openness Framework class computed from this release's files: **Class {cls}** "
+        f"({mof.get('class_name', 'none')}). Details in `mof.json`; the Model Openness Tool's file is "
+        "`mof.yml`.",
+        "",
+    ]
     for k, reasons in (mof.get("reasons") or {}).items():
         out += [f"Class {k} is not met: " + "; ".join(reasons), ""]
     return out + _table(["component", "class", "present", "licence", "verdict"], rows) + [""]
@@ -154,40 +227,74 @@ def _samples(f: dict[str, Any]) -> list[str]:
 
 def _reproduce(f: dict[str, Any]) -> list[str]:
     pre = f["stages"].get("pretrain", [])
-    cmd = ["sha256sum SHA256SUMS                 # the release digest: compare it with the published one",
-           "moxin verify . --digest <published>   # checksums, MOF class, manifests, every derived file",
-           "moxin verify . --key <producer.pub>   # when SHA256SUMS.sig is present: the producer's signature"]
+    cmd = [
+        "sha256sum SHA256SUMS                 # the release digest: compare it with the published one",
+        "moxin verify . --digest <published>   # checksums, MOF class, manifests, every derived file",
+        "moxin verify . --key <producer.pub>   # when SHA256SUMS.sig is present: the producer's signature",
+    ]
     if len(pre) >= 2:
         cmd.append(f"moxin verify . --reproduce {pre[-2].step}..{pre[-1].step}   # re-train and compare bitwise")
     code = f["release"].get("code", {})
     dirty = " The source tree had uncommitted changes when this release was made." if code.get("git_dirty") else ""
-    return ["## How to reproduce", "", "Everything needed is in this folder: the recipe or resolved configuration "
-            "(`config/`), the "
-            "tokenized data (`data/`), the code (`code/`, with its version in `code/VERSION.json`) and every "
-            f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}", "",
-            "This card cannot state the release digest (the SHA-256 of `SHA256SUMS`): it is itself listed in "
-            "`SHA256SUMS`. Take the digest from where the producer published it, outside this folder; only that "
-            "value, or a signature (`SHA256SUMS.sig`, the one file `SHA256SUMS` does not list), proves that no "
-            "one rewrote the release and its checksums together.", "", "```sh", *cmd, "```", ""]
+    return [
+        "## How to reproduce",
+        "",
+        "Everything needed is in this folder: the recipe or resolved configuration "
+        "(`config/`), the "
+        "tokenized data (`data/`), the code (`code/`, with its version in `code/VERSION.json`) and every "
+        f"checkpoint with its optimizer and random state (`checkpoints/`).{dirty}",
+        "",
+        "This card cannot state the release digest (the SHA-256 of `SHA256SUMS`): it is itself listed in "
+        "`SHA256SUMS`. Take the digest from where the producer published it, outside this folder; only that "
+        "value, or a signature (`SHA256SUMS.sig`, the one file `SHA256SUMS` does not list), proves that no "
+        "one rewrote the release and its checksums together.",
+        "",
+        "```sh",
+        *cmd,
+        "```",
+        "",
+    ]
 
 
-LIMITATIONS = ["## Limitations", "",
-               "- A toy-scale model built to show the method: it is not fit for any use beyond testing the toolchain.",
-               "- It inherits the biases of its sources; see the bias results above and the data card.",
-               "- Licence verdicts audit the licences the sources declare; they are not legal advice.", ""]
+LIMITATIONS = [
+    "## Limitations",
+    "",
+    "- A toy-scale model built to show the method: it is not fit for any use beyond testing the toolchain.",
+    "- It inherits the biases of its sources; see the bias results above and the data card.",
+    "- Licence verdicts audit the licences the sources declare; they are not legal advice.",
+    "",
+]
 
 
 def model_card(root: Path) -> str:
     f = facts(root)
     rel = f["release"]
-    head = ["---", f"license: {rel['licenses'].get('model', '').lower()}", "library_name: moxin", "tags: [moxin, mof]",
-            "---", "", f"# {rel['name']}", "",
-            f"Version `{rel['version']}`, released `{rel['date']}` by {rel.get('producer') or 'its producer'}; "
-            f"{rel.get('treatment', 'pre-trained')}. Built with moxin `{rel['code'].get('version')}` at commit "
-            f"`{rel['code'].get('git_commit')}`. Final checkpoint: `{rel['final_checkpoint']['name']}`.", "",
-            "Use: `moxin generate model \"...\"` or load `hf/` with transformers.", ""]
-    body = (_architecture(f) + _data(f) + _training(f) + _evaluation(f) + _samples(f) + _licences(f) + LIMITATIONS
-            + _reproduce(f))
+    head = [
+        "---",
+        f"license: {rel['licenses'].get('model', '').lower()}",
+        "library_name: moxin",
+        "tags: [moxin, mof]",
+        "---",
+        "",
+        f"# {rel['name']}",
+        "",
+        f"Version `{rel['version']}`, released `{rel['date']}` by {rel.get('producer') or 'its producer'}; "
+        f"{rel.get('treatment', 'pre-trained')}. Built with moxin `{rel['code'].get('version')}` at commit "
+        f"`{rel['code'].get('git_commit')}`. Final checkpoint: `{rel['final_checkpoint']['name']}`.",
+        "",
+        'Use: `moxin generate model "..."` or load `hf/` with transformers.',
+        "",
+    ]
+    body = (
+        _architecture(f)
+        + _data(f)
+        + _training(f)
+        + _evaluation(f)
+        + _samples(f)
+        + _licences(f)
+        + LIMITATIONS
+        + _reproduce(f)
+    )
     return "\n".join(head + body)
 
 
@@ -195,21 +302,49 @@ def data_card(root: Path) -> str:
     f = facts(root)
     from moxin.release.licences import audit
 
-    rows = [[s.name, _code(s.license), audit(s.license, "data").verdict, _opt(s.documents),
-             _opt(s.tokens.get("train", s.tokens.get("all"))), _opt(s.tokens.get("val")),
-             _code(s.origin) if s.origin else ""] for s in f["sources"] + f["finetune"]]
+    rows = [
+        [
+            s.name,
+            _code(s.license),
+            audit(s.license, "data").verdict,
+            _opt(s.documents),
+            _opt(s.tokens.get("train", s.tokens.get("all"))),
+            _opt(s.tokens.get("val")),
+            _code(s.origin) if s.origin else "",
+        ]
+        for s in f["sources"] + f["finetune"]
+    ]
     src_json = root / "eval" / "data" / "sources.json"
     ev = read_json(src_json) if src_json.is_file() else []
-    erows = [[e["name"], ", ".join(e.get("tasks") or []), _code(e.get("license")),
-              audit(e.get("license"), "data").verdict, _code(e.get("origin", ""))] for e in ev]
-    out = [f"# Data card: {f['release']['name']}", "",
-           "Training data sources, their licences (audited for data: an OSI licence is open but written for code, "
-           "so it passes with a warning; non-commercial licences fail), counts and origins, from `data/manifest.json`.",
-           "", *_table(["source", "licence", "verdict", "documents", "train tokens", "val tokens", "origin"], rows), "",
-           "## Evaluation data", "", *_table(["data", "tasks", "licence", "verdict", "origin"], erows), "",
-           "## Processing", "", "Cleaning, deduplication, decontamination and tokenization are recorded in "
-           "`data/manifest.json`; the code is `code/src/moxin/data/`. The tokenized data (`data/tokens.json` and "
-           "`data/tokens/`) is what training read; its SHA-256 is the data fingerprint every checkpoint records.", ""]
+    erows = [
+        [
+            e["name"],
+            ", ".join(e.get("tasks") or []),
+            _code(e.get("license")),
+            audit(e.get("license"), "data").verdict,
+            _code(e.get("origin", "")),
+        ]
+        for e in ev
+    ]
+    out = [
+        f"# Data card: {f['release']['name']}",
+        "",
+        "Training data sources, their licences (audited for data: an OSI licence is open but written for code, "
+        "so it passes with a warning; non-commercial licences fail), counts and origins, from `data/manifest.json`.",
+        "",
+        *_table(["source", "licence", "verdict", "documents", "train tokens", "val tokens", "origin"], rows),
+        "",
+        "## Evaluation data",
+        "",
+        *_table(["data", "tasks", "licence", "verdict", "origin"], erows),
+        "",
+        "## Processing",
+        "",
+        "Cleaning, deduplication, decontamination and tokenization are recorded in "
+        "`data/manifest.json`; the code is `code/src/moxin/data/`. The tokenized data (`data/tokens.json` and "
+        "`data/tokens/`) is what training read; its SHA-256 is the data fingerprint every checkpoint records.",
+        "",
+    ]
     stage_card = root / "data" / "data_card.md"
     if stage_card.is_file():
         out += ["## Data stage report", "", "The data stage's own card is `data/data_card.md`.", ""]
@@ -221,10 +356,19 @@ def technical_report(root: Path) -> str:
     rel = f["release"]
     recipe = (root / "config" / "recipe.toml").read_text("utf-8") if (root / "config" / "recipe.toml").is_file() else ""
     env = json.dumps(rel.get("environment", {}), indent=2, sort_keys=True)
-    out = [f"# Technical report: {rel['name']}", "",
-           "How this model was built, evaluated and released, and how to check it. The method is described in "
-           "`paper/`; this report gives this build's configuration and results.", "",
-           "## Recipe", "", "```toml", recipe.strip(), "```", ""]
+    out = [
+        f"# Technical report: {rel['name']}",
+        "",
+        "How this model was built, evaluated and released, and how to check it. The method is described in "
+        "`paper/`; this report gives this build's configuration and results.",
+        "",
+        "## Recipe",
+        "",
+        "```toml",
+        recipe.strip(),
+        "```",
+        "",
+    ]
     out += _architecture(f) + _data(f) + _training(f) + _evaluation(f) + _licences(f) + _reproduce(f)
     out += ["## Environment", "", "```json", env, "```", ""]
     return "\n".join(out)

@@ -341,8 +341,10 @@ def check_cards(root: Path) -> Check:
 
         stored, expected = (root / "index.html").read_text("utf-8"), release_page(root)
         if stored != expected:
-            c.problems.append("index.html differs from the report page regenerated from the release's files "
-                              f"({first_line_difference(stored, expected)}); rebuild it with `moxin release`")
+            c.problems.append(
+                "index.html differs from the report page regenerated from the release's files "
+                f"({first_line_difference(stored, expected)}); rebuild it with `moxin release`"
+            )
         c.summary = "README.md, DATA_CARD.md, TECHNICAL_REPORT.md, index.html regenerated"
     return c
 

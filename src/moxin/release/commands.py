@@ -14,8 +14,15 @@ def _disk(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: Path | None = None,  # noqa: A002
-            recipe_file: Path | None = None, progress: bool = True, sign: Path | None = None) -> None:
+def release(
+    run: Path,
+    out: Path,
+    set: list[str] | None = None,
+    eval_data_dir: Path | None = None,
+    recipe_file: Path | None = None,
+    progress: bool = True,
+    sign: Path | None = None,
+) -> None:
     """Bundle a run into a release: checkpoints, data, code, cards, licences, mof.yml and SHA256SUMS.
 
     The MOF class is computed from what ends up in OUT, and every licence is audited (see `moxin mof check`).
@@ -40,12 +47,18 @@ def release(run: Path, out: Path, set: list[str] | None = None, eval_data_dir: P
 
         load_private_key(Path(sign))  # a bad key fails before the release is built
     t0 = time.perf_counter()
-    res = run_release(RunLayout(Path(run)), out, overrides=set, eval_data_dir=eval_data_dir, recipe_path=recipe_file,
-                      progress=progress, log=lambda m: None)
+    res = run_release(
+        RunLayout(Path(run)),
+        out,
+        overrides=set,
+        eval_data_dir=eval_data_dir,
+        recipe_path=recipe_file,
+        progress=progress,
+        log=lambda m: None,
+    )
     rep = json.loads((Path(out) / "mof.json").read_text("utf-8"))
     secs = time.perf_counter() - t0
-    print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} "
-          f"({rep['class_name']})")
+    print(f"wrote {out} in {secs:.1f} s ({_disk(out) / 2**20:.1f} MiB): MOF Class {rep['class']} ({rep['class_name']})")
     for k, reasons in rep["reasons"].items():
         print(f"  Class {k} not met: " + "; ".join(reasons))
     for note in res.notes:
@@ -87,19 +100,34 @@ def mof_check(out: Path, require: str | None = None) -> None:
     for c in rep["components"]:
         name = c["name"] + (" (optional)" if c["optional"] else "")
         v = c["verdict"]
-        table.add_row(c["mof_class"], name, "yes" if c["present"] else "no", c["licence"] or "-",
-                      f"[{style[v]}]{v}[/]", c["reason"])
+        table.add_row(
+            c["mof_class"],
+            name,
+            "yes" if c["present"] else "no",
+            c["licence"] or "-",
+            f"[{style[v]}]{v}[/]",
+            c["reason"],
+        )
     console = Console(soft_wrap=False, width=160)
     console.print(table)
     for k, reasons in rep["reasons"].items():
         console.print(f"Class {k} not met: " + "; ".join(reasons), highlight=False, markup=False)
     if require and CLASS_ORDER[rep["class"]] < CLASS_ORDER[require]:
-        raise ReleaseError(f"{out} achieves Class {rep['class']}, below the required Class {require}: "
-                           + "; ".join(r for rs in rep["reasons"].values() for r in rs))
+        raise ReleaseError(
+            f"{out} achieves Class {rep['class']}, below the required Class {require}: "
+            + "; ".join(r for rs in rep["reasons"].values() for r in rs)
+        )
 
 
-def verify(out: Path, reproduce: str | None = None, tolerance: float | None = None, progress: bool = True,
-           digest: str | None = None, key: Path | None = None, rebuild: bool = False) -> None:
+def verify(
+    out: Path,
+    reproduce: str | None = None,
+    tolerance: float | None = None,
+    progress: bool = True,
+    digest: str | None = None,
+    key: Path | None = None,
+    rebuild: bool = False,
+) -> None:
     """Verify a release: checksums, MOF class, manifests, every derived file against the chain, and optionally the
     published digest, the signature, re-run training and a whole rebuild. See docs/VERIFY.md for what each check
     protects against.
@@ -119,12 +147,12 @@ def verify(out: Path, reproduce: str | None = None, tolerance: float | None = No
     from moxin.release.stage import run_verify
 
     t0 = time.perf_counter()
-    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key,
-                     rebuild=rebuild)
+    res = run_verify(Path(out), reproduce, tolerance, progress=progress, digest=digest, key=key, rebuild=rebuild)
     have = release_digest(Path(out)) if (Path(out) / "SHA256SUMS").is_file() else "none (no SHA256SUMS)"
-    print(f"release digest (SHA-256 of SHA256SUMS): {have}"
-          + ("" if digest else "; compare it with the one the producer published (--digest)"))
+    print(
+        f"release digest (SHA-256 of SHA256SUMS): {have}"
+        + ("" if digest else "; compare it with the one the producer published (--digest)")
+    )
     if not res.ok:
         raise ReleaseError(res.reason)
     print(f"verified {out} in {time.perf_counter() - t0:.1f} s")
-

@@ -38,12 +38,15 @@ class ReleaseConfig:
             if value is None:
                 continue
             if value not in known() and not value.startswith("LicenseRef-") and licence_class(value) != "restricted":
-                raise ConfigError(f"{prefix}{key} in {where}: {value!r} is not a known SPDX licence id; use e.g. "
-                                  "Apache-2.0, CDLA-Permissive-2.0, CC-BY-4.0 or a LicenseRef-... id")
+                raise ConfigError(
+                    f"{prefix}{key} in {where}: {value!r} is not a known SPDX licence id; use e.g. "
+                    "Apache-2.0, CDLA-Permissive-2.0, CC-BY-4.0 or a LicenseRef-... id"
+                )
         if self.name is not None:
             from moxin.data.config import check_name
 
             check_name(self.name, f"{prefix}name", where)
         if self.sample_max_new_tokens < 0:
-            raise ConfigError(f"{prefix}sample_max_new_tokens in {where} must be >= 0, "
-                              f"got {self.sample_max_new_tokens}")
+            raise ConfigError(
+                f"{prefix}sample_max_new_tokens in {where} must be >= 0, got {self.sample_max_new_tokens}"
+            )

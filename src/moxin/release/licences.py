@@ -22,7 +22,8 @@ OSI: dict[str, str] = {
     "Apache-2.0": "Apache License 2.0",
     "MIT": "MIT License",
     "MIT-0": "MIT No Attribution",
-    "BSD-2-Clause": 'BSD 2-Clause "Simplified" License', "BSD-3-Clause": 'BSD 3-Clause "New" or "Revised" License',
+    "BSD-2-Clause": 'BSD 2-Clause "Simplified" License',
+    "BSD-3-Clause": 'BSD 3-Clause "New" or "Revised" License',
     "0BSD": "BSD Zero Clause License",
     "ISC": "ISC License",
     "Zlib": "zlib License",
@@ -69,20 +70,33 @@ DATA_ACCEPTED: dict[str, str] = {
 # Open document licences (CC0 and public domain count for documents too).
 DOCUMENT: dict[str, str] = {
     **{k: v for k, v in DATA_ACCEPTED.items() if k.startswith("CC-")},
-    "CC0-1.0": DATA_PREFERRED["CC0-1.0"], "CC-PDDC": DATA_PREFERRED["CC-PDDC"],
+    "CC0-1.0": DATA_PREFERRED["CC0-1.0"],
+    "CC-PDDC": DATA_PREFERRED["CC-PDDC"],
     "LicenseRef-Public-Domain": DATA_PREFERRED["LicenseRef-Public-Domain"],
-    "FreeBSD-DOC": "FreeBSD Documentation License", "GFDL-1.3-or-later": "GNU Free Documentation License v1.3 or later",
-    "GFDL-1.3-only": "GNU Free Documentation License v1.3 only", "OpenMDW-1.0": DATA_ACCEPTED["OpenMDW-1.0"],
+    "FreeBSD-DOC": "FreeBSD Documentation License",
+    "GFDL-1.3-or-later": "GNU Free Documentation License v1.3 or later",
+    "GFDL-1.3-only": "GNU Free Documentation License v1.3 only",
+    "OpenMDW-1.0": DATA_ACCEPTED["OpenMDW-1.0"],
 }
 # Licences whose terms forbid commercial use, derivatives, or some uses: never open.
 RESTRICTED_PATTERN = re.compile(r"(^|-)(NC|ND)(-|$)|RAIL|Llama|Gemma|LicenseRef-Research", re.IGNORECASE)
 
 # Free-text spellings seen in SOURCE.md files and data manifests → SPDX ids.
 ALIASES: dict[str, str] = {
-    "public domain": "LicenseRef-Public-Domain", "pd": "LicenseRef-Public-Domain",
-    "psf": "PSF-2.0", "psf license": "PSF-2.0", "psf license agreement": "PSF-2.0", "psf-2.0": "PSF-2.0",
-    "apache 2.0": "Apache-2.0", "apache-2.0": "Apache-2.0", "apache license 2.0": "Apache-2.0", "mit": "MIT",
-    "cc by": "CC-BY", "afl-3.0": "AFL-3.0", "academic free license v3.0": "AFL-3.0", "gfdl": "GFDL-1.3-or-later",
+    "public domain": "LicenseRef-Public-Domain",
+    "pd": "LicenseRef-Public-Domain",
+    "psf": "PSF-2.0",
+    "psf license": "PSF-2.0",
+    "psf license agreement": "PSF-2.0",
+    "psf-2.0": "PSF-2.0",
+    "apache 2.0": "Apache-2.0",
+    "apache-2.0": "Apache-2.0",
+    "apache license 2.0": "Apache-2.0",
+    "mit": "MIT",
+    "cc by": "CC-BY",
+    "afl-3.0": "AFL-3.0",
+    "academic free license v3.0": "AFL-3.0",
+    "gfdl": "GFDL-1.3-or-later",
 }
 
 
@@ -177,8 +191,12 @@ def audit_one(spdx: str | None, kind: Kind) -> Audit:
     if kind == "data":
         if cls in ("data-preferred", "data-accepted") or spdx in DOCUMENT:
             return Audit(spdx, "open", f"{spdx} is an open data licence")
-        return Audit(spdx, "warning", f"{spdx} is an OSI licence, open but written for code; an open data licence "
-                                      "(CDLA-Permissive-2.0, CC0-1.0) fits data better")
+        return Audit(
+            spdx,
+            "warning",
+            f"{spdx} is an OSI licence, open but written for code; an open data licence "
+            "(CDLA-Permissive-2.0, CC0-1.0) fits data better",
+        )
     if spdx in DOCUMENT or cls == "data-preferred":
         return Audit(spdx, "open", f"{spdx} is an open document licence")
     return Audit(spdx, "warning", f"{spdx} is open but not a document licence; prefer CC-BY-4.0")
@@ -226,10 +244,12 @@ def licence_text(spdx: str) -> str:
         return local.read_text("utf-8", errors="replace")
     name = known().get(spdx, spdx)
     url = "" if spdx.startswith("LicenseRef-") else f"https://spdx.org/licenses/{spdx}.html"
-    body = ("The material under this licence is in the public domain: its copyright has expired, so no licence "
-            "terms apply." if spdx == "LicenseRef-Public-Domain" else
-            f"Full text: {url}\n(The text is referenced rather than bundled: it was not available offline when this "
-            "release was built.)")
+    body = (
+        "The material under this licence is in the public domain: its copyright has expired, so no licence terms apply."
+        if spdx == "LicenseRef-Public-Domain"
+        else f"Full text: {url}\n(The text is referenced rather than bundled: it was not available offline when this "
+        "release was built.)"
+    )
     return f"SPDX-License-Identifier: {spdx}\nName: {name}\n\n{body}\n"
 
 

@@ -75,8 +75,11 @@ class Checkpoint:
 
 def checkpoints(root: Path, stage: str) -> list[Checkpoint]:
     """The checkpoints (with model/) of one training stage of a run or a release (moxin.layout), by step."""
-    return [Checkpoint(c.stage, c.step, c.path, read_train_state(c.path) if (c.path / STATE_NAME).is_file()
-                       else None) for c in RunLayout(root).checkpoints(stage) if (c.path / "model").is_dir()]
+    return [
+        Checkpoint(c.stage, c.step, c.path, read_train_state(c.path) if (c.path / STATE_NAME).is_file() else None)
+        for c in RunLayout(root).checkpoints(stage)
+        if (c.path / "model").is_dir()
+    ]
 
 
 def all_checkpoints(root: Path) -> list[Checkpoint]:
@@ -86,8 +89,10 @@ def all_checkpoints(root: Path) -> list[Checkpoint]:
 def final_checkpoint(cks: list[Checkpoint]) -> Checkpoint:
     """The end of the longest lineage: the last checkpoint of the last stage that continued from another."""
     if not cks:
-        raise ReleaseError("no checkpoints found (expected pretrain/checkpoints/step-XXXXXXXX/ with model/); "
-                           "run `moxin pretrain` first")
+        raise ReleaseError(
+            "no checkpoints found (expected pretrain/checkpoints/step-XXXXXXXX/ with model/); "
+            "run `moxin pretrain` first"
+        )
     by_sha = {c.sha: c for c in cks}
 
     def depth(c: Checkpoint, seen: int = 0) -> int:
@@ -118,11 +123,17 @@ def data_sources(manifest: dict[str, Any]) -> list[Source]:
     for s in items:
         tokens = s.get("tokens")
         docs = s.get("docs_kept", s.get("documents"))
-        out.append(Source(
-            name=str(s.get("name")), license=s.get("license") or s.get("spdx"),
-            origin=str(s.get("origin") or s.get("path") or s.get("url") or ""),
-            documents=docs if isinstance(docs, int) else None,
-            tokens=dict(tokens) if isinstance(tokens, dict) else ({"all": tokens} if isinstance(tokens, int) else {})))
+        out.append(
+            Source(
+                name=str(s.get("name")),
+                license=s.get("license") or s.get("spdx"),
+                origin=str(s.get("origin") or s.get("path") or s.get("url") or ""),
+                documents=docs if isinstance(docs, int) else None,
+                tokens=dict(tokens)
+                if isinstance(tokens, dict)
+                else ({"all": tokens} if isinstance(tokens, int) else {}),
+            )
+        )
     return out
 
 
@@ -132,8 +143,14 @@ def finetune_datasets(root: Path) -> list[Source]:
     for stage in RunLayout(root).training_stages():
         cks = checkpoints(root, stage) if stage != "pretrain" else []
         for d in cks[-1].datasets if cks else []:
-            out.append(Source(f"{stage}:{d.get('name')}", d.get("license"), str(d.get("path") or ""),
-                              d.get("kept") if isinstance(d.get("kept"), int) else None))
+            out.append(
+                Source(
+                    f"{stage}:{d.get('name')}",
+                    d.get("license"),
+                    str(d.get("path") or ""),
+                    d.get("kept") if isinstance(d.get("kept"), int) else None,
+                )
+            )
     return out
 
 
@@ -148,8 +165,10 @@ def data_dir_of(run: Path) -> Path:
     recorded = recorded_path(value, run) if value else None
     if recorded and (recorded / "tokens.json").is_file():
         return recorded
-    raise ReleaseError(f"no tokenized data for {run}: neither {run / 'data' / 'tokens.json'} nor the data_dir in "
-                       f"{info} exists; a release ships the data it was trained on (run `moxin data` first)")
+    raise ReleaseError(
+        f"no tokenized data for {run}: neither {run / 'data' / 'tokens.json'} nor the data_dir in "
+        f"{info} exists; a release ships the data it was trained on (run `moxin data` first)"
+    )
 
 
 def data_fingerprint(data_dir: Path) -> str | None:
@@ -174,8 +193,11 @@ def _task_metrics(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for task, vals in results.items():
         if isinstance(vals, dict):
-            nums = {k.split(",")[0]: float(v) for k, v in vals.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and "stderr" not in k}
+            nums = {
+                k.split(",")[0]: float(v)
+                for k, v in vals.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and "stderr" not in k
+            }
             if nums:
                 out[task] = nums
     return out
@@ -188,7 +210,7 @@ def _checkpoint_label(model: dict[str, Any]) -> str:
     parts = Path(path).parts
     if "checkpoints" in parts:  # …/<stage>/checkpoints/step-X → <stage>/step-X
         i = parts.index("checkpoints")
-        return "/".join(parts[max(i - 1, 0):i]) + "/" + parts[-1]
+        return "/".join(parts[max(i - 1, 0) : i]) + "/" + parts[-1]
     return path or str(model.get("sha256") or "")
 
 
@@ -200,24 +222,37 @@ def read_eval_result(path: Path) -> EvalResult:
     model = doc.get("model") or doc.get("checkpoint") or {}
     model = model if isinstance(model, dict) else {"path": str(model)}
     if isinstance(doc.get("metrics"), dict) and doc.get("task"):
-        metrics = {str(doc["task"]): {k: float(v) for k, v in doc["metrics"].items()
-                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        metrics = {
+            str(doc["task"]): {
+                k: float(v)
+                for k, v in doc["metrics"].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        }
         files = (doc.get("task_config") or {}).get("data_files") or {}
         data = [{"task": doc["task"], "path": rel, "sha256": sha} for rel, sha in sorted(files.items())]
     else:
         metrics = _task_metrics(doc.get("results") or {})
         data = list(doc.get("data") or [])
     items = doc.get("items")
-    return EvalResult(path, _checkpoint_label(model), model.get("step"), metrics, data,
-                      items if isinstance(items, int) else None, str(model.get("stage") or ""))
+    return EvalResult(
+        path,
+        _checkpoint_label(model),
+        model.get("step"),
+        metrics,
+        data,
+        items if isinstance(items, int) else None,
+        str(model.get("stage") or ""),
+    )
 
 
 def eval_results(eval_dir: Path) -> list[EvalResult]:
     """Every result, ordered by stage (pretrain first), step and task."""
     folder = eval_dir / "results"
     res = [read_eval_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return sorted(res, key=lambda r: (r.stage != "pretrain", r.stage, r.step if r.step is not None else -1,
-                                      sorted(r.metrics)))
+    return sorted(
+        res, key=lambda r: (r.stage != "pretrain", r.stage, r.step if r.step is not None else -1, sorted(r.metrics))
+    )
 
 
 # ------------------------------------------------------------------------------------------------ recipe

@@ -61,17 +61,22 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _axes(x0: float, x1: float, y0: float, y1: float, c: LineChart, sx, sy) -> list[str]:
-    out = [f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" class="ax"/>',
-           f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" class="ax"/>']
+    out = [
+        f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" class="ax"/>',
+        f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" class="ax"/>',
+    ]
     for t in _ticks(y0, y1):
         out.append(f'<text x="{PAD_L - 4}" y="{_c(sy(t) + 3)}" class="tk" text-anchor="end">{fmt(t)}</text>')
         out.append(f'<line x1="{PAD_L}" y1="{_c(sy(t))}" x2="{W - PAD_R}" y2="{_c(sy(t))}" class="grid"/>')
     for t in _ticks(x0, x1):
         out.append(f'<text x="{_c(sx(t))}" y="{H - PAD_B + 14}" class="tk" text-anchor="middle">{fmt(t)}</text>')
-    out.append(f'<text x="{(PAD_L + W - PAD_R) / 2}" y="{H - 6}" class="al" text-anchor="middle">'
-               f'{escape(c.xlabel)}</text>')
-    out.append(f'<text x="12" y="{(PAD_T + H - PAD_B) / 2}" class="al" text-anchor="middle" '
-               f'transform="rotate(-90 12 {(PAD_T + H - PAD_B) / 2})">{escape(c.ylabel)}</text>')
+    out.append(
+        f'<text x="{(PAD_L + W - PAD_R) / 2}" y="{H - 6}" class="al" text-anchor="middle">{escape(c.xlabel)}</text>'
+    )
+    out.append(
+        f'<text x="12" y="{(PAD_T + H - PAD_B) / 2}" class="al" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(PAD_T + H - PAD_B) / 2})">{escape(c.ylabel)}</text>'
+    )
     return out
 
 
@@ -89,30 +94,42 @@ def line_chart(c: LineChart) -> str:
     def sy(y: float) -> float:
         return H - PAD_B - (y - y0) / (y1 - y0) * (H - PAD_T - PAD_B)
 
-    out = [f'<svg viewBox="0 0 {W} {H}" class="chart" role="img" aria-label="{escape(c.title)}">',
-           f"<title>{escape(c.title)}</title>", *_axes(x0, x1, y0, y1, c, sx, sy)]
+    out = [
+        f'<svg viewBox="0 0 {W} {H}" class="chart" role="img" aria-label="{escape(c.title)}">',
+        f"<title>{escape(c.title)}</title>",
+        *_axes(x0, x1, y0, y1, c, sx, sy),
+    ]
     for m in c.markers:
         cls = "mk-ck" if m.kind == "checkpoint" else "mk-ph"
-        out.append(f'<line x1="{_c(sx(m.x))}" y1="{PAD_T}" x2="{_c(sx(m.x))}" y2="{H - PAD_B}" class="{cls}">'
-                   f"<title>{escape(m.label)}</title></line>")
+        out.append(
+            f'<line x1="{_c(sx(m.x))}" y1="{PAD_T}" x2="{_c(sx(m.x))}" y2="{H - PAD_B}" class="{cls}">'
+            f"<title>{escape(m.label)}</title></line>"
+        )
         if m.kind == "phase":
             out.append(f'<text x="{_c(sx(m.x) + 3)}" y="{PAD_T + 10}" class="tk">{escape(m.label)}</text>')
     for i, s in enumerate(c.series):
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{_c(sx(x))},{_c(sy(y))}" for x, y in s.points)
         dash = ' stroke-dasharray="5 3"' if s.dashed else ""
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}>'
-                   f"<title>{escape(s.label)}</title></polyline>")
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}>'
+            f"<title>{escape(s.label)}</title></polyline>"
+        )
         if s.markers or len(s.points) == 1:
-            out += [f'<circle cx="{_c(sx(x))}" cy="{_c(sy(y))}" r="3" fill="{colour}">'
-                    f"<title>{escape(s.label)}: {fmt(x)}, {fmt(y)}</title></circle>" for x, y in s.points]
+            out += [
+                f'<circle cx="{_c(sx(x))}" cy="{_c(sy(y))}" r="3" fill="{colour}">'
+                f"<title>{escape(s.label)}: {fmt(x)}, {fmt(y)}</title></circle>"
+                for x, y in s.points
+            ]
     out.append("</svg>")
     return "".join(out) + _legend(c.series)
 
 
 def _legend(series: list[Series]) -> str:
-    items = [f'<span class="lg"><i style="background:{COLOURS[i % len(COLOURS)]}"></i>{escape(s.label)}</span>'
-             for i, s in enumerate(series)]
+    items = [
+        f'<span class="lg"><i style="background:{COLOURS[i % len(COLOURS)]}"></i>{escape(s.label)}</span>'
+        for i, s in enumerate(series)
+    ]
     return f'<div class="legend">{"".join(items)}</div>'
 
 
@@ -123,8 +140,10 @@ def bar_chart(title: str, bars: list[tuple[str, float]]) -> str:
     row, label_w, width = 22, 170, 640
     top = max(v for _, v in bars) or 1
     h = row * len(bars) + 8
-    out = [f'<svg viewBox="0 0 {width} {h}" class="chart bars" role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>"]
+    out = [
+        f'<svg viewBox="0 0 {width} {h}" class="chart bars" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
     for i, (label, v) in enumerate(bars):
         y = 4 + i * row
         bw = (width - label_w - 80) * v / top
@@ -150,19 +169,24 @@ def graph(nodes: list[dict], edges: list[tuple[str, str]], title: str) -> str:
         pos[n["id"]] = (8 + xcol[n["col"]] * (bw + gx), 8 + row * (bh + gy))
     width = 16 + len(cols) * (bw + gx) - gx
     height = 16 + max(per.values()) * (bh + gy) - gy
-    out = [f'<svg viewBox="0 0 {width} {height}" class="chart graph" role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>"]
+    out = [
+        f'<svg viewBox="0 0 {width} {height}" class="chart graph" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
     for a, b in edges:
         if a in pos and b in pos:
             (x1, y1), (x2, y2) = pos[a], pos[b]
             x1, y1, y2 = x1 + bw, y1 + bh / 2, y2 + bh / 2
             mid = (x1 + x2) / 2
-            out.append(f'<path d="M{_c(x1)},{_c(y1)} C{_c(mid)},{_c(y1)} {_c(mid)},{_c(y2)} {_c(x2)},{_c(y2)}" '
-                       'class="edge"/>')
+            out.append(
+                f'<path d="M{_c(x1)},{_c(y1)} C{_c(mid)},{_c(y1)} {_c(mid)},{_c(y2)} {_c(x2)},{_c(y2)}" class="edge"/>'
+            )
     for n in nodes:
         x, y = pos[n["id"]]
-        out.append(f'<g class="node" data-id="{escape(str(n["id"]))}"><rect x="{x}" y="{y}" width="{bw}" '
-                   f'height="{bh}" rx="6"/><text x="{x + 8}" y="{y + 16}" class="nl">{escape(str(n["label"])[:22])}'
-                   f'</text><text x="{x + 8}" y="{y + 32}" class="ns">{escape(str(n["sub"] or "")[:22])}</text></g>')
+        out.append(
+            f'<g class="node" data-id="{escape(str(n["id"]))}"><rect x="{x}" y="{y}" width="{bw}" '
+            f'height="{bh}" rx="6"/><text x="{x + 8}" y="{y + 16}" class="nl">{escape(str(n["label"])[:22])}'
+            f'</text><text x="{x + 8}" y="{y + 32}" class="ns">{escape(str(n["sub"] or "")[:22])}</text></g>'
+        )
     out.append("</svg>")
     return "".join(out)

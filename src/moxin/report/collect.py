@@ -24,8 +24,15 @@ from moxin.release.runs import (
 )
 
 BIAS_WORDS = ("crows", "bbq", "bias", "stereo", "toxic")
-LICENCE_KINDS = {"code": "code", "model": "data", "document": "document", "paper": "document", "datasets": "data",
-                 "eval_data": "data", "libraries": "code"}
+LICENCE_KINDS = {
+    "code": "code",
+    "model": "data",
+    "document": "document",
+    "paper": "document",
+    "datasets": "data",
+    "eval_data": "data",
+    "libraries": "code",
+}
 SKIP_CONFIG = ("run.out_dir",)  # where a run was written is not part of what it is
 
 
@@ -48,14 +55,17 @@ class Facts:
 def kind_of(root: Path) -> str:
     """'release' (release.json + mof.json), 'run' (recipe.toml, data/ or pretrain/), else a ReportError."""
     if not root.is_dir():
-        raise ReportError(f"report: folder not found: {root}; give a run folder (<run.out_dir>/<run.name>) or a "
-                          "release folder")
+        raise ReportError(
+            f"report: folder not found: {root}; give a run folder (<run.out_dir>/<run.name>) or a release folder"
+        )
     if (root / "release.json").is_file() and (root / "mof.json").is_file():
         return "release"
     if any((root / p).exists() for p in ("recipe.toml", "data/manifest.json", "pretrain")):
         return "run"
-    raise ReportError(f"report: {root} is neither a run folder (recipe.toml, data/, pretrain/) nor a release "
-                      "(release.json, mof.json); give the folder `moxin build` or `moxin release` wrote")
+    raise ReportError(
+        f"report: {root} is neither a run folder (recipe.toml, data/, pretrain/) nor a release "
+        "(release.json, mof.json); give the folder `moxin build` or `moxin release` wrote"
+    )
 
 
 def release_of(root: Path, kind: str) -> Path | None:
@@ -113,8 +123,9 @@ def licence_audit(release: Path) -> list[dict[str, Any]]:
     for key, entries in licences_of(release).items():
         for name, lic in entries:
             a = audit(lic, LICENCE_KINDS.get(key, "data"))
-            out.append({"key": key, "source": str(name), "licence": lic or "", "verdict": a.verdict,
-                        "reason": a.reason})
+            out.append(
+                {"key": key, "source": str(name), "licence": lic or "", "verdict": a.verdict, "reason": a.reason}
+            )
     return out
 
 
@@ -126,8 +137,15 @@ def data_facts(root: Path, kind: str) -> dict[str, Any]:
     sources = []
     for raw, s in zip(_raw_sources(m), data_sources(m)):
         tokens = sum(v for v in s.tokens.values() if isinstance(v, int))
-        sources.append({"name": s.name, "licence": s.license or "", "docs_in": raw.get("docs_in"),
-                        "docs_kept": s.documents, "tokens": tokens})
+        sources.append(
+            {
+                "name": s.name,
+                "licence": s.license or "",
+                "docs_in": raw.get("docs_in"),
+                "docs_kept": s.documents,
+                "tokens": tokens,
+            }
+        )
     drops: dict[str, int] = {}
     pii: dict[str, int] = {}
     for step in m.get("steps") or []:
@@ -137,13 +155,18 @@ def data_facts(root: Path, kind: str) -> dict[str, Any]:
             for what, n in (step.get("modified") or {}).items():
                 pii[what] = pii.get(what, 0) + int(n)
     card = "DATA_CARD.md" if kind == "release" else "data/data_card.md"
-    return {"sources": sources, "finetune": [{"name": s.name, "licence": s.license or "", "docs_kept": s.documents}
-                                             for s in finetune_datasets(root)],
-            "drops": dict(sorted(drops.items())), "pii": dict(sorted(pii.items())),
-            "languages": {str(k): int(v) for k, v in sorted((m.get("languages") or {}).items())},
-            "decontamination": _decontam(m.get("decontamination")),
-            "card": card if (root / card).is_file() else None,
-            "fingerprint": _fingerprint(root)}
+    return {
+        "sources": sources,
+        "finetune": [
+            {"name": s.name, "licence": s.license or "", "docs_kept": s.documents} for s in finetune_datasets(root)
+        ],
+        "drops": dict(sorted(drops.items())),
+        "pii": dict(sorted(pii.items())),
+        "languages": {str(k): int(v) for k, v in sorted((m.get("languages") or {}).items())},
+        "decontamination": _decontam(m.get("decontamination")),
+        "card": card if (root / card).is_file() else None,
+        "fingerprint": _fingerprint(root),
+    }
 
 
 def _raw_sources(m: dict[str, Any]) -> list[dict[str, Any]]:
@@ -200,10 +223,22 @@ def training(root: Path, cks: list[Checkpoint], tokens: dict[str, int]) -> list[
     layout = RunLayout(root)
     for stage in layout.training_stages():
         log = layout.metrics(stage)
-        rows = [{k: r.get(k) for k in ("step", "loss", "lr", "tokens_seen", "phase", "val_loss")}
-                for r in (read_jsonl(log) if log.is_file() else []) if isinstance(r.get("step"), int)]
-        marks = [{"name": c.name, "step": c.step, "sha256": c.sha, "tokens_seen": c.tokens_seen,
-                  "tokens_total": tokens.get(c.sha)} for c in cks if c.stage == stage]
+        rows = [
+            {k: r.get(k) for k in ("step", "loss", "lr", "tokens_seen", "phase", "val_loss")}
+            for r in (read_jsonl(log) if log.is_file() else [])
+            if isinstance(r.get("step"), int)
+        ]
+        marks = [
+            {
+                "name": c.name,
+                "step": c.step,
+                "sha256": c.sha,
+                "tokens_seen": c.tokens_seen,
+                "tokens_total": tokens.get(c.sha),
+            }
+            for c in cks
+            if c.stage == stage
+        ]
         out.append({"stage": stage, "rows": rows, "checkpoints": marks})
     return out
 
@@ -217,9 +252,19 @@ def evaluations(root: Path, tokens: dict[str, int]) -> list[dict[str, Any]]:
         sha = str(model.get("sha256") or "")
         for task, metrics in sorted(r.metrics.items()):
             for metric, v in sorted(metrics.items()):
-                out.append({"task": task, "metric": metric, "value": v, "checkpoint": r.checkpoint, "stage": r.stage,
-                            "step": r.step, "tokens": tokens.get(sha, model.get("tokens_seen")), "sha256": sha,
-                            "bias": any(w in task.lower() for w in BIAS_WORDS)})
+                out.append(
+                    {
+                        "task": task,
+                        "metric": metric,
+                        "value": v,
+                        "checkpoint": r.checkpoint,
+                        "stage": r.stage,
+                        "step": r.step,
+                        "tokens": tokens.get(sha, model.get("tokens_seen")),
+                        "sha256": sha,
+                        "bias": any(w in task.lower() for w in BIAS_WORDS),
+                    }
+                )
     return out
 
 
@@ -277,8 +322,13 @@ def verification(root: Path, kind: str, embedded: bool) -> dict[str, Any]:
         vt = RunLayout(run).build_state / "verify.txt"
         if vt.is_file() and (kind == "run" or RunLayout(run).release.resolve() == root.resolve()):
             last = vt.read_text("utf-8")
-    return {"digest": digest, "has_sums": sums.is_file(), "embedded": embedded, "last": last,
-            "command": f"moxin verify {target} --digest {digest or '<DIGEST>'}"}
+    return {
+        "digest": digest,
+        "has_sums": sums.is_file(),
+        "embedded": embedded,
+        "last": last,
+        "command": f"moxin verify {target} --digest {digest or '<DIGEST>'}",
+    }
 
 
 # ------------------------------------------------------------------------------------------------ config

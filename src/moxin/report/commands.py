@@ -39,8 +39,9 @@ def default_out(paths: list[Path]) -> Path:
     return a / "report.html" if kind_of(a) == "run" else a.parent / f"{a.name}-report.html"
 
 
-def report(path: Path, path2: Path | None = None, out: Path | None = None, open: bool = False,
-           lang: str = "en") -> None:
+def report(
+    path: Path, path2: Path | None = None, out: Path | None = None, open: bool = False, lang: str = "en"
+) -> None:
     """Write one self-contained HTML page (no network, inline SVG charts) for a run or a release, or compare two.
 
     The page shows openness (MOF class, components, licence audit), data, training curves, evaluation over
@@ -70,8 +71,10 @@ def report(path: Path, path2: Path | None = None, out: Path | None = None, open:
         html = render_page(paths[0], lang, target)
     size = len(html.encode("utf-8"))
     if size > MAX_BYTES:
-        raise ReportError(f"report for {paths[0]} would be {size} bytes, over the {MAX_BYTES}-byte limit; report on "
-                          "a release with fewer evaluation results")
+        raise ReportError(
+            f"report for {paths[0]} would be {size} bytes, over the {MAX_BYTES}-byte limit; report on "
+            "a release with fewer evaluation results"
+        )
     atomic_write_text(target, html)
     print(f"report: {target} ({size / 1024:.0f} KiB)")
     if open:

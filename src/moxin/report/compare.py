@@ -39,16 +39,26 @@ def render_comparison(a: Facts, b: Facts, lang: str = "en") -> str:
     L = labels(lang)
     fa, fb = main_facts(a), main_facts(b)
     keys = list(fa) + [k for k in fb if k not in fa]
-    rows = [[k, fa.get(k, ""), fb.get(k, ""), _delta(fa.get(k), fb.get(k)) if k in fa and k in fb else ""]
-            for k in keys]
+    rows = [
+        [k, fa.get(k, ""), fb.get(k, ""), _delta(fa.get(k), fb.get(k)) if k in fa and k in fb else ""] for k in keys
+    ]
     head = ["", f"A: {a.name}", f"B: {b.name}", L["delta"]]
-    diff = [[k, a.config.get(k, "–"), b.config.get(k, "–")] for k in sorted(set(a.config) | set(b.config))
-            if a.config.get(k) != b.config.get(k)]
-    cfg = table([L["key"], f"A: {a.name}", f"B: {b.name}"], diff, "config-diff") if diff \
+    diff = [
+        [k, a.config.get(k, "–"), b.config.get(k, "–")]
+        for k in sorted(set(a.config) | set(b.config))
+        if a.config.get(k) != b.config.get(k)
+    ]
+    cfg = (
+        table([L["key"], f"A: {a.name}", f"B: {b.name}"], diff, "config-diff")
+        if diff
         else f"<p>{escape(L['no_config_diff'])}</p>"
-    body = (f'<p>A: <span id="name-a">{escape(a.name)}</span> ({escape(L[a.kind])}) · '
-            f'B: <span id="name-b">{escape(b.name)}</span> ({escape(L[b.kind])})</p>'
-            + section("facts", L["facts"], table(head, rows, "facts"))
-            + section("config", L["config_diff"], cfg))
-    return document(f"{L['compare_title']}: {a.name} / {b.name}", body, lang,
-                    [("facts", L["facts"]), ("config", L["config_diff"])])
+    )
+    body = (
+        f'<p>A: <span id="name-a">{escape(a.name)}</span> ({escape(L[a.kind])}) · '
+        f'B: <span id="name-b">{escape(b.name)}</span> ({escape(L[b.kind])})</p>'
+        + section("facts", L["facts"], table(head, rows, "facts"))
+        + section("config", L["config_diff"], cfg)
+    )
+    return document(
+        f"{L['compare_title']}: {a.name} / {b.name}", body, lang, [("facts", L["facts"]), ("config", L["config_diff"])]
+    )

@@ -12,8 +12,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "contents": ("Contents", "目次"),
     "openness": ("Openness", "オープン性"),
     "mof_class": ("MOF class", "MOF クラス"),
-    "mof_none": ("No MOF audit yet: run `moxin release` to compute it.",
-                 "MOF 監査はまだありません。`moxin release` で計算します。"),
+    "mof_none": (
+        "No MOF audit yet: run `moxin release` to compute it.",
+        "MOF 監査はまだありません。`moxin release` で計算します。",
+    ),
     "component": ("Component", "コンポーネント"),
     "class": ("Class", "クラス"),
     "files": ("Files", "ファイル数"),
@@ -59,13 +61,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "tokenized": ("tokenized data", "トークン化データ"),
     "released": ("released model", "公開モデル"),
     "verification": ("Verification", "検証"),
-    "digest": ("Release digest (SHA-256 of SHA256SUMS)",
-               "リリースダイジェスト(SHA256SUMS の SHA-256)"),
-    "digest_inside": ("This page is part of the release, so it cannot hold the digest: compute it with "
-                      "`sha256sum SHA256SUMS` and compare it with the one the producer published.",
-                      "このページはリリースに含まれるため、ダイジェストを記載できません。"
-                      "`sha256sum SHA256SUMS` で計算し、"
-                      "作成者が公開した値と比較してください。"),
+    "digest": ("Release digest (SHA-256 of SHA256SUMS)", "リリースダイジェスト(SHA256SUMS の SHA-256)"),
+    "digest_inside": (
+        "This page is part of the release, so it cannot hold the digest: compute it with "
+        "`sha256sum SHA256SUMS` and compare it with the one the producer published.",
+        "このページはリリースに含まれるため、ダイジェストを記載できません。"
+        "`sha256sum SHA256SUMS` で計算し、"
+        "作成者が公開した値と比較してください。",
+    ),
     "no_digest": ("No SHA256SUMS: this is not a release yet.", "SHA256SUMS がありません(まだリリースではありません)。"),
     "how_verify": ("How to verify", "検証方法"),
     "last_verify": ("Last verify result", "前回の検証結果"),

@@ -43,14 +43,17 @@ def num(x: Any) -> str:
 
 def table(head: list[str], rows: list[list[Any]], cls: str = "", row_cls: list[str] | None = None) -> str:
     """Cells are escaped text; numbers are printed with `num` and right-aligned."""
+
     def cell(v: Any) -> str:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return f'<td class="n">{num(v)}</td>'
         return f"<td>{escape(str(v))}</td>"
 
     attrs = f' class="{cls}"' if cls else ""
-    body = "".join(f'<tr{f" class={chr(34)}{row_cls[i]}{chr(34)}" if row_cls else ""}>'
-                   + "".join(cell(v) for v in r) + "</tr>\n" for i, r in enumerate(rows))
+    body = "".join(
+        f"<tr{f' class={chr(34)}{row_cls[i]}{chr(34)}' if row_cls else ''}>" + "".join(cell(v) for v in r) + "</tr>\n"
+        for i, r in enumerate(rows)
+    )
     return f"<table{attrs}><tr>{''.join(f'<th>{escape(h)}</th>' for h in head)}</tr>{body}</table>"
 
 
@@ -63,47 +66,81 @@ def openness(f: Facts, L: dict[str, str]) -> str:
     if not f.mof:
         return section("openness", L["openness"], f"<p>{escape(L['mof_none'])}</p>")
     m = f.mof
-    head = (f'<p>{escape(L["mof_class"])}: <span id="mof-class" class="big">{escape(str(m.get("class")))}</span> '
-            f'<span id="mof-class-name">{escape(str(m.get("class_name") or ""))}</span></p>')
+    head = (
+        f'<p>{escape(L["mof_class"])}: <span id="mof-class" class="big">{escape(str(m.get("class")))}</span> '
+        f'<span id="mof-class-name">{escape(str(m.get("class_name") or ""))}</span></p>'
+    )
     comps = m.get("components") or []
     rows = [[c["name"], c["mof_class"], c["files"], c.get("licence") or "", c["verdict"], c["reason"]] for c in comps]
-    parts = [head, table([L["component"], L["class"], L["files"], L["licence"], L["verdict"], L["reason"]], rows,
-                         "components", [c["verdict"] for c in comps])]
+    parts = [
+        head,
+        table(
+            [L["component"], L["class"], L["files"], L["licence"], L["verdict"], L["reason"]],
+            rows,
+            "components",
+            [c["verdict"] for c in comps],
+        ),
+    ]
     failing = [a for a in f.audit if a["verdict"] == "fail"]
     parts.append(f"<h3>{escape(L['licence_audit'])}</h3>")
     if failing:
-        items = "".join(f'<li class="fail">{escape(a["source"])} ({escape(a["licence"] or "?")}): '
-                        f'{escape(a["reason"])}</li>' for a in failing)
+        items = "".join(
+            f'<li class="fail">{escape(a["source"])} ({escape(a["licence"] or "?")}): {escape(a["reason"])}</li>'
+            for a in failing
+        )
         parts.append(f'<p>{escape(L["failing"])}:</p><ul id="failing-sources">{items}</ul>')
     else:
         parts.append(f'<p id="failing-sources">{escape(L["no_failing"])}</p>')
     rows = [[a["key"], a["source"], a["licence"], a["verdict"], a["reason"]] for a in f.audit]
-    parts.append(f"<details><summary>{escape(L['licence_audit'])}: {len(rows)}</summary>"
-                 + table([L["kind"], L["source"], L["licence"], L["verdict"], L["reason"]], rows, "audit",
-                         [a["verdict"] for a in f.audit]) + "</details>")
+    parts.append(
+        f"<details><summary>{escape(L['licence_audit'])}: {len(rows)}</summary>"
+        + table(
+            [L["kind"], L["source"], L["licence"], L["verdict"], L["reason"]],
+            rows,
+            "audit",
+            [a["verdict"] for a in f.audit],
+        )
+        + "</details>"
+    )
     return section("openness", L["openness"], "".join(parts))
 
 
 def data(f: Facts, L: dict[str, str], link_prefix: str) -> str:
     d = f.data
-    rows = [[s["name"], s["licence"], s["docs_in"] if s["docs_in"] is not None else "",
-             s["docs_kept"] if s["docs_kept"] is not None else "", s["tokens"]] for s in d.get("sources") or []]
-    rows += [[s["name"], s["licence"], "", s["docs_kept"] if s["docs_kept"] is not None else "", ""]
-             for s in d.get("finetune") or []]
+    rows = [
+        [
+            s["name"],
+            s["licence"],
+            s["docs_in"] if s["docs_in"] is not None else "",
+            s["docs_kept"] if s["docs_kept"] is not None else "",
+            s["tokens"],
+        ]
+        for s in d.get("sources") or []
+    ]
+    rows += [
+        [s["name"], s["licence"], "", s["docs_kept"] if s["docs_kept"] is not None else "", ""]
+        for s in d.get("finetune") or []
+    ]
     parts = [table([L["source"], L["licence"], L["docs_in"], L["docs_kept"], L["tokens"]], rows, "sources")]
     drops = d.get("drops") or {}
     parts.append(f"<h3>{escape(L['drop_reasons'])}</h3>")
     parts.append(bar_chart(L["drop_reasons"], list(drops.items())) if drops else f"<p>{escape(L['no_drops'])}</p>")
     langs = d.get("languages") or {}
     parts.append('<div class="cols">')
-    parts.append(f"<div><h3>{escape(L['languages'])}</h3>"
-                 f"{table([L['language'], L['documents']], [[k, v] for k, v in langs.items()], 'languages')}</div>")
+    parts.append(
+        f"<div><h3>{escape(L['languages'])}</h3>"
+        f"{table([L['language'], L['documents']], [[k, v] for k, v in langs.items()], 'languages')}</div>"
+    )
     dec = d.get("decontamination") or {}
-    parts.append(f"<div><h3>{escape(L['decontam'])}</h3><p>total <span id=\"decontam-total\">"
-                 f"{sum(dec.values())}</span></p>{table([L['source'], 'n'], [[k, v] for k, v in dec.items()])}</div>")
+    parts.append(
+        f'<div><h3>{escape(L["decontam"])}</h3><p>total <span id="decontam-total">'
+        f"{sum(dec.values())}</span></p>{table([L['source'], 'n'], [[k, v] for k, v in dec.items()])}</div>"
+    )
     pii = d.get("pii") or {}
-    parts.append(f"<div><h3>{escape(L['pii'])}</h3><p>total <span id=\"pii-total\">{sum(pii.values())}</span></p>"
-                 f"{table([L['kind'], 'n'], [[k, v] for k, v in pii.items()], 'pii')}</div></div>")
+    parts.append(
+        f'<div><h3>{escape(L["pii"])}</h3><p>total <span id="pii-total">{sum(pii.values())}</span></p>'
+        f"{table([L['kind'], 'n'], [[k, v] for k, v in pii.items()], 'pii')}</div></div>"
+    )
     if d.get("card"):
         href = escape(link_prefix + d["card"], quote=True)
         parts.append(f'<p><a id="data-card-link" href="{href}">{escape(L["data_card"])}</a></p>')
@@ -125,8 +162,15 @@ def _stage_charts(st: dict[str, Any], L: dict[str, str]) -> str:
     lr = [(r["step"], r["lr"]) for r in rows if isinstance(r.get("lr"), (int, float))]
     out = line_chart(LineChart(f"{st['stage']}: {L['loss']}", L["step"], L["loss"], loss, markers))
     if lr:
-        out += line_chart(LineChart(f"{st['stage']}: {L['lr']}", L["step"], L["lr"], [Series(L["lr"], lr)],
-                                    [m for m in markers if m.kind == "phase"]))
+        out += line_chart(
+            LineChart(
+                f"{st['stage']}: {L['lr']}",
+                L["step"],
+                L["lr"],
+                [Series(L["lr"], lr)],
+                [m for m in markers if m.kind == "phase"],
+            )
+        )
     return out
 
 
@@ -137,16 +181,27 @@ def training(f: Facts, L: dict[str, str]) -> str:
         losses = [x["loss"] for x in r if isinstance(x.get("loss"), (int, float))]
         vals = [x["val_loss"] for x in r if isinstance(x.get("val_loss"), (int, float))]
         seen = [x["tokens_seen"] for x in r if isinstance(x.get("tokens_seen"), int)]
-        rows.append([st["stage"], len(r), seen[-1] if seen else "", losses[-1] if losses else "",
-                     vals[-1] if vals else "", len(st["checkpoints"])])
-        charts.append(f'<h3>{escape(st["stage"])}</h3>{_stage_charts(st, L)}')
-        cks = [[c["name"], c["step"], c["tokens_seen"] if c["tokens_seen"] is not None else "", c["sha256"][:12]]
-               for c in st["checkpoints"]]
+        rows.append(
+            [
+                st["stage"],
+                len(r),
+                seen[-1] if seen else "",
+                losses[-1] if losses else "",
+                vals[-1] if vals else "",
+                len(st["checkpoints"]),
+            ]
+        )
+        charts.append(f"<h3>{escape(st['stage'])}</h3>{_stage_charts(st, L)}")
+        cks = [
+            [c["name"], c["step"], c["tokens_seen"] if c["tokens_seen"] is not None else "", c["sha256"][:12]]
+            for c in st["checkpoints"]
+        ]
         charts.append(table([L["checkpoints"], L["step"], L["tokens_seen"], "sha256"], cks, "checkpoints"))
     total = sum(len(st["checkpoints"]) for st in f.stages)
     head = [L["stage"], L["steps"], L["tokens_seen"], L["final_loss"], L["final_val_loss"], L["checkpoints"]]
-    summary = (f'<p>{escape(L["checkpoints"])}: <span id="checkpoint-count">{total}</span></p>'
-               + table(head, rows, "stages"))
+    summary = f'<p>{escape(L["checkpoints"])}: <span id="checkpoint-count">{total}</span></p>' + table(
+        head, rows, "stages"
+    )
     return section("training", L["training"], summary + "".join(charts))
 
 
@@ -160,8 +215,10 @@ def _eval_charts(points: list[dict[str, Any]], L: dict[str, str]) -> str:
     out = []
     for task, metrics in sorted(tasks.items()):
         ss = [Series(k, sorted(v), markers=True) for k, v in sorted(metrics.items())]
-        out.append(f'<div class="ev" data-task="{escape(task, quote=True)}"><h4>{escape(task)}</h4>'
-                   f'{line_chart(LineChart(task, L["tokens_seen"], L["metric"], ss))}</div>')
+        out.append(
+            f'<div class="ev" data-task="{escape(task, quote=True)}"><h4>{escape(task)}</h4>'
+            f"{line_chart(LineChart(task, L['tokens_seen'], L['metric'], ss))}</div>"
+        )
     return f'<div class="grid2">{"".join(out)}</div>'
 
 
@@ -180,17 +237,23 @@ def evaluation(f: Facts, L: dict[str, str]) -> str:
         rows = [[p["task"], p["metric"], p["value"]] for p in f.evals if p["checkpoint"] == last]
     parts.append(f"<h3>{escape(L['final_table'])} ({escape(str(f.final.get('name') or ''))})</h3>")
     parts.append(table([L["task"], L["metric"], "value"], rows, "final-table"))
-    all_rows = [[p["checkpoint"], p["tokens"] if p["tokens"] is not None else "", p["task"], p["metric"],
-                 p["value"]] for p in f.evals]
-    parts.append(f"<details><summary>{escape(L['checkpoints'])}</summary>"
-                 f"{table([L['checkpoints'], L['tokens_seen'], L['task'], L['metric'], 'value'], all_rows)}</details>")
+    all_rows = [
+        [p["checkpoint"], p["tokens"] if p["tokens"] is not None else "", p["task"], p["metric"], p["value"]]
+        for p in f.evals
+    ]
+    parts.append(
+        f"<details><summary>{escape(L['checkpoints'])}</summary>"
+        f"{table([L['checkpoints'], L['tokens_seen'], L['task'], L['metric'], 'value'], all_rows)}</details>"
+    )
     return section("evaluation", L["evaluation"], "".join(parts))
 
 
 def lineage(f: Facts, L: dict[str, str]) -> str:
     g = f.lineage
-    nodes = [dict(n, label=L["tokenized"] if n["id"] == "data" else L["released"] if n["id"] == "final"
-                  else n["label"]) for n in g.get("nodes") or []]
+    nodes = [
+        dict(n, label=L["tokenized"] if n["id"] == "data" else L["released"] if n["id"] == "final" else n["label"])
+        for n in g.get("nodes") or []
+    ]
     return section("lineage", L["lineage"], graph(nodes, g.get("edges") or [], L["lineage"]))
 
 
@@ -204,8 +267,11 @@ def verification(f: Facts, L: dict[str, str]) -> str:
         parts = [f'<p id="digest-note">{escape(L["no_digest"])}</p>']
     parts.append(f'<h3>{escape(L["how_verify"])}</h3><pre id="verify-command">{escape(v["command"])}</pre>')
     parts.append(f"<h3>{escape(L['last_verify'])}</h3>")
-    parts.append(f'<pre id="last-verify">{escape(v["last"])}</pre>' if v.get("last")
-                 else f'<p id="last-verify">{escape(L["no_verify"])}</p>')
+    parts.append(
+        f'<pre id="last-verify">{escape(v["last"])}</pre>'
+        if v.get("last")
+        else f'<p id="last-verify">{escape(L["no_verify"])}</p>'
+    )
     return section("verification", L["verification"], "".join(parts))
 
 
@@ -219,20 +285,30 @@ def samples(f: Facts, L: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------------------------ the page
 def document(title: str, body: str, lang: str, nav: list[tuple[str, str]]) -> str:
     links = "".join(f'<a href="#{sid}">{escape(text)}</a>' for sid, text in nav)
-    return ("<!DOCTYPE html>\n"
-            f'<html lang="{lang}"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-            "img-src data:\">"
-            f"<title>{escape(title)}</title><style>{CSS}</style></head>"
-            f"<body><header><h1>{escape(title)}</h1></header><nav>{links}</nav><main>{body}</main></body></html>\n")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        'img-src data:">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body><header><h1>{escape(title)}</h1></header><nav>{links}</nav><main>{body}</main></body></html>\n"
+    )
 
 
 def render(f: Facts, lang: str = "en", link_prefix: str = "") -> str:
     """The page of one run or release. `link_prefix`: the folder read, relative to where the page is written."""
     L = labels(lang)
-    body = "".join([
-        f'<p>{escape(L[f.kind])}: <span id="report-name">{escape(f.name)}</span></p>',
-        openness(f, L), data(f, L, link_prefix), training(f, L), evaluation(f, L), lineage(f, L),
-        verification(f, L), samples(f, L)])
+    body = "".join(
+        [
+            f'<p>{escape(L[f.kind])}: <span id="report-name">{escape(f.name)}</span></p>',
+            openness(f, L),
+            data(f, L, link_prefix),
+            training(f, L),
+            evaluation(f, L),
+            lineage(f, L),
+            verification(f, L),
+            samples(f, L),
+        ]
+    )
     return document(f"{L['title']}: {f.name}", body, lang, [(s, L[s]) for s in SECTIONS])

@@ -18,8 +18,10 @@ class ChatSession:
 
     def __init__(self, engine: Engine, tokenizer, params: SamplingParams, system: str | None = None) -> None:
         if not getattr(tokenizer, "chat_template", None):
-            raise ServeError("this model's tokenizer has no chat template; use 'moxin generate' for plain text, or "
-                             "export the checkpoint with a tokenizer that has one")
+            raise ServeError(
+                "this model's tokenizer has no chat template; use 'moxin generate' for plain text, or "
+                "export the checkpoint with a tokenizer that has one"
+            )
         self.engine, self.tok, self.system = engine, tokenizer, system
         self.params = dataclasses.replace(params, stop_token_ids=[*params.stop_token_ids, *end_of_turn_ids(tokenizer)])
         self.history: list[dict[str, str]] = []
@@ -39,8 +41,9 @@ class ChatSession:
     def reply(self, message: str, out: TextIO) -> Completion:
         self.history.append({"role": "user", "content": message})
         ids = self._prompt()
-        params = dataclasses.replace(self.params, max_tokens=min(self.params.max_tokens,
-                                                                 self.engine.context - len(ids)))
+        params = dataclasses.replace(
+            self.params, max_tokens=min(self.params.max_tokens, self.engine.context - len(ids))
+        )
         try:
             done = None
             for ev in self.engine.stream(ids, params):

@@ -31,9 +31,18 @@ def _engine(model: Path, dtype: str, int8: bool, max_batch: int):
     return Engine(m, tok, max_batch=max_batch, head=head), tok
 
 
-def chat(model: Path, system: str | None = None, max_tokens: int = 512, temperature: float = 0.7,
-         top_p: float = 0.9, top_k: int | None = None, repetition_penalty: float = 1.0, seed: int | None = 0,
-         dtype: str = "float32", int8: bool = False) -> None:
+def chat(
+    model: Path,
+    system: str | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    top_k: int | None = None,
+    repetition_penalty: float = 1.0,
+    seed: int | None = 0,
+    dtype: str = "float32",
+    int8: bool = False,
+) -> None:
     """Chat with a model in the terminal, using its chat template (/reset clears the conversation, /exit quits).
 
     Args:
@@ -53,18 +62,53 @@ def chat(model: Path, system: str | None = None, max_tokens: int = 512, temperat
     from moxin.serve.engine import SamplingParams
 
     engine, tok = _engine(model, dtype, int8, max_batch=1)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                            repetition_penalty=repetition_penalty, seed=seed)
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
     try:
         repl(ChatSession(engine, tok, params, system), sys.stdin, sys.stdout, interactive=sys.stdin.isatty())
     finally:
         engine.close()
 
 
-def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          name: str | None = None, max_batch: int = 8, max_tokens_limit: int = 2048, dtype: str = "float32",
-          int8: bool = False, max_body_bytes: int = 4 * 2**20, max_queue: int = 64,
-          insecure_no_key: bool = False) -> None:
+def _checked_access(host: str, api_key: str | None, insecure_no_key: bool, max_batch: int, max_tokens_limit: int,
+                    max_body_bytes: int, max_queue: int) -> str | None:  # fmt: skip
+    """Validate the limits and the bind: a non-loopback host needs an API key unless --insecure-no-key is given.
+    Returns the API key in force (--api-key, else MOXIN_API_KEY, else None)."""
+    if max_batch < 1 or max_tokens_limit < 1:
+        raise MoxinError(f"--max-batch ({max_batch}) and --max-tokens-limit ({max_tokens_limit}) must be at least 1")
+    if max_body_bytes < 1024 or max_queue < 0:
+        raise MoxinError(
+            f"--max-body-bytes ({max_body_bytes}) must be at least 1024 and --max-queue ({max_queue}) at least 0"
+        )
+    api_key = api_key or os.environ.get("MOXIN_API_KEY") or None
+    if not api_key and not insecure_no_key and not is_loopback(host):
+        raise MoxinError(
+            f"--host {host} exposes the model to the network without an API key: set --api-key (or "
+            f"MOXIN_API_KEY), bind 127.0.0.1, or pass --insecure-no-key to serve it unauthenticated"
+        )
+    return api_key
+
+
+def serve(
+    model: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    name: str | None = None,
+    max_batch: int = 8,
+    max_tokens_limit: int = 2048,
+    dtype: str = "float32",
+    int8: bool = False,
+    max_body_bytes: int = 4 * 2**20,
+    max_queue: int = 64,
+    insecure_no_key: bool = False,
+) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions).
 
     Args:
@@ -87,24 +131,22 @@ def serve(model: Path, host: str = "127.0.0.1", port: int = 8000, api_key: str |
 
     from moxin.serve.server import ServerConfig, create_app, uvicorn_config
 
-    if max_batch < 1 or max_tokens_limit < 1:
-        raise MoxinError(f"--max-batch ({max_batch}) and --max-tokens-limit ({max_tokens_limit}) must be at least 1")
-    if max_body_bytes < 1024 or max_queue < 0:
-        raise MoxinError(f"--max-body-bytes ({max_body_bytes}) must be at least 1024 and --max-queue ({max_queue}) "
-                         f"at least 0")
-    api_key = api_key or os.environ.get("MOXIN_API_KEY") or None
-    if not api_key and not insecure_no_key and not is_loopback(host):
-        raise MoxinError(f"--host {host} exposes the model to the network without an API key: set --api-key (or "
-                         f"MOXIN_API_KEY), bind 127.0.0.1, or pass --insecure-no-key to serve it unauthenticated")
+    api_key = _checked_access(host, api_key, insecure_no_key, max_batch, max_tokens_limit, max_body_bytes,
+                              max_queue)  # fmt: skip
     engine, tok = _engine(model, dtype, int8, max_batch)
     served = name or (model.stem if model.is_file() else model.resolve().name)
     cfg = ServerConfig(served, api_key, max_tokens_limit, max_body_bytes=max_body_bytes, max_queue=max_queue)
     app = create_app(engine, tok, cfg)
     if not api_key and not is_loopback(host):
-        print(f"warning: serving {host} without an API key (--insecure-no-key): anyone who can reach it can use it",
-              file=sys.stderr)
-    print(f"serving {served!r} on http://{host}:{port}/v1 (batch up to {max_batch}, queue up to {max_queue}; "
-          f"{'API key required' if api_key else 'no API key'})", file=sys.stderr)
+        print(
+            f"warning: serving {host} without an API key (--insecure-no-key): anyone who can reach it can use it",
+            file=sys.stderr,
+        )
+    print(
+        f"serving {served!r} on http://{host}:{port}/v1 (batch up to {max_batch}, queue up to {max_queue}; "
+        f"{'API key required' if api_key else 'no API key'})",
+        file=sys.stderr,
+    )
     try:
         uvicorn.Server(uvicorn_config(app, cfg, host, port)).run()
     finally:
@@ -123,8 +165,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"] = "f16",
-                context_length: int | None = None) -> None:
+def export_gguf(
+    checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"] = "f16", context_length: int | None = None
+) -> None:
     """Export a model as a llama-architecture GGUF file (for llama.cpp / Ollama) with its tokenizer and chat template.
 
     Args:
@@ -152,9 +195,10 @@ def export_gguf(checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"
     name = checkpoint.stem if checkpoint.is_file() else checkpoint.resolve().name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre,
-                       progress=True)
+        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre, progress=True)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print(f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "
-          f"vocab {info['vocab']}, chat template {'embedded' if info['chat_template'] else 'absent'})")
+    print(
+        f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "
+        f"vocab {info['vocab']}, chat template {'embedded' if info['chat_template'] else 'absent'})"
+    )

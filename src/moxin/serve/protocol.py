@@ -34,15 +34,22 @@ TEMPERATURE_MIN = 0.01  # below this (except 0 = greedy) logits / temperature ov
 TOP_P_MIN = 1e-4  # below this the nucleus is rounded to nothing in fp32
 MAX_STOPS, MAX_STOP_CHARS = 4, 256
 MAX_PROMPTS = 64  # prompts in one /v1/completions request
-IGNORED_FIELDS = frozenset({"user", "store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key",
-                            "parallel_tool_calls"})
+IGNORED_FIELDS = frozenset(
+    {"user", "store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key", "parallel_tool_calls"}
+)
 
 
 class APIError(Exception):
     """A request the server refuses: the HTTP status and the OpenAI-style error fields."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, type_: str = "invalid_request_error",
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.type, self.code = status, message, param, type_, code
 
@@ -64,8 +71,11 @@ def parse_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise APIError(400, f"the request body is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}); "
-                            f"send UTF-8 encoded JSON") from None
+        raise APIError(
+            400,
+            f"the request body is not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 4]!r}); "
+            f"send UTF-8 encoded JSON",
+        ) from None
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
@@ -74,8 +84,12 @@ def parse_json(raw: bytes) -> Any:
         raise APIError(400, f"the request body is not valid JSON ({str(e)[:200]})") from None
     where = _lone_surrogate(value)
     if where is not None:
-        raise APIError(400, f"{where or 'body'}: the text contains a lone UTF-16 surrogate (e.g. \\udc80), which is "
-                            f"not a character; send valid Unicode", where or None)
+        raise APIError(
+            400,
+            f"{where or 'body'}: the text contains a lone UTF-16 surrogate (e.g. \\udc80), which is "
+            f"not a character; send valid Unicode",
+            where or None,
+        )
     return value
 
 
@@ -105,8 +119,12 @@ def validate(model: type[BaseModel], data: Any) -> Any:
         raise APIError(400, f"the request body must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(model.model_fields) - IGNORED_FIELDS)
     if unknown:
-        raise APIError(400, f"unknown field {unknown[0]!r}: this server does not implement it; remove it "
-                            f"(accepted: {', '.join(sorted(model.model_fields))})", unknown[0])
+        raise APIError(
+            400,
+            f"unknown field {unknown[0]!r}: this server does not implement it; remove it "
+            f"(accepted: {', '.join(sorted(model.model_fields))})",
+            unknown[0],
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -189,8 +207,9 @@ class CompletionRequest(_Sampling):
 
     def chars(self) -> int:
         """Characters of text to tokenize (0 for token ids)."""
-        return len(self.prompt) if isinstance(self.prompt, str) else sum(len(p) for p in self.prompt
-                                                                         if isinstance(p, str))
+        return (
+            len(self.prompt) if isinstance(self.prompt, str) else sum(len(p) for p in self.prompt if isinstance(p, str))
+        )
 
 
 class TextPart(_Base):
@@ -220,14 +239,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def envelope(kind: str, rid: str, model: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class TextTracker:
     def _release(self, end: int) -> str:
         if end <= self.emitted:
             return ""
-        delta = self.text[self.emitted:end]
+        delta = self.text[self.emitted : end]
         self.emitted = end
         return delta
 

@@ -21,8 +21,9 @@ class TokenizerConfig:
     """Byte-level BPE trained on a sample of the processed data, or an existing tokenizer reused (`path`)."""
 
     vocab_size: int = 32000
-    special_tokens: list[str] = field(default_factory=lambda: ["<|endoftext|>", "<|im_start|>", "<|im_end|>",
-                                                               "<|pad|>"])
+    special_tokens: list[str] = field(
+        default_factory=lambda: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+    )
     eos_token: str = "<|endoftext|>"  # separates documents in the token shards
     pad_token: str = "<|pad|>"
     bos_token: str = ""  # empty: none
@@ -34,13 +35,18 @@ class TokenizerConfig:
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         if not self.path and self.vocab_size < 256 + len(self.special_tokens):
-            raise ConfigError(f"{prefix}vocab_size in {where} is {self.vocab_size}; byte-level BPE needs at least "
-                              f"256 + {len(self.special_tokens)} special tokens")
+            raise ConfigError(
+                f"{prefix}vocab_size in {where} is {self.vocab_size}; byte-level BPE needs at least "
+                f"256 + {len(self.special_tokens)} special tokens"
+            )
         for key in ("eos_token", "pad_token", "bos_token"):
             tok = getattr(self, key)
             if tok and tok not in self.special_tokens:
-                raise ConfigError(f"{prefix}{key} in {where} is {tok!r} but it is not in {prefix}special_tokens "
-                                  f"{self.special_tokens}; add it there")
+                raise ConfigError(
+                    f"{prefix}{key} in {where} is {tok!r} but it is not in {prefix}special_tokens "
+                    f"{self.special_tokens}; add it there"
+                )
         if self.sample_bytes < 1000 or self.min_frequency < 1:
-            raise ConfigError(f"{prefix}sample_bytes/min_frequency in {where} too small "
-                              f"({self.sample_bytes}/{self.min_frequency})")
+            raise ConfigError(
+                f"{prefix}sample_bytes/min_frequency in {where} too small ({self.sample_bytes}/{self.min_frequency})"
+            )

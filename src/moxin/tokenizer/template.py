@@ -53,10 +53,9 @@ def _bounded_binop(op: str, a: Any, b: Any) -> Any:
                 _check(max(_size(a), _size(b)) * count, "'*'")
         return a * b
     if op == "**":
-        if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 and \
-                b * a.bit_length() > MAX_INT_BITS:
+        if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 and b * a.bit_length() > MAX_INT_BITS:
             raise _Limit(f"'**' would build an integer of about {b * a.bit_length():,} bits")
-        return a ** b
+        return a**b
     if op == "+":
         _check(_size(a) + _size(b), "'+'")
         return a + b
@@ -97,8 +96,10 @@ def _str_method(obj: Any, args: tuple, kwargs: dict) -> None:
         hits = len(s) + 1 if args[0] == "" else s.count(args[0])
         _check(len(s) + hits * max(len(args[1]) - len(args[0]), 0), "str.replace")
     elif name == "join" and args:
-        _check(sum(_size(x) for x in args[0]) + len(s) * len(args[0]) if isinstance(args[0], (list, tuple))
-               else 0, "str.join")
+        _check(
+            sum(_size(x) for x in args[0]) + len(s) * len(args[0]) if isinstance(args[0], (list, tuple)) else 0,
+            "str.join",
+        )
     elif name == "format":
         _check(len(s) + sum(_size(x) for x in args) + sum(_size(x) for x in kwargs.values()), "str.format")
 
@@ -203,8 +204,9 @@ def _compile(source: str):
     return tmpl
 
 
-def render_template(source: str, name: str, max_chars: int | None = None, max_seconds: float | None = None,
-                    **variables: Any) -> str:
+def render_template(
+    source: str, name: str, max_chars: int | None = None, max_seconds: float | None = None, **variables: Any
+) -> str:
     """Render `source` with `variables` under the limits; `name` says which template in the error line.
     Jinja errors (syntax, the template's own `raise_exception`) are TemplateError lines too."""
     from jinja2.exceptions import TemplateError as JinjaTemplateError
@@ -227,13 +229,16 @@ def render_template(source: str, name: str, max_chars: int | None = None, max_se
         sys.settrace(old)
         _budget.left = None
     if len(text) > limit:
-        raise TemplateLimitError(f"{name}: rendering stopped: the text has {len(text):,} characters (limit {limit:,}); "
-                            f"shorten the conversation or the template")
+        raise TemplateLimitError(
+            f"{name}: rendering stopped: the text has {len(text):,} characters (limit {limit:,}); "
+            f"shorten the conversation or the template"
+        )
     return text
 
 
 def _tracer(deadline: float):
     """A trace function that checks the deadline on every line the template's compiled code runs."""
+
     def local(frame, event, arg):
         if event == "line" and time.monotonic() > deadline:
             raise _Limit(f"it ran past its time limit of {MAX_SECONDS:g} s")
@@ -256,8 +261,13 @@ def template_name(tok: Any) -> str:
     return f"chat template of {getattr(tok, 'name_or_path', '') or 'the tokenizer'}"
 
 
-def render_chat(tok: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False,
-                template: str | None = None, name: str | None = None) -> str:
+def render_chat(
+    tok: Any,
+    messages: list[dict[str, Any]],
+    add_generation_prompt: bool = False,
+    template: str | None = None,
+    name: str | None = None,
+) -> str:
     """The text `tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=...)` gives, rendered under
     the limits. `template` overrides the tokenizer's own; raises TemplateError when there is none."""
     source = template or getattr(tok, "chat_template", None)
@@ -265,5 +275,12 @@ def render_chat(tok: Any, messages: list[dict[str, Any]], add_generation_prompt:
     if not source:
         raise TemplateError(f"{name}: the tokenizer has no chat template; set one (e.g. finetune.chat_template)")
     special = dict(getattr(tok, "special_tokens_map", {}) or {})
-    return render_template(source, name, messages=messages, add_generation_prompt=add_generation_prompt,
-                           tools=None, documents=None, **special)
+    return render_template(
+        source,
+        name,
+        messages=messages,
+        add_generation_prompt=add_generation_prompt,
+        tools=None,
+        documents=None,
+        **special,
+    )

@@ -43,8 +43,9 @@ def consolidate(dir: Path) -> None:  # the CLI shows the parameter name as DIR
         raise CheckpointError(f"{path} not found; give a sharded checkpoint (step-XXXXXXXX with dcp/) or a run folder")
     found = sharded_checkpoints(path)
     if not found:
-        raise CheckpointError(f"no sharded checkpoint (step-XXXXXXXX with dcp/ and no model/) at or under {path}; "
-                              f"nothing to consolidate")
+        raise CheckpointError(
+            f"no sharded checkpoint (step-XXXXXXXX with dcp/ and no model/) at or under {path}; nothing to consolidate"
+        )
     for ck in found:
         before = checkpoint_sha(ck)
         consolidate_one(ck)

@@ -14,8 +14,14 @@ from moxin.recipe import Recipe
 from moxin.stage import StageResult, interrupted, recipe_at
 
 
-def run_pretrain(recipe: Recipe, layout: RunLayout, resume: str = "auto", allow_data_change: bool = False,
-                 progress: bool = True, log: Callable[[str], None] = lambda m: None) -> StageResult:
+def run_pretrain(
+    recipe: Recipe,
+    layout: RunLayout,
+    resume: str = "auto",
+    allow_data_change: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: None,
+) -> StageResult:
     """Pretrain into `layout.pretrain` (single process or one rank of torchrun). `failed` when a signal stopped
     it: the checkpoint it wrote is where the next call (resume="auto") goes on from.
 
@@ -23,8 +29,9 @@ def run_pretrain(recipe: Recipe, layout: RunLayout, resume: str = "auto", allow_
     reads those sections; the run folder is `layout`'s, whatever the recipe's run.out_dir says."""
     from moxin.train.pretrain import run
 
-    status = run(recipe_at(recipe, layout), resume=resume, allow_data_change=allow_data_change, progress=progress,
-                 log=log)
+    status = run(
+        recipe_at(recipe, layout), resume=resume, allow_data_change=allow_data_change, progress=progress, log=log
+    )
     outputs = (layout.run_json("pretrain"), layout.checkpoints_dir("pretrain"))
     if status == "done":
         return StageResult.done("pretrain", outputs)
@@ -32,8 +39,9 @@ def run_pretrain(recipe: Recipe, layout: RunLayout, resume: str = "auto", allow_
     return interrupted("pretrain", last[-1].step if last else None, outputs)
 
 
-def pretrain(recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, progress: bool = True,
-             dry_run: bool = False) -> int:
+def pretrain(
+    recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, progress: bool = True, dry_run: bool = False
+) -> int:
     """Pretrain a model through the recipe's phases, with checkpoints, metrics.jsonl and loss.png.
 
     Launch with `torchrun --nproc_per_node N -m moxin.cli pretrain RECIPE` for FSDP2/DDP (gloo on CPU, NCCL on
@@ -61,8 +69,7 @@ def pretrain(recipe: Recipe, resume: str = "auto", allow_data_change: bool = Fal
         print_dry_run(recipe, [*setup.describe(), f"writes {setup.run_dir}"])
         return 0
     layout = RunLayout.from_recipe(recipe)
-    res = run_pretrain(recipe, layout, resume=resume, allow_data_change=allow_data_change, progress=progress,
-                       log=log)
+    res = run_pretrain(recipe, layout, resume=resume, allow_data_change=allow_data_change, progress=progress, log=log)
     if os.environ.get("RANK", "0") == "0":
         log(f"{res.status if res.ok else res.reason}; see {layout.pretrain}")
     return 0  # an interrupted run exits 0 too (documented): the checkpoint is written, re-running resumes

@@ -46,8 +46,11 @@ class PhaseConfig:
             return ConfigError(f"{prefix}{key} in {where}: {msg}")
 
         if (self.steps is None) == (self.tokens is None):
-            raise bad("steps", f"give exactly one of steps or tokens for phase {self.name!r} "
-                               f"(got steps={self.steps}, tokens={self.tokens})")
+            raise bad(
+                "steps",
+                f"give exactly one of steps or tokens for phase {self.name!r} "
+                f"(got steps={self.steps}, tokens={self.tokens})",
+            )
         for key in ("seq_len", "steps", "tokens", "global_batch"):
             v = getattr(self, key)
             if v is not None and v <= 0:
@@ -112,8 +115,9 @@ class TrainConfig:
             if getattr(self, key) <= 0:
                 raise bad(key, f"must be positive, got {getattr(self, key)}")
         if self.global_batch % self.micro_batch:
-            raise bad("micro_batch", f"global_batch={self.global_batch} must be a multiple of "
-                                     f"micro_batch={self.micro_batch}")
+            raise bad(
+                "micro_batch", f"global_batch={self.global_batch} must be a multiple of micro_batch={self.micro_batch}"
+            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad("betas", f"must be two numbers in [0, 1), got {self.betas}")
         if self.grad_clip < 0 or self.weight_decay < 0 or self.z_loss < 0:
@@ -139,5 +143,7 @@ class PretrainConfig(TrainConfig):
         for i, p in enumerate(self.phases):
             gb = p.global_batch or self.global_batch
             if gb % self.micro_batch:
-                raise ConfigError(f"{prefix}phases[{i}].global_batch in {where}: {gb} must be a multiple of "
-                                  f"micro_batch={self.micro_batch}")
+                raise ConfigError(
+                    f"{prefix}phases[{i}].global_batch in {where}: {gb} must be a multiple of "
+                    f"micro_batch={self.micro_batch}"
+                )

@@ -3,6 +3,7 @@ and ETA, the loss curve as PNG, and the matmul peak that MFU is measured against
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -48,8 +49,11 @@ class MetricsLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            keep = [ln for ln in self.path.read_text("utf-8").splitlines() if ln.strip()
-                    and json.loads(ln).get("step", 0) < resume_step]
+            keep = [
+                ln
+                for ln in self.path.read_text("utf-8").splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) < resume_step
+            ]
             atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         if tensorboard:
             try:
@@ -57,8 +61,10 @@ class MetricsLog:
             except ImportError:
                 from moxin.errors import ConfigError
 
-                raise ConfigError("pretrain.tensorboard = true needs the tensorboard package: pip install tensorboard "
-                                  "(or set it to false; metrics.jsonl and loss.png are always written)") from None
+                raise ConfigError(
+                    "pretrain.tensorboard = true needs the tensorboard package: pip install tensorboard "
+                    "(or set it to false; metrics.jsonl and loss.png are always written)"
+                ) from None
             self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
         self._f = open(self.path, "a", encoding="utf-8")
 
@@ -105,7 +111,7 @@ def plot_loss(metrics_path: Path, out_png: Path, title: str = "training loss") -
     val = [r for r in rows if "val_loss" in r]
     if val:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", ms=3, label="val loss")
-    for prev, cur in zip(rows, rows[1:]):
+    for prev, cur in itertools.pairwise(rows):
         if cur.get("phase") != prev.get("phase"):
             ax.axvline(cur["step"], color="grey", ls="--", lw=0.8)
             ax.text(cur["step"], ax.get_ylim()[1], f" {cur.get('phase')}", va="top", fontsize=8, color="grey")
@@ -129,12 +135,26 @@ class Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import (
+            Progress as RichProgress,
+        )
 
-        self.bar = RichProgress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn())
+        self.bar = RichProgress(
+            TextColumn("[bold]train[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         self.task = self.bar.add_task("train", total=total, completed=start, info="")
         self.bar.start()
 

@@ -17,8 +17,9 @@ def no_decay(name: str, p: torch.Tensor) -> bool:
     return p.ndim < 2 or name.split(".")[-2:-1] == ["embed"] or name.startswith("embed.")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float
+) -> torch.optim.AdamW:
     decay: list[nn.Parameter] = []
     plain: list[nn.Parameter] = []
     for name, p in model.named_parameters():

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,30 +61,43 @@ def recorded_data_dir(info: dict[str, Any], homes: list[Path]) -> Path:
     for home in homes:
         if (home / rec / "tokens.json").is_file():
             return home / rec
-    raise CheckpointError(f"the run's data folder {str(rec)!r} (data_dir, relative to the run folder) is not under "
-                          f"{', '.join(str(h) for h in homes) or 'a run folder'}; pass --data-dir with the tokenized "
-                          f"data the run trained on")
+    raise CheckpointError(
+        f"the run's data folder {str(rec)!r} (data_dir, relative to the run folder) is not under "
+        f"{', '.join(str(h) for h in homes) or 'a run folder'}; pass --data-dir with the tokenized "
+        f"data the run trained on"
+    )
 
 
-def model_config(cfg: ModelConfig, data: TokenData, spans: list[PhaseSpan], log: Callable[[str], None],
-                 where: str) -> ModelConfig:
+def model_config(
+    cfg: ModelConfig, data: TokenData, spans: list[PhaseSpan], log: Callable[[str], None], where: str
+) -> ModelConfig:
     """The recipe's model, with its vocabulary widened to the data's tokenizer when that is larger."""
     if data.vocab_size > cfg.vocab_size:
         log(f"model.vocab_size {cfg.vocab_size} < the data's vocabulary {data.vocab_size}: using {data.vocab_size}")
         cfg = dataclasses.replace(cfg, vocab_size=data.vocab_size)
     longest = max(s.cfg.seq_len for s in spans)
     if longest > cfg.max_seq_len:
-        raise ConfigError(f"pretrain phase seq_len {longest} exceeds model.max_seq_len={cfg.max_seq_len} in "
-                          f"{where}; raise model.max_seq_len or lower the phase's seq_len")
+        raise ConfigError(
+            f"pretrain phase seq_len {longest} exceeds model.max_seq_len={cfg.max_seq_len} in "
+            f"{where}; raise model.max_seq_len or lower the phase's seq_len"
+        )
     return cfg
 
 
 class Setup:
     """Everything a pretraining run (or a re-run of part of it) is built from: config, data, phases, sampler."""
 
-    def __init__(self, cfg: PretrainConfig, model_cfg: ModelConfig, seed: int, data_dir: Path, run_dir: Path,
-                 tokenizer_dir: Path | None = None, log: Callable[[str], None] = lambda m: None,
-                 where: str = "the recipe") -> None:
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        model_cfg: ModelConfig,
+        seed: int,
+        data_dir: Path,
+        run_dir: Path,
+        tokenizer_dir: Path | None = None,
+        log: Callable[[str], None] = lambda m: None,
+        where: str = "the recipe",
+    ) -> None:
         self.cfg, self.seed, self.run_dir, self.tokenizer_dir = cfg, seed, Path(run_dir), tokenizer_dir
         self.data = TokenData(data_dir)
         self.spans = layout(cfg.phases, cfg.global_batch, cfg.lr)
@@ -91,13 +105,21 @@ class Setup:
         self.model_cfg = model_config(model_cfg, self.data, self.spans, log, where)
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, log: Callable[[str], None] = lambda m: None) -> "Setup":
+    def from_recipe(cls, recipe: Recipe, log: Callable[[str], None] = lambda m: None) -> Setup:
         p = paths(recipe)
-        return cls(recipe.pretrain, recipe.model, recipe.run.seed, p.data, p.pretrain, p.tokenizer, log,
-                   str(recipe.source_path))
+        return cls(
+            recipe.pretrain,
+            recipe.model,
+            recipe.run.seed,
+            p.data,
+            p.pretrain,
+            p.tokenizer,
+            log,
+            str(recipe.source_path),
+        )
 
     @classmethod
-    def from_info(cls, info: dict[str, Any], run_dir: Path, data_dir: Path | None = None) -> "Setup":
+    def from_info(cls, info: dict[str, Any], run_dir: Path, data_dir: Path | None = None) -> Setup:
         """Rebuild from a run.json / train_state.json "config" (what `reproduce` and `show-batch` use)."""
         from moxin.config import from_dict
         from moxin.model.config import from_json_dict
@@ -113,22 +135,27 @@ class Setup:
 
     def plan(self) -> Plan:
         spans, mc = self.spans, self.model_cfg
-        return Plan(total_steps=self.total_steps,
-                    lr=lambda s: lr_at(phase_at(spans, s), s),
-                    phase=lambda s: phase_at(spans, s).cfg.name,
-                    forced_saves={s.end for s in spans},
-                    flops_per_unit=lambda s: float(flops_per_token(mc, phase_at(spans, s).cfg.seq_len)),
-                    tokens_per_step=lambda s: phase_at(spans, s).tokens_per_step)
+        return Plan(
+            total_steps=self.total_steps,
+            lr=lambda s: lr_at(phase_at(spans, s), s),
+            phase=lambda s: phase_at(spans, s).cfg.name,
+            forced_saves={s.end for s in spans},
+            flops_per_unit=lambda s: float(flops_per_token(mc, phase_at(spans, s).cfg.seq_len)),
+            tokens_per_step=lambda s: phase_at(spans, s).tokens_per_step,
+        )
 
     def describe(self) -> list[str]:
-        lines = [f"data: {self.data.folder} (fingerprint {self.data.fingerprint[:12]}…, vocab {self.data.vocab_size})",
-                 f"model: {num_params(self.model_cfg):,} parameters; {self.total_steps} steps in "
-                 f"{len(self.spans)} phase(s)"]
+        lines = [
+            f"data: {self.data.folder} (fingerprint {self.data.fingerprint[:12]}…, vocab {self.data.vocab_size})",
+            f"model: {num_params(self.model_cfg):,} parameters; {self.total_steps} steps in {len(self.spans)} phase(s)",
+        ]
         for s in self.spans:
             mix = ", ".join(f"{k} {v:.2f}" for k, v in self.sampler.effective_mixture(s.index).items())
-            lines.append(f"phase {s.cfg.name}: steps {s.start}..{s.end - 1}, seq {s.cfg.seq_len}, batch "
-                         f"{s.global_batch}, {s.steps * s.tokens_per_step:,} tokens, LR {s.peak_lr:g} "
-                         f"({s.cfg.schedule}, warmup {s.cfg.warmup_steps}), mixture: {mix}")
+            lines.append(
+                f"phase {s.cfg.name}: steps {s.start}..{s.end - 1}, seq {s.cfg.seq_len}, batch "
+                f"{s.global_batch}, {s.steps * s.tokens_per_step:,} tokens, LR {s.peak_lr:g} "
+                f"({s.cfg.schedule}, warmup {s.cfg.warmup_steps}), mixture: {mix}"
+            )
         return lines
 
     def data_record(self) -> str:
@@ -140,12 +167,24 @@ class Setup:
         return rel if inside else (self.cfg.data_dir or Path(self.data.folder).name)
 
     def run_info(self) -> dict[str, Any]:
-        return {"data_dir": self.data_record(), "data_fingerprint": self.data.fingerprint,
-                "seed": self.seed, "pretrain": to_dict(self.cfg),
-                "model": dataclasses.asdict(self.model_cfg),
-                "phases": [{"name": s.cfg.name, "start": s.start, "steps": s.steps, "seq_len": s.cfg.seq_len,
-                            "global_batch": s.global_batch, "mixture": self.sampler.effective_mixture(s.index)}
-                           for s in self.spans]}
+        return {
+            "data_dir": self.data_record(),
+            "data_fingerprint": self.data.fingerprint,
+            "seed": self.seed,
+            "pretrain": to_dict(self.cfg),
+            "model": dataclasses.asdict(self.model_cfg),
+            "phases": [
+                {
+                    "name": s.cfg.name,
+                    "start": s.start,
+                    "steps": s.steps,
+                    "seq_len": s.cfg.seq_len,
+                    "global_batch": s.global_batch,
+                    "mixture": self.sampler.effective_mixture(s.index),
+                }
+                for s in self.spans
+            ],
+        }
 
     def build_model(self, dist: Dist) -> torch.nn.Module:
         from moxin.model.transformer import build
@@ -176,16 +215,29 @@ class Setup:
 
         return evaluate
 
-    def trainer(self, model: torch.nn.Module, dist: Dist, log: Callable[[str], None], progress: bool = True,
-                run_dir: Path | None = None, evaluate: bool = True) -> Trainer:
+    def trainer(
+        self,
+        model: torch.nn.Module,
+        dist: Dist,
+        log: Callable[[str], None],
+        progress: bool = True,
+        run_dir: Path | None = None,
+        evaluate: bool = True,
+    ) -> Trainer:
         """The loop with pretraining's callbacks (evaluation only when `evaluate` and eval_batches > 0)."""
         run_dir = Path(run_dir or self.run_dir)
         plan = self.plan()
-        checkpointing = Checkpointing(run_dir / "checkpoints", self.model_cfg, self.seed, self.tokenizer_dir,
-                                      state={"config": self.run_info(), "kind": "pretrain"})
+        checkpointing = Checkpointing(
+            run_dir / "checkpoints",
+            self.model_cfg,
+            self.seed,
+            self.tokenizer_dir,
+            state={"config": self.run_info(), "kind": "pretrain"},
+        )
         callbacks = default_callbacks(run_dir, self.cfg, plan, self.evaluator() if evaluate else None, progress)
-        return Trainer(model, LMTask(self.cfg.z_loss), self.sampler, self.cfg, plan, checkpointing, callbacks,
-                       dist=dist, log=log)
+        return Trainer(
+            model, LMTask(self.cfg.z_loss), self.sampler, self.cfg, plan, checkpointing, callbacks, dist=dist, log=log
+        )
 
 
 def choose_checkpoint(root: Path, resume: str) -> Path | None:
@@ -195,8 +247,10 @@ def choose_checkpoint(root: Path, resume: str) -> Path | None:
         return found[-1][1] if found else None
     if resume == "none":
         if found:
-            raise ConfigError(f"{root} already holds checkpoints (last: {found[-1][1].name}); pass --resume auto to "
-                              f"continue, or set run.name to start a new run")
+            raise ConfigError(
+                f"{root} already holds checkpoints (last: {found[-1][1].name}); pass --resume auto to "
+                f"continue, or set run.name to start a new run"
+            )
         return None
     path = Path(resume)
     if not path.is_dir():
@@ -204,8 +258,13 @@ def choose_checkpoint(root: Path, resume: str) -> Path | None:
     return path
 
 
-def run(recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, progress: bool = True,
-        log: Callable[[str], None] = lambda m: None) -> str:
+def run(
+    recipe: Recipe,
+    resume: str = "auto",
+    allow_data_change: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: None,
+) -> str:
     """Pretrain per the recipe (single process or one rank of torchrun). Returns 'done' or 'interrupted'."""
     dist = init_distributed()
     setup = Setup.from_recipe(recipe, log if dist.is_main else (lambda m: None))
@@ -216,9 +275,16 @@ def run(recipe: Recipe, resume: str = "auto", allow_data_change: bool = False, p
         trainer.resume(start, allow_data_change)
     home = RunLayout(setup.run_dir.parent)
     if dist.is_main:
-        atomic_write_json(setup.run_dir / "run.json",
-                          {**setup.run_info(), "world_size": dist.world, "code": code_version(),
-                           "environment": environment(), "resumed_from": home.rel(start) if start else None})
+        atomic_write_json(
+            setup.run_dir / "run.json",
+            {
+                **setup.run_info(),
+                "world_size": dist.world,
+                "code": code_version(),
+                "environment": environment(),
+                "resumed_from": home.rel(start) if start else None,
+            },
+        )
         for line in setup.describe():
             log(line)
     status = trainer.fit()
@@ -232,16 +298,20 @@ def show_batch(run_dir: Path, step: int, data_dir: Path | None = None) -> list[s
     info = _run_info(run_dir)
     setup = Setup.from_info(info, Path(run_dir), data_dir)
     if setup.data.fingerprint != info["data_fingerprint"]:
-        raise CheckpointError(f"the data in {setup.data.folder} changed since the run (fingerprint "
-                              f"{info['data_fingerprint'][:12]}… → {setup.data.fingerprint[:12]}…); show-batch "
-                              f"needs the original data")
+        raise CheckpointError(
+            f"the data in {setup.data.folder} changed since the run (fingerprint "
+            f"{info['data_fingerprint'][:12]}… → {setup.data.fingerprint[:12]}…); show-batch "
+            f"needs the original data"
+        )
     if not 0 <= step < setup.total_steps:
         raise ConfigError(f"--step {step} is outside the run's steps 0..{setup.total_steps - 1}")
-    lines = [f"step {step} (phase {phase_at(setup.spans, step).cfg.name}); data fingerprint "
-             f"{setup.data.fingerprint[:12]}…"]
+    lines = [
+        f"step {step} (phase {phase_at(setup.spans, step).cfg.name}); data fingerprint {setup.data.fingerprint[:12]}…"
+    ]
     for i, (sample, docs) in enumerate(setup.sampler.documents(step)):
-        lines.append(f"sample {i}: {sample.source}/{sample.split} tokens [{sample.offset}, "
-                     f"{sample.offset + sample.length})")
+        lines.append(
+            f"sample {i}: {sample.source}/{sample.split} tokens [{sample.offset}, {sample.offset + sample.length})"
+        )
         for d in docs:
             lo, hi = max(d.start, sample.offset), min(d.end, sample.offset + sample.length)
             lines.append(f"    {d.doc_id}  doc tokens [{lo - d.start}, {hi - d.start}) of {d.length}")
@@ -253,5 +323,6 @@ def _run_info(folder: Path) -> dict[str, Any]:
     for p in (Path(folder) / "run.json", RunLayout(Path(folder)).run_json("pretrain")):
         if p.is_file():
             return json.loads(p.read_text("utf-8"))
-    raise CheckpointError(f"no run.json in {folder} or {folder}/pretrain; pass a run folder written by "
-                          f"`moxin pretrain`")
+    raise CheckpointError(
+        f"no run.json in {folder} or {folder}/pretrain; pass a run folder written by `moxin pretrain`"
+    )

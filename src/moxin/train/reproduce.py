@@ -150,8 +150,10 @@ def find_parent(run: Path, start: Path) -> Path:
             return cand
     if base.get("path") and want and lin.current_sha(base, run) == want:  # run-relative, or as the recipe wrote it
         return recorded_path(base["path"], run)
-    raise CheckpointError(f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
-                          f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights")
+    raise CheckpointError(
+        f"{start}: its parent model (sha256 {str(want)[:12]}…, {base.get('path')}) is not in "
+        f"{run} and not at its recorded path; re-running fine-tuning needs the parent's weights"
+    )
 
 
 def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:

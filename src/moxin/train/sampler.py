@@ -44,7 +44,7 @@ def resolve_weights(mixture: dict[str, float], available: dict[str, int], budget
 def quotas(weights: dict[str, float], batch: int) -> dict[str, int]:
     """Largest-remainder apportionment of `batch` samples; ties broken by name (deterministic)."""
     raw = {s: w * batch for s, w in weights.items()}
-    q = {s: int(math.floor(v)) for s, v in raw.items()}
+    q = {s: math.floor(v) for s, v in raw.items()}
     left = batch - sum(q.values())
     for s in sorted(raw, key=lambda s: (-(raw[s] - q[s]), s))[:left]:
         q[s] += 1
@@ -102,23 +102,33 @@ class MixtureSampler:
         p, L = span.cfg, span.cfg.seq_len
         missing = [s for s in p.mixture if s not in self.data.sources]
         if missing:
-            raise ConfigError(f"pretrain phase {p.name!r}: mixture source {missing[0]!r} is not in "
-                              f"{self.data.folder}/tokens.json (it has {', '.join(self.data.sources)})")
-        avail = {s: self.data.length(s, p.split) for s in self.data.sources
-                 if (not p.mixture or s in p.mixture) and p.split in self.data.splits(s)}
-        weights = resolve_weights({s: w for s, w in p.mixture.items() if s in avail}, avail,
-                                  span.steps * span.tokens_per_step)
+            raise ConfigError(
+                f"pretrain phase {p.name!r}: mixture source {missing[0]!r} is not in "
+                f"{self.data.folder}/tokens.json (it has {', '.join(self.data.sources)})"
+            )
+        avail = {
+            s: self.data.length(s, p.split)
+            for s in self.data.sources
+            if (not p.mixture or s in p.mixture) and p.split in self.data.splits(s)
+        }
+        weights = resolve_weights(
+            {s: w for s, w in p.mixture.items() if s in avail}, avail, span.steps * span.tokens_per_step
+        )
         q = quotas(weights, span.global_batch)
         starved = [s for s, w in weights.items() if w > 0 and q[s] == 0]
         if starved:
-            raise ConfigError(f"pretrain phase {p.name!r}: source {starved[0]!r} gets 0 of global_batch="
-                              f"{span.global_batch} samples per step; raise global_batch or its mixture weight")
+            raise ConfigError(
+                f"pretrain phase {p.name!r}: source {starved[0]!r} gets 0 of global_batch="
+                f"{span.global_batch} samples per step; raise global_batch or its mixture weight"
+            )
         windows = {}
         for s in q:
             windows[s] = (avail[s] - 1) // L
             if windows[s] < 1:
-                raise DataError(f"source {s!r} ({p.split}) has {avail[s]} tokens, fewer than seq_len+1={L + 1} "
-                                f"of phase {p.name!r}; lower seq_len or add data")
+                raise DataError(
+                    f"source {s!r} ({p.split}) has {avail[s]} tokens, fewer than seq_len+1={L + 1} "
+                    f"of phase {p.name!r}; lower seq_len or add data"
+                )
         return {"quotas": {s: n for s, n in q.items() if n}, "windows": windows}
 
     def effective_mixture(self, phase: int) -> dict[str, float]:
@@ -149,10 +159,12 @@ class MixtureSampler:
 
         samples = self.samples(step)
         if len(samples) % world:
-            raise ConfigError(f"global_batch={len(samples)} is not divisible by the {world} processes; "
-                              f"set pretrain.global_batch to a multiple of the world size")
+            raise ConfigError(
+                f"global_batch={len(samples)} is not divisible by the {world} processes; "
+                f"set pretrain.global_batch to a multiple of the world size"
+            )
         per = len(samples) // world
-        mine = samples[rank * per:(rank + 1) * per]
+        mine = samples[rank * per : (rank + 1) * per]
         rows = [self.data.read(s.source, s.offset, s.length, s.split) for s in mine]
         return torch.from_numpy(np.stack(rows))
 

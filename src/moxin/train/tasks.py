@@ -11,8 +11,9 @@ from torch import nn
 from moxin.train import IGNORE
 
 
-def forward(model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None = None,
-            segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+def forward(
+    model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """ids (B, T) → logits (B, T, V) in fp32 (the softmax stays fp32 under bf16 autocast). Packed rows pass
     positions and segment ids, so attention stays inside each example and RoPE positions restart at 0."""
     kw = {}

@@ -266,8 +266,9 @@ class Trainer:
         bytes, of an uninterrupted one."""
         step = parse_step(parent.name)
         c = self.cfg.checkpoint
-        if step is not None and not (step % c.every == 0 or step in self.plan.forced_saves
-                                     or step == self.plan.total_steps):
+        if step is not None and not (
+            step % c.every == 0 or step in self.plan.forced_saves or step == self.plan.total_steps
+        ):
             return ckpt.read_state(parent)["lineage"].get("parent")
         return {"path": parent.name, "sha256": ckpt.checkpoint_sha(parent)}
 
