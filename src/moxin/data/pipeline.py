@@ -233,7 +233,7 @@ def environment() -> dict:
     import sys
     from importlib.metadata import PackageNotFoundError, version
 
-    env = {"python": sys.version.split()[0], "platform": platform.platform()}
+    env: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
     for pkg in ("numpy", "tokenizers", "transformers", "datasketch", "regex", "xxhash"):
         try:
             env[pkg] = version(pkg)

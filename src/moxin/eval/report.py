@@ -75,6 +75,12 @@ def write_manifest(out: Path) -> Path:
     return out / "manifest.json"
 
 
+def _x_value(row: dict[str, Any]) -> float:
+    """A plot's x value: tokens seen, else the step, else 0."""
+    tokens = row.get("tokens_seen")
+    return tokens if tokens is not None else row.get("step") or 0
+
+
 def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     """One PNG per table column: the metric against tokens seen (step when tokens_seen is unknown)."""
     import matplotlib
@@ -85,8 +91,7 @@ def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     rows, cols = rows_and_columns(results)
     paths = []
     for col in cols:
-        pts = sorted((r.get("tokens_seen") if r.get("tokens_seen") is not None else r.get("step") or 0, r[col])
-                     for r in rows if r.get(col) is not None and r.get("stage") == rows[0]["stage"])
+        pts = sorted((_x_value(r), r[col]) for r in rows if r.get(col) is not None and r.get("stage") == rows[0]["stage"])
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

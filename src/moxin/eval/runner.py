@@ -100,13 +100,17 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
     roots = _include_roots(s)
     data_files = {}
     if p.source == "local" and p.spec and p.spec.data:
-        from moxin.eval.local_data import data_file
+        from moxin.eval.local_data import ENV, data_file
 
+        root = s.data_dir
+        if root is None:  # a task with no Hugging Face version in moxin (toxicity) runs on local data only
+            raise EvalError(f"task {p.name!r} reads local data only; pass --data-dir DIR (or set {ENV}) with the "
+                            f"evaluation data laid out like ../shared/data")
         rels = FILES[p.spec.data]
-        present = [rel for rel in rels if (s.data_dir / rel).is_file()]
+        present = [rel for rel in rels if (root / rel).is_file()]
         for rel in rels if p.spec.data != "bbq" or not present else []:  # BBQ: any subset of its categories
-            data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
-        data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
+            data_file(root, rel)  # a missing file fails here, before any model is loaded
+        data_files = {rel: sha256_file(root / rel) for rel in present}
     elif yaml_cfg:
         data_files = _relocate(_yaml_data_files(yaml_cfg), roots)
     return {"task": p.lm_eval_task, "yaml": _relocate(yaml_cfg, roots), "source": p.source, "data_files": data_files,
@@ -272,9 +276,10 @@ def quiet_env_probe():
         ev.add_env_info = saved
 
 
-def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """lm-eval's 'acc,none' keys → 'acc' (filters other than none keep their name: 'exact_match,strict-match')."""
-    metrics, stderr = {}, {}
+    metrics: dict[str, float | None] = {}
+    stderr: dict[str, float | None] = {}
     for key, value in raw.items():
         if "," not in key or not isinstance(value, (int, float)):  # metrics are 'name,filter'; skip alias etc.
             continue

@@ -53,7 +53,7 @@ class _WordIndex:
 
 
 def fd_text(rec: dict, fields: list[str]) -> str:
-    parts = []
+    parts: list[str] = []
     for f in fields:
         v = rec.get(f)
         parts.extend(str(x) for x in v) if isinstance(v, list) else parts.append("" if v is None else str(v))
@@ -103,7 +103,7 @@ def decontaminate(examples: list[dict], sets: list[EvalSetConfig], n: int, resol
         idx, impl = make_index(dataclasses.replace(s, path=str(resolve(s.path))), n)
         indexes.append(idx)
     # Eval sets are named as written in the recipe, with the SHA-256 of a single file (never an absolute path).
-    report = {"ngram": n, "implementation": impl,
+    report: dict[str, Any] = {"ngram": n, "implementation": impl,
               "eval_sets": [{"name": i.name, "path": s.path, "items": i.items, "matched": 0,
                              "sha256": sha256_file(resolve(s.path)) if resolve(s.path).is_file() else None}
                             for i, s in zip(indexes, sets)]}

@@ -221,8 +221,9 @@ def _dist_licence(dist) -> str:
     if expr:
         return expr.strip()
     lic = (meta.get("License") or "").strip()
-    if lic and len(lic) < 60 and normalise(lic) in OSI:
-        return normalise(lic)
+    spdx = normalise(lic) if lic and len(lic) < 60 else None
+    if spdx is not None and spdx in OSI:
+        return spdx
     classifiers = " ".join(c for c in meta.get_all("Classifier") or [] if c.startswith("License ::"))
     text = classifiers.replace("Apache Software License", "Apache-2.0").replace("MIT License", "MIT")
     text = text.replace("BSD License", "BSD-3-Clause").replace("Python Software Foundation License", "PSF-2.0")
@@ -452,7 +453,9 @@ def _package_licence() -> str:
         meta = metadata.metadata("moxin")
     except metadata.PackageNotFoundError:
         return "Apache-2.0"
-    return (meta.get("License-Expression") or meta.get("License") or "Apache-2.0").strip()
+    # PackageMetadata declares get() only from Python 3.12; the first value of get_all is what get() returns
+    expr, lic = ((meta.get_all(key) or [""])[0] for key in ("License-Expression", "License"))
+    return (expr or lic or "Apache-2.0").strip()
 
 
 def _steps(cks, final, cfg, run, out, cp, data_dirs) -> dict[str, Any]:
