@@ -22,7 +22,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from moxin.provenance import atomic_dir, atomic_write_json, clean_stale_tmp, env
 from moxin.records import STATE_NAME, TrainState, read_train_state, train_state, write_stage_manifest, write_train_state
 from moxin.train.optim import flatten_optimizer_state, unflatten_optimizer_state
 
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.state_dict import ValueType
+
 __all__ = ["STATE_NAME", "checkpoint_sha", "consolidate", "list_checkpoints", "load_checkpoint", "previous_good",
            "prune", "read_state", "save_checkpoint", "verify"]
 
@@ -46,7 +49,8 @@ def checkpoint_sha(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------ RNG
 def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    # numpy's global RandomState is an MT19937: the legacy state is the tuple (name, keys, pos, has_gauss, gauss)
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     py_state = random.getstate()
     return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -112,14 +116,14 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
     if state.step != step:
         raise CheckpointError(f"save_checkpoint({final.name}): the train state's step is {state.step}, not {step}")
     full = not sharded
-    model_sd, optim_sd = gather_state(model, optimizer) if full else (None, None)
+    gathered = gather_state(model, optimizer) if full else None
     prev = list_checkpoints(root)
     try:
         if sharded:
             _save_sharded(final, model, optimizer, model_cfg, state, tokenizer_dir)
         elif _is_main():
             with atomic_dir(final, overwrite=True) as tmp:
-                _write_files(tmp, model_sd, optim_sd, model_cfg, state, tokenizer_dir)
+                _write_files(tmp, gathered, model_cfg, state, tokenizer_dir)
     except OSError as e:
         last = f"{prev[-1][1]} is intact" if prev else "no earlier checkpoint exists"
         why = "disk full" if e.errno == errno.ENOSPC else f"write failed ({e.strerror or e})"
@@ -128,9 +132,11 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
     return final
 
 
-def _write_files(tmp: Path, model_sd: dict | None, optim_sd: dict | None, model_cfg: ModelConfig,
-                 state: TrainState, tokenizer_dir: Path | None) -> None:
-    if model_sd is not None:
+def _write_files(tmp: Path, gathered: tuple[dict, dict] | None, model_cfg: ModelConfig, state: TrainState,
+                 tokenizer_dir: Path | None) -> None:
+    """`gathered`: the full model and optimizer state dicts (None for a sharded checkpoint: its dcp/ holds them)."""
+    if gathered is not None:
+        model_sd, optim_sd = gathered
         save_model(_Weights(model_sd, model_cfg), tmp / "model")
         tensors, groups = flatten_optimizer_state(optim_sd)
         write_safetensors(tmp / "optimizer.safetensors", tensors, metadata={"producer": "moxin"})
@@ -162,7 +168,7 @@ def _save_sharded(final: Path, model, optimizer, model_cfg, state, tokenizer_dir
         with atomic_dir(final, overwrite=True) as out:
             shutil.copytree(tmp / "dcp", out / "dcp")
             atomic_write_json(out / "model_config.json", model_cfg.__dict__)
-            _write_files(out, None, None, model_cfg, state, tokenizer_dir)
+            _write_files(out, None, model_cfg, state, tokenizer_dir)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -209,7 +215,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     if state.get("sharded"):
         _load_sharded(path, model, optimizer)
         return state
-    sd = read_safetensors(path / "model" / "model.safetensors")
+    # torch types the state dict as an invariant dict of its value union; a dict of tensors is one
+    sd = cast("dict[str, ValueType]", read_safetensors(path / "model" / "model.safetensors"))
     set_model_state_dict(model, sd, options=_opts(True))
     if optimizer is not None:
         tensors = read_safetensors(path / "optimizer.safetensors")
@@ -226,12 +233,12 @@ def _load_sharded(path: Path, model, optimizer) -> None:
 
     no_dist = not (dist.is_available() and dist.is_initialized())
     if optimizer is None:
-        target = {"model": get_model_state_dict(model, options=_opts(False))}
+        target: dict[str, Any] = {"model": get_model_state_dict(model, options=_opts(False))}
         dcp.load(target, checkpoint_id=str(path / "dcp"), no_dist=no_dist)
         set_model_state_dict(model, target["model"], options=_opts(False))
         return
     msd, osd = get_state_dict(model, optimizer, options=_opts(False))
-    target = {"model": msd, "optim": osd}
+    target = {"model": msd, "optim": osd}  # dcp.load fills both in place
     dcp.load(target, checkpoint_id=str(path / "dcp"), no_dist=no_dist)
     set_state_dict(model, optimizer, model_state_dict=target["model"], optim_state_dict=target["optim"],
                    options=_opts(False))
@@ -253,15 +260,15 @@ def consolidate(path: Path) -> Path:
     cfg = from_json_dict(json.loads((path / "model_config.json").read_text("utf-8")), str(path / "model_config.json"))
     model = Transformer(cfg)
     tc = TrainConfig()
-    opt = build_optimizer(model, tc.lr, tc.weight_decay, tuple(tc.betas), tc.eps)
+    opt = build_optimizer(model, tc.lr, tc.weight_decay, (tc.betas[0], tc.betas[1]), tc.eps)
     _load_sharded(path, model, opt)
-    model_sd, optim_sd = gather_state(model, opt)
+    gathered = gather_state(model, opt)
     state = {k: v for k, v in state.items() if k not in ("sharded", "optimizer_param_groups")}
     state["consolidated_from_world_size"] = state.pop("world_size", None)
     record = train_state(state, str(path / STATE_NAME))
     tok = path / "tokenizer"
     with atomic_dir(path, overwrite=True) as tmp:
-        _write_files(tmp, model_sd, optim_sd, cfg, record, tok if tok.is_dir() else None)
+        _write_files(tmp, gathered, cfg, record, tok if tok.is_dir() else None)
     return path
 
 
