@@ -91,7 +91,8 @@ def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     rows, cols = rows_and_columns(results)
     paths = []
     for col in cols:
-        pts = sorted((_x_value(r), r[col]) for r in rows if r.get(col) is not None and r.get("stage") == rows[0]["stage"])
+        pts = sorted((_x_value(r), r[col]) for r in rows
+                     if r.get(col) is not None and r.get("stage") == rows[0]["stage"])
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

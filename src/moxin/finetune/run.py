@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 from moxin.errors import CheckpointError
 from moxin.finetune import lineage as lin
 from moxin.finetune.batches import PreferenceBatches, SFTBatches
-from moxin.finetune.config import ModeConfig
+from moxin.finetune.config import DPOConfig, GRPOConfig, ModeConfig
 from moxin.finetune.lora import apply_lora, load_lora_weights
 from moxin.finetune.prepare import Prepared, prepare
 from moxin.finetune.template import end_of_turn_id, ensure_chat_template, pack, pad_rows
@@ -30,13 +30,18 @@ from moxin.layout import RunLayout, finetune_names
 from moxin.recipe import Recipe
 from moxin.records import write_stage_manifest
 
+if TYPE_CHECKING:
+    from moxin.finetune.grpo import GRPOBatches
+    from moxin.model.transformer import Transformer
+    from moxin.train.trainer import Batches, Task
+
 Log = Callable[[str], None]
 _STAGE_FILES = ("run.json", "metrics.jsonl")  # the stage's manifest; checkpoints, data/, tokenizer/ have their own
 
 
 @dataclass
 class Context:
-    recipe: Recipe
+    recipe: Recipe | None  # None when `reproduce_steps` re-runs a stage from its records
     mode: str
     cfg: ModeConfig
     run_dir: Path
@@ -67,6 +72,12 @@ def resolver(recipe: Recipe, run_dir: Path) -> Callable[[str], Path]:
     return resolve
 
 
+def _recipe(ctx: Context) -> Recipe:
+    if ctx.recipe is None:
+        raise CheckpointError(f"{ctx.out}: this stage is being re-run from its records, without a recipe")
+    return ctx.recipe
+
+
 def _rel(ctx: Context, path: Path | None) -> str | None:
     """A path as records hold it: relative to the run folder (moxin.layout.RunLayout.rel)."""
     return RunLayout(ctx.run_dir).rel(path) if path is not None else None
@@ -79,7 +90,7 @@ def load_parent(path: Path) -> nn.Module:
     return load_parent_verified(path)[0]
 
 
-def load_parent_verified(path: Path) -> tuple[nn.Module, str | None]:
+def load_parent_verified(path: Path) -> tuple[Transformer, str | None]:
     """(model, SHA-256 of the manifest the loaded bytes were checked against, or None for a folder or file
     without one). The bytes are hashed as read, so the SHA-256 is the identity of what was loaded."""
     from moxin.interop import load_verified
@@ -97,8 +108,9 @@ def load_parent_verified(path: Path) -> tuple[nn.Module, str | None]:
 def load_tok(ctx: Context, log: Log):
     from moxin.interop.tokenizer import load_tokenizer
 
-    fcfg = ctx.recipe.finetune
-    tok = load_tokenizer(ctx.recipe.resolve_path(fcfg.tokenizer) if fcfg.tokenizer else ctx.parent_path)
+    recipe = _recipe(ctx)
+    fcfg = recipe.finetune
+    tok = load_tokenizer(recipe.resolve_path(fcfg.tokenizer) if fcfg.tokenizer else ctx.parent_path)
     source = ensure_chat_template(tok, fcfg.chat_template)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -211,20 +223,22 @@ def dpo_eval(val: PreferenceBatches | None, cfg):
     return evaluate
 
 
-def grpo_setup(ctx: Context, prep: Prepared, model: nn.Module, tok, seed: int, pad_id: int, lora: bool):
+def grpo_setup(ctx: Context, prep: Prepared, model: nn.Module, tok, seed: int, pad_id: int, lora: bool
+               ) -> tuple[GRPOBatches, Callable[[nn.Module, int], dict[str, float]] | None]:
     from moxin.finetune.grpo import GRPOBatches, eval_reward
 
     eot = end_of_turn_id(tok)
     batches = GRPOBatches([p for p, _ in prep.train], [a for _, a in prep.train], tok, ctx.cfg, seed, eot, pad_id)
     batches.reference = None if lora else copy.deepcopy(model).requires_grad_(False).eval()
-    val = GRPOBatches([p for p, _ in prep.val], [a for _, a in prep.val], tok, ctx.cfg, seed, eot, pad_id) \
-        if prep.val else None
+    if not prep.val:
+        return batches, None
+    val = GRPOBatches([p for p, _ in prep.val], [a for _, a in prep.val], tok, ctx.cfg, seed, eot, pad_id)
 
     def evaluate(m: nn.Module, step: int) -> dict[str, float]:
         val.policy, val.fixed_length = m, batches.fixed_length  # FSDP: every rank runs the same forwards
         return {"val_reward": eval_reward(val, list(range(len(prep.val))))}
 
-    return batches, (evaluate if val else None)
+    return batches, evaluate
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -234,41 +248,53 @@ def build(ctx: Context, tok, prep: Prepared, seed: int, dist, log: Log, progress
     from moxin.parallel import parallelize
 
     cfg, mode = ctx.cfg, ctx.mode
-    model, verified_sha = load_parent_verified(ctx.parent_path)
-    model = model.to(dist.device)
+    base, verified_sha = load_parent_verified(ctx.parent_path)
+    base = base.to(dist.device)
     if verified_sha and ctx.parent["kind"] in ("checkpoint", "model") and ctx.parent["sha256"] != verified_sha:
         # lineage names the bytes that were loaded, even if the parent changed after the run started
         ctx.parent = {**ctx.parent, "sha256": verified_sha}
-    if len(tok) > model.cfg.vocab_size:
+    if len(tok) > base.cfg.vocab_size:
         raise CheckpointError(f"the tokenizer has {len(tok)} tokens but the parent model's vocabulary is "
-                              f"{model.cfg.vocab_size}; use the parent's own tokenizer (finetune.tokenizer)")
-    lora = apply_lora(model, cfg.lora, seed) if cfg.lora.rank > 0 else None
+                              f"{base.cfg.vocab_size}; use the parent's own tokenizer (finetune.tokenizer)")
+    lora = apply_lora(base, cfg.lora, seed) if cfg.lora.rank > 0 else None
     if lora:
         log(f"LoRA rank {lora['rank']} on {', '.join(lora['targets'])}: {lora['trainable_params']:,} trainable of "
             f"{lora['total_params']:,} parameters")
     pad_id = int(tok.pad_token_id)
+    task: Task
+    batches: Batches
+    rollouts: GRPOBatches | None = None  # GRPO samples with the model being trained
     if mode == "sft":
         task, batches, evaluate = SFTTask(), sft_batches(prep, cfg, seed, pad_id), sft_eval(prep, cfg, pad_id)
     elif mode == "dpo":
+        dcfg = cast(DPOConfig, cfg)
         # LoRA starts with B = 0, so the adapted model's outputs are exactly the parent's: a valid reference.
-        batches, val = dpo_setup(ctx, prep, model, seed, pad_id, log, progress and dist.is_main)
-        task, evaluate = DPOTask(cfg.beta, cfg.label_smoothing), dpo_eval(val, cfg)
+        batches, val = dpo_setup(ctx, prep, base, seed, pad_id, log, progress and dist.is_main)
+        task, evaluate = DPOTask(dcfg.beta, dcfg.label_smoothing), dpo_eval(val, cfg)
     else:
         from moxin.finetune.grpo import GRPOTask
 
-        batches, evaluate = grpo_setup(ctx, prep, model, tok, seed, pad_id, lora is not None)
-        task = GRPOTask(cfg.clip_eps, cfg.beta)
-    model = parallelize(model, dist, cfg.parallel, cfg.activation_checkpointing, cfg.compile, cfg.fsdp_bf16_params)
-    if mode == "grpo":
-        batches.policy, batches.fixed_length = model, dist.distributed
+        gcfg = cast(GRPOConfig, cfg)
+        rollouts, evaluate = grpo_setup(ctx, prep, base, tok, seed, pad_id, lora is not None)
+        task, batches = GRPOTask(gcfg.clip_eps, gcfg.beta), rollouts
+    model = parallelize(base, dist, cfg.parallel, cfg.activation_checkpointing, cfg.compile, cfg.fsdp_bf16_params)
+    if rollouts is not None:
+        rollouts.policy, rollouts.fixed_length = model, dist.distributed
     return model, task, batches, evaluate, lora
 
 
 def total_steps(cfg: ModeConfig, n_samples: int, mode: str) -> int:
     if cfg.steps is not None:
         return cfg.steps
-    per_step = cfg.global_batch // cfg.group_size if mode == "grpo" else cfg.global_batch
+    per_step = cfg.global_batch // cast(GRPOConfig, cfg).group_size if mode == "grpo" else cfg.global_batch
     return max(1, math.ceil((cfg.epochs or 1.0) * n_samples / per_step))
+
+
+def epoch_samples(prep: Prepared, batches: Batches) -> int:
+    """What an epoch counts: the packed rows of packed SFT, else the training examples."""
+    if isinstance(batches, SFTBatches) and batches.packed is not None:
+        return len(batches.packed.input_ids)
+    return len(prep.train)
 
 
 def plan(cfg: ModeConfig, steps: int, mode: str):
@@ -287,8 +313,8 @@ def lineage_record(ctx: Context, prep: Prepared, lora: dict | None) -> dict[str,
 
     # The run's resolved recipe (written by `moxin build`) when present: its bytes depend on the recipe's content
     # only, not on the file's name or folder, so a rebuild from a release's config/recipe.toml records the same.
-    src = RunLayout(ctx.run_dir).recipe_file
-    src = src if src.is_file() else ctx.recipe.source_path
+    resolved = RunLayout(ctx.run_dir).recipe_file
+    src = resolved if resolved.is_file() else _recipe(ctx).source_path
     return {"base": ctx.parent, "lora": lora, "code": code_version(),
             "recipe": {"name": src.name if src else "", "sha256": sha256_file(src) if src and src.is_file() else None},
             "data": {"manifest": _rel(ctx, prep.manifest_path), "sha256": prep.manifest_sha256,
@@ -323,8 +349,7 @@ def run(recipe: Recipe, mode: str, resume: str = "auto", progress: bool = True, 
         prep.manifest_sha256 = sha256_file(prep.manifest_path)
     torch.manual_seed(seed)
     model, task, batches, evaluate, lora = build(ctx, tok, prep, seed, dist, log, progress)
-    steps = total_steps(ctx.cfg, len(prep.train) if mode != "sft" or not ctx.cfg.packing else
-                        len(batches.packed.input_ids), mode)
+    steps = total_steps(ctx.cfg, epoch_samples(prep, batches), mode)
     shared = {k: v for k, v in to_dict(recipe.finetune).items() if k not in lin.MODES}
     config = {"mode": mode, "finetune": shared, mode: to_dict(ctx.cfg), "seed": seed,
               "model": dataclasses.asdict(_model_cfg(model))}
@@ -373,7 +398,7 @@ def _read_summary(out: Path) -> dict[str, Any]:
         return {}
 
 
-def write_final(out: Path, ckpt: Path) -> Path:
+def write_final(out: Path, ckpt: Path | None) -> Path:
     """The LoRA run's result as a plain model: final/ = merged model/, tokenizer/, train_state.json, manifest."""
     import dataclasses
     import shutil
@@ -382,6 +407,8 @@ def write_final(out: Path, ckpt: Path) -> Path:
     from moxin.provenance import atomic_dir, sha256_file
     from moxin.records import ModelRecord, run_root, write_train_state
 
+    if ckpt is None:
+        raise CheckpointError(f"{out / 'checkpoints'}: the run finished without a checkpoint to merge into final/")
     state = lin.read_state(ckpt)
     if not state.lineage.lora:
         raise CheckpointError(f"{ckpt / lin.STATE_NAME} records no lineage.lora; only a LoRA checkpoint has a merged "
@@ -457,8 +484,7 @@ def reproduce_steps(stage: Path, start: Path, to_step: int, out: Path, parent: P
                   lin.parent_record(Path(parent), stage.parent.parent))
     torch.manual_seed(seed)
     model, task, batches, _, _ = build(ctx, tok, prep, seed, Dist(), log, progress=False)
-    steps = total_steps(cfg, len(prep.train) if mode != "sft" or not cfg.packing else
-                        len(batches.packed.input_ids), mode)
+    steps = total_steps(cfg, epoch_samples(prep, batches), mode)
     checkpointing = Checkpointing(out / "checkpoints", _model_cfg(model), seed, stage / "tokenizer",
                                   {k: state[k] for k in ("kind", "mode", "config") if k in state},
                                   state.get("lineage") or {})

@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from moxin.layout import RunLayout
-from moxin.release.runs import (Checkpoint, all_checkpoints, data_sources, eval_results, finetune_datasets, read_json,
-                                read_jsonl)
+from moxin.release.runs import (
+    Checkpoint,
+    all_checkpoints,
+    data_sources,
+    eval_results,
+    finetune_datasets,
+    read_json,
+    read_jsonl,
+)
 
 BIAS_WORDS = ("crows", "bbq", "bias", "toxic", "stereo")
 
