@@ -22,19 +22,40 @@ import xxhash
 
 from moxin.data.config import DataConfig
 from moxin.data.document import REJECTS_FILE
-from moxin.data.process import ProcessResult, Processor
+from moxin.data.process import Processor, ProcessResult
 from moxin.errors import DataError
-from moxin.provenance import (atomic_dir, atomic_write_bytes, atomic_write_text, code_version, fingerprint,
-                              write_manifest)
+from moxin.provenance import (
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_text,
+    code_version,
+    fingerprint,
+    write_manifest,
+)
 from moxin.tokenizer.config import TokenizerConfig
 
 
 def _progress(enabled: bool):
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
 
 
 def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int) -> tuple[str, str, dict]:
@@ -45,11 +66,20 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
 
     per = {s.name: source_fingerprint(s, f"data.sources[{i}] ({s.name})") for i, s in enumerate(data_cfg.sources)}
     evals = {e.name: source_fingerprint_file(e.path) for e in data_cfg.decontaminate}
-    process_fp = fingerprint({"data": to_dict(data_cfg.portable()), "seed": seed, "evals": evals,
-                              "sources": {k: v["fingerprint"] for k, v in per.items()}})
+    process_fp = fingerprint(
+        {
+            "data": to_dict(data_cfg.portable()),
+            "seed": seed,
+            "evals": evals,
+            "sources": {k: v["fingerprint"] for k, v in per.items()},
+        }
+    )
     tok_files = _reused_tokenizer_fp(tok_cfg.path) if tok_cfg.path else None
-    return fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg), "tokenizer_files": tok_files}), \
-        process_fp, per
+    return (
+        fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg), "tokenizer_files": tok_files}),
+        process_fp,
+        per,
+    )
 
 
 def _reused_tokenizer_fp(path: str) -> dict[str, str]:
@@ -91,8 +121,9 @@ def tokenizer_sample(processed: Path, splits: dict[str, np.ndarray], sample_byte
         with open(processed / f"{name}.jsonl", "rb") as fh:
             for i, line in enumerate(fh):
                 if not split[i]:
-                    keys.append((xxhash.xxh64_intdigest(line, seed=seed & 0xFFFFFFFFFFFFFFFF), name, i,
-                                 int(offsets[i][1])))
+                    keys.append(
+                        (xxhash.xxh64_intdigest(line, seed=seed & 0xFFFFFFFFFFFFFFFF), name, i, int(offsets[i][1]))
+                    )
     keys.sort()
     chosen, total = [], 0
     for key in keys:
@@ -111,8 +142,9 @@ def tokenizer_sample(processed: Path, splits: dict[str, np.ndarray], sample_byte
     return [t for _, t in sorted(texts)]
 
 
-def train_tokenizer_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, run_dir: str | Path,
-                          progress: bool = True) -> dict:
+def train_tokenizer_stage(
+    data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, run_dir: str | Path, progress: bool = True
+) -> dict:
     """Only the tokenizer: from <run>/data/processed when that matches the current data config and inputs,
     else after processing the sources into a temporary folder. Returns the tokenizer manifest."""
     import tempfile
@@ -126,10 +158,14 @@ def train_tokenizer_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: 
     old = _old_manifest(run_dir / "data")
     if old and old.get("process_fingerprint") == process_fp:
         processed = run_dir / "data" / "processed"
-        splits = {s["name"]: np.load(processed / f"{s['name']}.split.npy") for s in old["sources"]
-                  if (processed / f"{s['name']}.split.npy").is_file()}
-        return ensure_tokenizer(tok_cfg, tokenizer_sample(processed, splits, tok_cfg.sample_bytes, seed),
-                                run_dir / "tokenizer", seed)
+        splits = {
+            s["name"]: np.load(processed / f"{s['name']}.split.npy")
+            for s in old["sources"]
+            if (processed / f"{s['name']}.split.npy").is_file()
+        }
+        return ensure_tokenizer(
+            tok_cfg, tokenizer_sample(processed, splits, tok_cfg.sample_bytes, seed), run_dir / "tokenizer", seed
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     with _progress(progress) as bar, tempfile.TemporaryDirectory(prefix=".tmp-tokenizer-", dir=run_dir) as t:
         processed = Path(t)
@@ -143,9 +179,11 @@ def _save_index(processed: Path, res: ProcessResult, val_fraction: float) -> dic
     if sum(len(s.offsets) for s in res.sources.values()) == 0:
         table = res.ledger.step_table(list(res.sources))
         reasons = ", ".join(f"{st['step']}.{k} {v}" for st in table for k, v in st["dropped"].items())
-        raise DataError(f"data: no documents left after the steps ({table[0]['docs_in']} records read; dropped: "
-                        f"{reasons}); first read errors: {res.ledger.error_lines[:3]}; fix the inputs or relax "
-                        f"data.quality.* / data.decontam_action")
+        raise DataError(
+            f"data: no documents left after the steps ({table[0]['docs_in']} records read; dropped: "
+            f"{reasons}); first read errors: {res.ledger.error_lines[:3]}; fix the inputs or relax "
+            f"data.quality.* / data.decontam_action"
+        )
     splits = assign_splits(res, val_fraction)
     for name, sr in res.sources.items():
         _save_npy(processed / f"{name}.offsets.npy", np.asarray(sr.offsets, dtype=np.int64).reshape(-1, 2))
@@ -168,8 +206,12 @@ def ensure_tokenizer(tok_cfg: TokenizerConfig, texts: list[str], tok_dir: Path, 
     old = load_manifest(tok_dir)
     cfg_hash = fingerprint(to_dict(tok_cfg))
     # A reused tokenizer (tokenizer.path) is copied again every time: it is cheap, and its files may have changed.
-    if old and old.get("config_hash") == cfg_hash and not tok_cfg.path and \
-            old.get("sample", {}).get("sha256") == h.hexdigest():
+    if (
+        old
+        and old.get("config_hash") == cfg_hash
+        and not tok_cfg.path
+        and old.get("sample", {}).get("sha256") == h.hexdigest()
+    ):
         from moxin.provenance import verify_manifest
 
         if not verify_manifest(tok_dir):
@@ -183,8 +225,14 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write_bytes(path, bio.getvalue())
 
 
-def run_data_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, run_dir: str | Path,
-                   force: bool = False, progress: bool = True) -> dict:
+def run_data_stage(
+    data_cfg: DataConfig,
+    tok_cfg: TokenizerConfig,
+    seed: int,
+    run_dir: str | Path,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
     """Process every source, train (or reuse) the tokenizer on a sample of the processed train text, tokenize
     into shards, and write `<run>/data/manifest.json` + `data_card.md`. `data_cfg` must have resolved paths
     (`DataConfig.resolved`). Skips the work (returns the old manifest) when the inputs' fingerprint is unchanged."""
@@ -208,16 +256,18 @@ def run_data_stage(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, ru
         res.ledger.write_rejects(tmp / REJECTS_FILE)
         from moxin.data.card import build_manifest, render_card
 
-        info = build_manifest(data_cfg, tok_cfg, seed, fp, per_source, res, splits, meta, tok_manifest,
-                              code_version(), environment())
+        info = build_manifest(
+            data_cfg, tok_cfg, seed, fp, per_source, res, splits, meta, tok_manifest, code_version(), environment()
+        )
         info["process_fingerprint"] = process_fp
         atomic_write_text(tmp / "data_card.md", render_card(info))
         manifest = write_manifest(tmp, info)
     return manifest
 
 
-def _tokenize(tmp: Path, processed: Path, res: ProcessResult, splits, tok_dir: Path, tok_manifest: dict,
-              data_cfg: DataConfig, bar) -> dict:
+def _tokenize(
+    tmp: Path, processed: Path, res: ProcessResult, splits, tok_dir: Path, tok_manifest: dict, data_cfg: DataConfig, bar
+) -> dict:
     from moxin.data.shard import load_bpe, tokenize_processed
 
     tok = load_bpe(tok_dir)
@@ -233,7 +283,7 @@ def environment() -> dict:
     import sys
     from importlib.metadata import PackageNotFoundError, version
 
-    env = {"python": sys.version.split()[0], "platform": platform.platform()}
+    env: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
     for pkg in ("numpy", "tokenizers", "transformers", "datasketch", "regex", "xxhash"):
         try:
             env[pkg] = version(pkg)

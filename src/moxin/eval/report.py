@@ -27,9 +27,16 @@ def rows_and_columns(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
     cols: list[str] = []
     for res in results:
         m = res["model"]
-        row = rows.setdefault(m["sha256"], {"stage": m.get("stage") or m.get("kind"), "step": m.get("step"),
-                                            "tokens_seen": m.get("tokens_seen"), "checkpoint_sha256": m["sha256"],
-                                            "_path": m["path"]})
+        row = rows.setdefault(
+            m["sha256"],
+            {
+                "stage": m.get("stage") or m.get("kind"),
+                "step": m.get("step"),
+                "tokens_seen": m.get("tokens_seen"),
+                "checkpoint_sha256": m["sha256"],
+                "_path": m["path"],
+            },
+        )
         spec = CATALOG.get(res["task"])
         wanted = spec.metrics if spec else tuple(res["metrics"])
         for metric in wanted:
@@ -38,8 +45,9 @@ def rows_and_columns(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
                 row[col] = res["metrics"][metric]
                 if col not in cols:
                     cols.append(col)
-    ordered = sorted(rows.values(), key=lambda r: (r["stage"] != "pretrain", str(r["stage"]), r["step"] or 0,
-                                                   r["_path"]))
+    ordered = sorted(
+        rows.values(), key=lambda r: (r["stage"] != "pretrain", str(r["stage"]), r["step"] or 0, r["_path"])
+    )
     return ordered, cols
 
 
@@ -75,6 +83,12 @@ def write_manifest(out: Path) -> Path:
     return out / "manifest.json"
 
 
+def _x_value(row: dict[str, Any]) -> float:
+    """A plot's x value: tokens seen, else the step, else 0."""
+    tokens = row.get("tokens_seen")
+    return tokens if tokens is not None else row.get("step") or 0
+
+
 def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     """One PNG per table column: the metric against tokens seen (step when tokens_seen is unknown)."""
     import matplotlib
@@ -85,8 +99,9 @@ def write_plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     rows, cols = rows_and_columns(results)
     paths = []
     for col in cols:
-        pts = sorted((r.get("tokens_seen") if r.get("tokens_seen") is not None else r.get("step") or 0, r[col])
-                     for r in rows if r.get(col) is not None and r.get("stage") == rows[0]["stage"])
+        pts = sorted(
+            (_x_value(r), r[col]) for r in rows if r.get(col) is not None and r.get("stage") == rows[0]["stage"]
+        )
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

@@ -56,7 +56,8 @@ def hf_reachable(timeout: float = 3.0) -> bool:
 
 
 def resolve_source(s: Settings) -> Settings:
-    """Local data when --data-dir (or MOXIN_EVAL_DATA_DIR) is given; otherwise lm-eval's built-in tasks (Hugging Face)."""
+    """Local data when --data-dir (or MOXIN_EVAL_DATA_DIR) is given; otherwise lm-eval's built-in tasks (Hugging
+    Face)."""
     from moxin.eval.local_data import ENV, data_dir
 
     if s.data_dir is None and os.environ.get(ENV):
@@ -64,8 +65,10 @@ def resolve_source(s: Settings) -> Settings:
     if s.data_dir is not None:
         s.data_dir = data_dir(s.data_dir)
     elif not hf_reachable():
-        raise EvalError(f"Hugging Face datasets are not reachable (offline); pass --data-dir DIR (or set {ENV}) with "
-                        f"the evaluation data laid out like ../shared/data")
+        raise EvalError(
+            f"Hugging Face datasets are not reachable (offline); pass --data-dir DIR (or set {ENV}) with "
+            f"the evaluation data laid out like ../shared/data"
+        )
     return s
 
 
@@ -100,19 +103,36 @@ def task_config(p: Planned, s: Settings) -> dict[str, Any]:
     roots = _include_roots(s)
     data_files = {}
     if p.source == "local" and p.spec and p.spec.data:
-        from moxin.eval.local_data import data_file
+        from moxin.eval.local_data import ENV, data_file
 
+        root = s.data_dir
+        if root is None:  # a task with no Hugging Face version in moxin (toxicity) runs on local data only
+            raise EvalError(
+                f"task {p.name!r} reads local data only; pass --data-dir DIR (or set {ENV}) with the "
+                f"evaluation data laid out like ../shared/data"
+            )
         rels = FILES[p.spec.data]
-        present = [rel for rel in rels if (s.data_dir / rel).is_file()]
+        present = [rel for rel in rels if (root / rel).is_file()]
         for rel in rels if p.spec.data != "bbq" or not present else []:  # BBQ: any subset of its categories
-            data_file(s.data_dir, rel)  # a missing file fails here, before any model is loaded
-        data_files = {rel: sha256_file(s.data_dir / rel) for rel in present}
+            data_file(root, rel)  # a missing file fails here, before any model is loaded
+        data_files = {rel: sha256_file(root / rel) for rel in present}
     elif yaml_cfg:
         data_files = _relocate(_yaml_data_files(yaml_cfg), roots)
-    return {"task": p.lm_eval_task, "yaml": _relocate(yaml_cfg, roots), "source": p.source, "data_files": data_files,
-            "num_fewshot": p.num_fewshot, "limit": s.limit, "seed": s.seed, "dtype": s.dtype,
-            "apply_chat_template": s.apply_chat_template, "max_length": s.max_length,
-            "lm_eval_version": lm_eval.__version__, "bootstrap_iters": BOOTSTRAP_ITERS, "result_version": RESULT_VERSION}
+    return {
+        "task": p.lm_eval_task,
+        "yaml": _relocate(yaml_cfg, roots),
+        "source": p.source,
+        "data_files": data_files,
+        "num_fewshot": p.num_fewshot,
+        "limit": s.limit,
+        "seed": s.seed,
+        "dtype": s.dtype,
+        "apply_chat_template": s.apply_chat_template,
+        "max_length": s.max_length,
+        "lm_eval_version": lm_eval.__version__,
+        "bootstrap_iters": BOOTSTRAP_ITERS,
+        "result_version": RESULT_VERSION,
+    }
 
 
 def _yaml_data_files(cfg: dict[str, Any]) -> dict[str, str]:
@@ -215,8 +235,9 @@ def _check_local_data(planned: list[Planned], s: Settings) -> None:
 def _load_lm(model: ModelRef, s: Settings):
     from moxin.eval.adapter import MoxinLM
 
-    return MoxinLM(path=str(model.path), batch_size=s.batch_size, dtype=s.dtype, device=s.device,
-                   max_length=s.max_length)
+    return MoxinLM(
+        path=str(model.path), batch_size=s.batch_size, dtype=s.dtype, device=s.device, max_length=s.max_length
+    )
 
 
 def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: Settings) -> dict[str, Any]:
@@ -229,25 +250,50 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
     t0 = time.perf_counter()
     try:
         with quiet_env_probe():
-            out = simple_evaluate(model=lm, tasks=[p.lm_eval_task], num_fewshot=p.num_fewshot, limit=s.limit,
-                                  task_manager=_tm(s), random_seed=s.seed, numpy_random_seed=s.seed,
-                                  torch_random_seed=s.seed, fewshot_random_seed=s.seed, log_samples=False,
-                                  apply_chat_template=s.apply_chat_template, bootstrap_iters=BOOTSTRAP_ITERS,
-                                  batch_size=s.batch_size)
+            out = simple_evaluate(
+                model=lm,
+                tasks=[p.lm_eval_task],
+                num_fewshot=p.num_fewshot,
+                limit=s.limit,
+                task_manager=_tm(s),
+                random_seed=s.seed,
+                numpy_random_seed=s.seed,
+                torch_random_seed=s.seed,
+                fewshot_random_seed=s.seed,
+                log_samples=False,
+                apply_chat_template=s.apply_chat_template,
+                bootstrap_iters=BOOTSTRAP_ITERS,
+                batch_size=s.batch_size,
+            )
     except (KeyError, ValueError, FileNotFoundError, ConnectionError, OSError) as e:
-        raise EvalError(f"lm-eval could not run task {p.lm_eval_task!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise EvalError(f"lm-eval could not run task {p.lm_eval_task!r}: {type(e).__name__}: {first}") from None
     seconds = time.perf_counter() - t0
     metrics, stderr = _metrics(out["results"].get(p.lm_eval_task, {}))
     return {
-        "result_version": RESULT_VERSION, "task": p.name, "lm_eval_task": p.lm_eval_task, "source": p.source,
-        "suite": p.suite, "model": model.record(), "task_config_hash": config_hash, "task_config": cfg,
-        "lm_eval_version": lm_eval.__version__, "num_fewshot": out.get("n-shot", {}).get(p.lm_eval_task, p.num_fewshot),
-        "batch_size": s.batch_size, "dtype": s.dtype, "seed": s.seed, "apply_chat_template": s.apply_chat_template,
-        "limit": s.limit, "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
-        "time_s": round(seconds, 3), "metrics": metrics, "stderr": stderr,
+        "result_version": RESULT_VERSION,
+        "task": p.name,
+        "lm_eval_task": p.lm_eval_task,
+        "source": p.source,
+        "suite": p.suite,
+        "model": model.record(),
+        "task_config_hash": config_hash,
+        "task_config": cfg,
+        "lm_eval_version": lm_eval.__version__,
+        "num_fewshot": out.get("n-shot", {}).get(p.lm_eval_task, p.num_fewshot),
+        "batch_size": s.batch_size,
+        "dtype": s.dtype,
+        "seed": s.seed,
+        "apply_chat_template": s.apply_chat_template,
+        "limit": s.limit,
+        "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
+        "time_s": round(seconds, 3),
+        "metrics": metrics,
+        "stderr": stderr,
         "lm_eval_config": _stable(_relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s))),
         "environment": environment(),
-        "code": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
@@ -272,9 +318,10 @@ def quiet_env_probe():
         ev.add_env_info = saved
 
 
-def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """lm-eval's 'acc,none' keys → 'acc' (filters other than none keep their name: 'exact_match,strict-match')."""
-    metrics, stderr = {}, {}
+    metrics: dict[str, float | None] = {}
+    stderr: dict[str, float | None] = {}
     for key, value in raw.items():
         if "," not in key or not isinstance(value, (int, float)):  # metrics are 'name,filter'; skip alias etc.
             continue

@@ -117,7 +117,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 def load_lora_weights(
     model_dir, info: dict[str, Any], dtype: torch.dtype = torch.float32, sd: dict[str, torch.Tensor] | None = None
-) -> nn.Module:
+) -> Transformer:
     """A LoRA checkpoint's model/ folder (parent tensors + adapters) → the merged plain model (`sd`: its
     weights, already read and verified by the caller)."""
     from pathlib import Path
@@ -139,4 +139,5 @@ def load_lora_weights(
             f"{folder}: LoRA weights do not match the recorded adapters (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]})"
         )
-    return merge_lora(model).to(dtype)
+    merge_lora(model)  # in place: `model` is a plain Transformer again
+    return model.to(dtype)

@@ -53,7 +53,7 @@ class _WordIndex:
 
 
 def fd_text(rec: dict, fields: list[str]) -> str:
-    parts = []
+    parts: list[str] = []
     for f in fields:
         v = rec.get(f)
         parts.extend(str(x) for x in v) if isinstance(v, list) else parts.append("" if v is None else str(v))
@@ -104,7 +104,7 @@ def decontaminate(
         idx, impl = make_index(dataclasses.replace(s, path=str(resolve(s.path))), n)
         indexes.append(idx)
     # Eval sets are named as written in the recipe, with the SHA-256 of a single file (never an absolute path).
-    report = {
+    report: dict[str, Any] = {
         "ngram": n,
         "implementation": impl,
         "eval_sets": [

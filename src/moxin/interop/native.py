@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -29,7 +30,16 @@ def is_native(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG_NAME).is_file()
 
 
-def save_model(model: Transformer, folder: str | Path, dtype: torch.dtype | None = None) -> None:
+class SavableModel(Protocol):
+    """What `save_model` reads: a model config and a state dict (a Transformer, or gathered weights)."""
+
+    @property
+    def cfg(self) -> ModelConfig: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def save_model(model: SavableModel, folder: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write the weights and the model config (not atomic on its own: call inside `provenance.atomic_dir`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from moxin.layout import RunLayout
-from moxin.release.runs import all_checkpoints, data_sources, eval_results, finetune_datasets, read_json, read_jsonl
+from moxin.release.runs import (
+    Checkpoint,
+    all_checkpoints,
+    data_sources,
+    eval_results,
+    finetune_datasets,
+    read_json,
+    read_jsonl,
+)
 
 BIAS_WORDS = ("crows", "bbq", "bias", "toxic", "stereo")
 
@@ -46,7 +54,7 @@ def facts(root: Path) -> dict[str, Any]:
     mcfg = read_json(root / "model" / "model_config.json", "model config")
     manifest = read_json(root / "data" / "manifest.json") if (root / "data" / "manifest.json").is_file() else {}
     mof = read_json(root / "mof.json") if (root / "mof.json").is_file() else {}
-    stages = {}
+    stages: dict[str, list[Checkpoint]] = {}
     for c in all_checkpoints(root):
         stages.setdefault(c.stage, []).append(c)
     layout = RunLayout(root)

@@ -280,7 +280,8 @@ def _code_licence(root: Path) -> str | None:
 def check_licences(root: Path) -> Check:
     """release.json's licences are the recipe's [release] ones with the recorded `--set` overrides (the code's:
     code/pyproject.toml's), and LICENSES/ holds exactly the texts moxin writes for the licences in the release."""
-    from moxin.release.bundle import licence_files, release_config
+    from moxin.release.artifacts import licence_files
+    from moxin.release.bundle import release_config
 
     c = Check("licences")
     meta = read_json(root / "release.json", "release record") if (root / "release.json").is_file() else {}
@@ -392,8 +393,8 @@ def _archive(top: Path, commit: str) -> dict[str, bytes] | None:
 
 
 def _shipped(rel: str) -> bool:
-    """Whether the bundle copies this repository path into code/ (moxin.release.bundle.copy_code's rule)."""
-    from moxin.release.bundle import CODE_SUFFIXES
+    """Whether the bundle copies this repository path into code/ (moxin.release.artifacts.copy_code's rule)."""
+    from moxin.release.artifacts import CODE_SUFFIXES
 
     p = Path(rel)
     if len(p.parts) == 1:

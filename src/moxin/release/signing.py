@@ -52,10 +52,7 @@ def _read_key_file(path: Path, flag: str) -> bytes:
 def load_private_key(path: Path):
     """An Ed25519 private key from a PEM (PKCS#8) or OpenSSH file, unencrypted."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        load_pem_private_key,
-        load_ssh_private_key,
-    )
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
 
     data = _read_key_file(path, "--sign")
     loader = load_ssh_private_key if b"OPENSSH PRIVATE KEY" in data else load_pem_private_key
@@ -76,10 +73,7 @@ def load_private_key(path: Path):
 def load_public_key(path: Path):
     """An Ed25519 public key from a PEM file or an OpenSSH `ssh-ed25519 AAAA… comment` line."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import (
-        load_pem_public_key,
-        load_ssh_public_key,
-    )
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key, load_ssh_public_key
 
     data = _read_key_file(path, "--key")
     loader = load_pem_public_key if data.lstrip().startswith(b"-----BEGIN") else load_ssh_public_key

@@ -11,6 +11,7 @@ from typing import Any
 
 from moxin.errors import ReportError
 from moxin.layout import RunLayout
+from moxin.release.licences import Kind
 from moxin.release.runs import (
     Checkpoint,
     all_checkpoints,
@@ -24,7 +25,7 @@ from moxin.release.runs import (
 )
 
 BIAS_WORDS = ("crows", "bbq", "bias", "stereo", "toxic")
-LICENCE_KINDS = {
+LICENCE_KINDS: dict[str, Kind] = {
     "code": "code",
     "model": "data",
     "document": "document",

@@ -390,7 +390,7 @@ class Engine:
             if row is None:
                 continue
             tok = self._pick(row, logits[i])
-            if not self._advance(row, tok):
+            if tok is None or not self._advance(row, tok):  # None: the pick failed and was reported
                 continue
             cache.append_row(fresh, i, len(req.prompt))
             self.joined += 1

@@ -70,9 +70,13 @@ class _Gate:
 
     def admit(self, n: int = 1) -> None:
         if self.count + n > self.limit:
-            raise APIError(429, f"the server is busy: {self.count} requests are queued or running (limit "
-                                f"{self.limit}, set with --max-queue); retry later", type_="rate_limit_error",
-                           code="queue_full")
+            raise APIError(
+                429,
+                f"the server is busy: {self.count} requests are queued or running (limit "
+                f"{self.limit}, set with --max-queue); retry later",
+                type_="rate_limit_error",
+                code="queue_full",
+            )
 
     @contextmanager
     def hold(self, n: int = 1) -> Iterator[None]:
@@ -94,8 +98,11 @@ class _KeyCheck:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.want):
-                body = error_body("invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                  "authentication_error", code="invalid_api_key")
+                body = error_body(
+                    "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                    "authentication_error",
+                    code="invalid_api_key",
+                )
                 await JSONResponse(body, status_code=401)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -117,8 +124,10 @@ def create_app(engine: Engine, tokenizer, cfg: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": cfg.model_name, "object": "model", "created": 0,
-                                            "owned_by": "moxin"}]}
+        return {
+            "object": "list",
+            "data": [{"id": cfg.model_name, "object": "model", "created": 0, "owned_by": "moxin"}],
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -135,8 +144,7 @@ def create_app(engine: Engine, tokenizer, cfg: ServerConfig) -> FastAPI:
             body = validate(ChatRequest, parse_json(await _read_body(request, cfg)))
             _check_common(body, cfg, engine)
             prompt = await asyncio.to_thread(_encode_chat, tokenizer, body)
-            params = _params(body, len(prompt), body.max_completion_tokens or body.max_tokens, engine, cfg,
-                             chat_stops)
+            params = _params(body, len(prompt), body.max_completion_tokens or body.max_tokens, engine, cfg, chat_stops)
             engine.check(prompt, params)
             rid = new_id("chatcmpl")
             if body.stream:
@@ -144,16 +152,22 @@ def create_app(engine: Engine, tokenizer, cfg: ServerConfig) -> FastAPI:
             c = await _unless_gone(request, _complete(engine, prompt, params))
         if c is None:
             return _gone()
-        choice = {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason,
-                  "logprobs": None}
-        return envelope("chat.completion", rid, cfg.model_name, [choice], usage=usage(c.prompt_tokens,
-                                                                                      c.completion_tokens))
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": c.text},
+            "finish_reason": c.finish_reason,
+            "logprobs": None,
+        }
+        return envelope(
+            "chat.completion", rid, cfg.model_name, [choice], usage=usage(c.prompt_tokens, c.completion_tokens)
+        )
 
     return app
 
 
-async def _completions(request: Request, engine: Engine, tokenizer, cfg: ServerConfig, gate: _Gate,
-                       body: CompletionRequest):
+async def _completions(
+    request: Request, engine: Engine, tokenizer, cfg: ServerConfig, gate: _Gate, body: CompletionRequest
+):
     prompts = await asyncio.to_thread(_encode_prompts, tokenizer, body.prompt)
     if body.stream and len(prompts) > 1:
         raise APIError(400, "stream=true takes a single prompt; send one prompt per request", "prompt")
@@ -166,10 +180,16 @@ async def _completions(request: Request, engine: Engine, tokenizer, cfg: ServerC
     done = await _unless_gone(request, asyncio.gather(*[_complete(engine, p, q) for p, q in zip(prompts, params)]))
     if done is None:
         return _gone()
-    choices = [{"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
-               for i, c in enumerate(done)]
-    return envelope("text_completion", rid, cfg.model_name, choices,
-                    usage=usage(sum(c.prompt_tokens for c in done), sum(c.completion_tokens for c in done)))
+    choices = [
+        {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None} for i, c in enumerate(done)
+    ]
+    return envelope(
+        "text_completion",
+        rid,
+        cfg.model_name,
+        choices,
+        usage=usage(sum(c.prompt_tokens for c in done), sum(c.completion_tokens for c in done)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ bodies
@@ -177,8 +197,11 @@ async def _read_body(request: Request, cfg: ServerConfig) -> bytes:
     """The request body, refused (415, 413, 408) before it is all in memory when it cannot be a valid request."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind != "application/json" and not kind.endswith("+json"):
-        raise APIError(415, f"Content-Type {kind[:60]!r} is not supported; send 'Content-Type: application/json'",
-                       code="unsupported_media_type")
+        raise APIError(
+            415,
+            f"Content-Type {kind[:60]!r} is not supported; send 'Content-Type: application/json'",
+            code="unsupported_media_type",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cfg.max_body_bytes:
         raise _too_large(int(declared), cfg)
@@ -188,8 +211,11 @@ async def _read_body(request: Request, cfg: ServerConfig) -> bytes:
         try:
             msg = await asyncio.wait_for(request.receive(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            raise APIError(408, f"the request body did not arrive within {cfg.body_timeout_s:g} s; send it at "
-                                f"once", code="request_timeout") from None
+            raise APIError(
+                408,
+                f"the request body did not arrive within {cfg.body_timeout_s:g} s; send it at once",
+                code="request_timeout",
+            ) from None
         if msg["type"] == "http.disconnect":  # nobody is left to answer
             raise APIError(499, "the client closed the connection", code="client_closed_request")
         size += len(msg.get("body", b""))
@@ -201,8 +227,12 @@ async def _read_body(request: Request, cfg: ServerConfig) -> bytes:
 
 
 def _too_large(size: int, cfg: ServerConfig, prefix: str = "") -> APIError:
-    return APIError(413, f"the request body has {prefix}{size} bytes, over this server's limit of "
-                         f"{cfg.max_body_bytes} (--max-body-bytes); shorten the prompt", code="request_too_large")
+    return APIError(
+        413,
+        f"the request body has {prefix}{size} bytes, over this server's limit of "
+        f"{cfg.max_body_bytes} (--max-body-bytes); shorten the prompt",
+        code="request_too_large",
+    )
 
 
 async def _unless_gone(request: Request, work) -> Any:
@@ -233,15 +263,23 @@ def _gone() -> JSONResponse:
 def _check_common(body, cfg: ServerConfig, engine: Engine) -> None:
     """Checks before any tokenizing: the model name, unsupported options, and the text length."""
     if body.model is not None and body.model != cfg.model_name:
-        raise APIError(404, f"the model {body.model!r} does not exist; this server serves {cfg.model_name!r}",
-                       "model", code="model_not_found")
+        raise APIError(
+            404,
+            f"the model {body.model!r} does not exist; this server serves {cfg.model_name!r}",
+            "model",
+            code="model_not_found",
+        )
     if body.logprobs:
         raise APIError(400, "logprobs are not supported by this server; remove 'logprobs'", "logprobs")
     chars, most = body.chars(), engine.context * cfg.chars_per_token
     if chars > most:  # no tokenizer packs this many characters into the context: refuse without tokenizing
-        raise APIError(400, f"this model's maximum context length is {engine.context} tokens; the text has {chars} "
-                            f"characters (over {most}, {cfg.chars_per_token} per token): shorten it",
-                       "messages" if isinstance(body, ChatRequest) else "prompt", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"this model's maximum context length is {engine.context} tokens; the text has {chars} "
+            f"characters (over {most}, {cfg.chars_per_token} per token): shorten it",
+            "messages" if isinstance(body, ChatRequest) else "prompt",
+            code="context_length_exceeded",
+        )
 
 
 def _encode_prompts(tok, prompt) -> list[list[int]]:
@@ -251,8 +289,9 @@ def _encode_prompts(tok, prompt) -> list[list[int]]:
     try:
         return [tok.encode(t) for t in texts]
     except Exception as e:  # text the tokenizer cannot take is this request's problem
-        raise APIError(400, f"the tokenizer could not encode the prompt ({type(e).__name__}: {str(e)[:200]})",
-                       "prompt") from None
+        raise APIError(
+            400, f"the tokenizer could not encode the prompt ({type(e).__name__}: {str(e)[:200]})", "prompt"
+        ) from None
 
 
 def _encode_chat(tok, body: ChatRequest) -> list[int]:
@@ -266,31 +305,46 @@ def _encode_chat(tok, body: ChatRequest) -> list[int]:
     try:
         return tok.encode(text, add_special_tokens=False)
     except Exception as e:
-        raise APIError(400, f"the tokenizer could not encode the messages ({type(e).__name__}: {str(e)[:200]})",
-                       "messages") from None
+        raise APIError(
+            400, f"the tokenizer could not encode the messages ({type(e).__name__}: {str(e)[:200]})", "messages"
+        ) from None
 
 
-def _params(body, prompt_len: int, max_tokens: int | None, engine: Engine, cfg: ServerConfig,
-            stop_ids: list[int]) -> SamplingParams:
+def _params(
+    body, prompt_len: int, max_tokens: int | None, engine: Engine, cfg: ServerConfig, stop_ids: list[int]
+) -> SamplingParams:
     if prompt_len >= engine.context:
-        raise APIError(400, f"this model's maximum context length is {engine.context} tokens; the prompt has "
-                            f"{prompt_len} tokens: shorten it",
-                       "messages" if isinstance(body, ChatRequest) else "prompt", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"this model's maximum context length is {engine.context} tokens; the prompt has "
+            f"{prompt_len} tokens: shorten it",
+            "messages" if isinstance(body, ChatRequest) else "prompt",
+            code="context_length_exceeded",
+        )
     if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
-        raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {cfg.max_tokens_limit}",
-                       "max_tokens")
+        raise APIError(
+            400, f"max_tokens={max_tokens} is over this server's limit of {cfg.max_tokens_limit}", "max_tokens"
+        )
     if max_tokens is None:  # chat default: as much as fits
         max_tokens = min(cfg.max_tokens_limit, engine.context - prompt_len)
-    return SamplingParams(max_tokens=max_tokens, temperature=float(body.temperature), top_p=float(body.top_p),
-                          top_k=body.top_k, repetition_penalty=float(body.repetition_penalty),
-                          frequency_penalty=float(body.frequency_penalty),
-                          presence_penalty=float(body.presence_penalty), seed=body.seed, stop=body.stops(),
-                          stop_token_ids=stop_ids)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=float(body.temperature),
+        top_p=float(body.top_p),
+        top_k=body.top_k,
+        repetition_penalty=float(body.repetition_penalty),
+        frequency_penalty=float(body.frequency_penalty),
+        presence_penalty=float(body.presence_penalty),
+        seed=body.seed,
+        stop=body.stops(),
+        stop_token_ids=stop_ids,
+    )
 
 
 async def _events(engine: Engine, prompt: list[int], params: SamplingParams) -> AsyncIterator[str | Completion]:
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
+
     def deliver(ev: str | Completion | BaseException) -> None:
         loop.call_soon_threadsafe(q.put_nowait, ev)
 
@@ -313,8 +367,12 @@ def _as_api_error(e: Exception) -> APIError:
         return e
     if isinstance(e, ServeError):
         return APIError(400, str(e))
-    return APIError(500, f"generating this request failed ({type(e).__name__}: {str(e)[:200]}); other requests "
-                         f"are unaffected", type_="server_error", code="generation_failed")
+    return APIError(
+        500,
+        f"generating this request failed ({type(e).__name__}: {str(e)[:200]}); other requests are unaffected",
+        type_="server_error",
+        code="generation_failed",
+    )
 
 
 async def _complete(engine: Engine, prompt: list[int], params: SamplingParams) -> Completion:
@@ -329,6 +387,7 @@ async def _complete(engine: Engine, prompt: list[int], params: SamplingParams) -
 
 def _sse(chunks: AsyncIterator[dict[str, Any]], gate: _Gate) -> StreamingResponse:
     """Server-sent events; a failure after the stream started ends it with an error event, then `[DONE]`."""
+
     async def body():
         gate.count += 1  # counted while it streams (the handler that admitted it has returned)
         try:
@@ -347,11 +406,16 @@ def _sse(chunks: AsyncIterator[dict[str, Any]], gate: _Gate) -> StreamingRespons
 async def _completion_chunks(engine, prompt, params, rid, model, body) -> AsyncIterator[dict[str, Any]]:
     async for ev in _events(engine, prompt, params):
         if isinstance(ev, str):
-            yield envelope("text_completion", rid, model, [{"index": 0, "text": ev, "finish_reason": None,
-                                                            "logprobs": None}])
+            yield envelope(
+                "text_completion", rid, model, [{"index": 0, "text": ev, "finish_reason": None, "logprobs": None}]
+            )
         else:
-            yield envelope("text_completion", rid, model, [{"index": 0, "text": "", "finish_reason": ev.finish_reason,
-                                                            "logprobs": None}])
+            yield envelope(
+                "text_completion",
+                rid,
+                model,
+                [{"index": 0, "text": "", "finish_reason": ev.finish_reason, "logprobs": None}],
+            )
             if body.stream_options and body.stream_options.include_usage:
                 yield envelope("text_completion", rid, model, [], usage=usage(ev.prompt_tokens, ev.completion_tokens))
 
@@ -393,10 +457,16 @@ def _install_chat_page(app: FastAPI, cfg: ServerConfig) -> None:
         found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in found)
 
-    csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
-           "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-    headers = {"Content-Security-Policy": csp, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-               "X-Content-Type-Options": "nosniff"}
+    csp = (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    headers = {
+        "Content-Security-Policy": csp,
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> HTMLResponse:
@@ -412,8 +482,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(f"{request.method} {request.url.path}: {e.detail}", kind),
-                            status_code=e.status_code)
+        return JSONResponse(
+            error_body(f"{request.method} {request.url.path}: {e.detail}", kind), status_code=e.status_code
+        )
 
     @app.exception_handler(ServeError)
     async def serve_error(request: Request, e: ServeError):
@@ -421,8 +492,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, e: Exception):  # a bug: still an OpenAI-style body
-        return JSONResponse(error_body(f"internal error ({type(e).__name__}); see the server log", "server_error"),
-                            status_code=500)
+        return JSONResponse(
+            error_body(f"internal error ({type(e).__name__}); see the server log", "server_error"), status_code=500
+        )
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -432,7 +504,7 @@ class GuardedH11(H11Protocol):
 
     header_timeout_s = 10.0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm_head_timer()
@@ -460,21 +532,29 @@ class GuardedH11(H11Protocol):
     def _head_timeout(self) -> None:
         self._head_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.logger.warning("closing a connection whose request head did not arrive within %g s",
-                                self.header_timeout_s)
+            self.logger.warning(
+                "closing a connection whose request head did not arrive within %g s", self.header_timeout_s
+            )
             self.transport.close()
 
 
-def uvicorn_config(app: FastAPI, cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000,
-                   log_level: str = "info"):
+def uvicorn_config(app: FastAPI, cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
     """uvicorn settings that keep slow or greedy clients from holding the server: header deadline, keep-alive
     timeout, request-head size, connection limit (503 beyond it)."""
     import uvicorn
 
     protocol = type("GuardedH11", (GuardedH11,), {"header_timeout_s": cfg.header_timeout_s})
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
-                          timeout_keep_alive=cfg.keep_alive_s, h11_max_incomplete_event_size=cfg.max_header_bytes,
-                          limit_concurrency=cfg.max_connections, timeout_graceful_shutdown=2)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=protocol,
+        timeout_keep_alive=cfg.keep_alive_s,
+        h11_max_incomplete_event_size=cfg.max_header_bytes,
+        limit_concurrency=cfg.max_connections,
+        timeout_graceful_shutdown=2,
+    )
 
 
 class BackgroundServer:

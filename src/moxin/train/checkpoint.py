@@ -22,7 +22,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -36,8 +36,21 @@ from moxin.provenance import atomic_dir, atomic_write_json, clean_stale_tmp, env
 from moxin.records import STATE_NAME, TrainState, read_train_state, train_state, write_stage_manifest, write_train_state
 from moxin.train.optim import flatten_optimizer_state, unflatten_optimizer_state
 
-__all__ = ["STATE_NAME", "checkpoint_sha", "consolidate", "list_checkpoints", "load_checkpoint", "previous_good",
-           "prune", "read_state", "save_checkpoint", "verify"]
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.state_dict import ValueType
+
+__all__ = [
+    "STATE_NAME",
+    "checkpoint_sha",
+    "consolidate",
+    "list_checkpoints",
+    "load_checkpoint",
+    "previous_good",
+    "prune",
+    "read_state",
+    "save_checkpoint",
+    "verify",
+]
 
 
 def checkpoint_sha(path: Path) -> str:
@@ -46,11 +59,14 @@ def checkpoint_sha(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------ RNG
 def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    # numpy's global RandomState is an MT19937: the legacy state is the tuple (name, keys, pos, has_gauss, gauss)
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     py_state = random.getstate()
-    return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
-            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "python": [py_state[0], list(py_state[1]), py_state[2]]}
+    return {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -72,8 +88,10 @@ def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tu
     """Full (unsharded, CPU) model and optimizer state dicts keyed by parameter names; collective under FSDP."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    return (get_model_state_dict(model, options=_opts(True)),
-            get_optimizer_state_dict(model, optimizer, options=_opts(True)))
+    return (
+        get_model_state_dict(model, options=_opts(True)),
+        get_optimizer_state_dict(model, optimizer, options=_opts(True)),
+    )
 
 
 class _Weights:
@@ -100,9 +118,16 @@ def _barrier() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ save
-def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    model_cfg: ModelConfig, state: dict[str, Any] | TrainState, tokenizer_dir: Path | None = None,
-                    sharded: bool = False) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    model_cfg: ModelConfig,
+    state: dict[str, Any] | TrainState,
+    tokenizer_dir: Path | None = None,
+    sharded: bool = False,
+) -> Path:
     """Write `root/step-XXXXXXXX` atomically (every rank calls this; rank 0 writes the single files). `state`
     becomes train_state.json through `moxin.records.TrainState` (its `step` must be `step`).
 
@@ -112,14 +137,14 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
     if state.step != step:
         raise CheckpointError(f"save_checkpoint({final.name}): the train state's step is {state.step}, not {step}")
     full = not sharded
-    model_sd, optim_sd = gather_state(model, optimizer) if full else (None, None)
+    gathered = gather_state(model, optimizer) if full else None
     prev = list_checkpoints(root)
     try:
         if sharded:
             _save_sharded(final, model, optimizer, model_cfg, state, tokenizer_dir)
         elif _is_main():
             with atomic_dir(final, overwrite=True) as tmp:
-                _write_files(tmp, model_sd, optim_sd, model_cfg, state, tokenizer_dir)
+                _write_files(tmp, gathered, model_cfg, state, tokenizer_dir)
     except OSError as e:
         last = f"{prev[-1][1]} is intact" if prev else "no earlier checkpoint exists"
         why = "disk full" if e.errno == errno.ENOSPC else f"write failed ({e.strerror or e})"
@@ -128,9 +153,12 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
     return final
 
 
-def _write_files(tmp: Path, model_sd: dict | None, optim_sd: dict | None, model_cfg: ModelConfig,
-                 state: TrainState, tokenizer_dir: Path | None) -> None:
-    if model_sd is not None:
+def _write_files(
+    tmp: Path, gathered: tuple[dict, dict] | None, model_cfg: ModelConfig, state: TrainState, tokenizer_dir: Path | None
+) -> None:
+    """`gathered`: the full model and optimizer state dicts (None for a sharded checkpoint: its dcp/ holds them)."""
+    if gathered is not None:
+        model_sd, optim_sd = gathered
         save_model(_Weights(model_sd, model_cfg), tmp / "model")
         tensors, groups = flatten_optimizer_state(optim_sd)
         write_safetensors(tmp / "optimizer.safetensors", tensors, metadata={"producer": "moxin"})
@@ -138,8 +166,9 @@ def _write_files(tmp: Path, model_sd: dict | None, optim_sd: dict | None, model_
     if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
         shutil.copytree(tokenizer_dir, tmp / "tokenizer", ignore=shutil.ignore_patterns(".*"))
     write_train_state(tmp, state)
-    write_stage_manifest(tmp, state.kind, {"checkpoint": checkpoint_name(state.step), "step": state.step,
-                                           "environment": environment()})
+    write_stage_manifest(
+        tmp, state.kind, {"checkpoint": checkpoint_name(state.step), "step": state.step, "environment": environment()}
+    )
 
 
 def _save_sharded(final: Path, model, optimizer, model_cfg, state, tokenizer_dir) -> None:
@@ -157,12 +186,16 @@ def _save_sharded(final: Path, model, optimizer, model_cfg, state, tokenizer_dir
     _barrier()
     if _is_main():
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        state = dataclasses.replace(state, sharded=True, world_size=dist.get_world_size() if dist.is_initialized()
-                                    else 1, optimizer_param_groups=json.loads(json.dumps(groups, default=list)))
+        state = dataclasses.replace(
+            state,
+            sharded=True,
+            world_size=dist.get_world_size() if dist.is_initialized() else 1,
+            optimizer_param_groups=json.loads(json.dumps(groups, default=list)),
+        )
         with atomic_dir(final, overwrite=True) as out:
             shutil.copytree(tmp / "dcp", out / "dcp")
             atomic_write_json(out / "model_config.json", model_cfg.__dict__)
-            _write_files(out, None, None, model_cfg, state, tokenizer_dir)
+            _write_files(out, None, model_cfg, state, tokenizer_dir)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -173,8 +206,11 @@ def verify(path: Path) -> None:
     problems = verify_manifest(path)
     if problems:
         good = previous_good(path.parent, before=_step_of(path))
-        offer = f"resume from the previous good checkpoint with --resume {good}" if good else \
-            "no earlier checkpoint verifies; start again without --resume"
+        offer = (
+            f"resume from the previous good checkpoint with --resume {good}"
+            if good
+            else "no earlier checkpoint verifies; start again without --resume"
+        )
         raise CheckpointError(f"checkpoint {path} fails its SHA-256 check ({problems[0]}); {offer}")
 
 
@@ -195,8 +231,9 @@ def read_state(path: Path) -> dict[str, Any]:
     return read_train_state(path).to_dict()
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    check: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, check: bool = True
+) -> dict[str, Any]:
     """Verify, then load weights (and optimizer state) into a plain, DDP or FSDP2 model; returns train_state.
 
     A full checkpoint loads on any world size; a sharded one is resharded by DCP."""
@@ -209,7 +246,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     if state.get("sharded"):
         _load_sharded(path, model, optimizer)
         return state
-    sd = read_safetensors(path / "model" / "model.safetensors")
+    # torch types the state dict as an invariant dict of its value union; a dict of tensors is one
+    sd = cast("dict[str, ValueType]", read_safetensors(path / "model" / "model.safetensors"))
     set_model_state_dict(model, sd, options=_opts(True))
     if optimizer is not None:
         tensors = read_safetensors(path / "optimizer.safetensors")
@@ -221,20 +259,25 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 def _load_sharded(path: Path, model, optimizer) -> None:
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_state_dict, set_model_state_dict,
-                                                         set_state_dict)
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_state_dict,
+        set_model_state_dict,
+        set_state_dict,
+    )
 
     no_dist = not (dist.is_available() and dist.is_initialized())
     if optimizer is None:
-        target = {"model": get_model_state_dict(model, options=_opts(False))}
+        target: dict[str, Any] = {"model": get_model_state_dict(model, options=_opts(False))}
         dcp.load(target, checkpoint_id=str(path / "dcp"), no_dist=no_dist)
         set_model_state_dict(model, target["model"], options=_opts(False))
         return
     msd, osd = get_state_dict(model, optimizer, options=_opts(False))
-    target = {"model": msd, "optim": osd}
+    target = {"model": msd, "optim": osd}  # dcp.load fills both in place
     dcp.load(target, checkpoint_id=str(path / "dcp"), no_dist=no_dist)
-    set_state_dict(model, optimizer, model_state_dict=target["model"], optim_state_dict=target["optim"],
-                   options=_opts(False))
+    set_state_dict(
+        model, optimizer, model_state_dict=target["model"], optim_state_dict=target["optim"], options=_opts(False)
+    )
 
 
 def consolidate(path: Path) -> Path:
@@ -253,15 +296,15 @@ def consolidate(path: Path) -> Path:
     cfg = from_json_dict(json.loads((path / "model_config.json").read_text("utf-8")), str(path / "model_config.json"))
     model = Transformer(cfg)
     tc = TrainConfig()
-    opt = build_optimizer(model, tc.lr, tc.weight_decay, tuple(tc.betas), tc.eps)
+    opt = build_optimizer(model, tc.lr, tc.weight_decay, (tc.betas[0], tc.betas[1]), tc.eps)
     _load_sharded(path, model, opt)
-    model_sd, optim_sd = gather_state(model, opt)
+    gathered = gather_state(model, opt)
     state = {k: v for k, v in state.items() if k not in ("sharded", "optimizer_param_groups")}
     state["consolidated_from_world_size"] = state.pop("world_size", None)
     record = train_state(state, str(path / STATE_NAME))
     tok = path / "tokenizer"
     with atomic_dir(path, overwrite=True) as tmp:
-        _write_files(tmp, model_sd, optim_sd, cfg, record, tok if tok.is_dir() else None)
+        _write_files(tmp, gathered, cfg, record, tok if tok.is_dir() else None)
     return path
 
 
