@@ -82,8 +82,8 @@ ATTACKS = {
 
 
 def test_template_attacks_fail_fast_with_one_line(tok):
-    import resource
     import time
+    import tracemalloc
 
     import pytest
 
@@ -91,14 +91,17 @@ def test_template_attacks_fail_fast_with_one_line(tok):
     from moxin.tokenizer.template import render_chat
 
     for what, source in ATTACKS.items():
+        tracemalloc.start()
         t0 = time.perf_counter()
         with pytest.raises(TemplateLimitError) as e:
             render_chat(tok, CONV, template=source, name="finetune.chat_template")
         took = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
         msg = str(e.value)
         assert took < 2.0, (what, took)
+        assert peak < 200_000_000, (what, peak)  # bytes: nothing near the 300 MB string the attack asks for
         assert msg.startswith("finetune.chat_template: rendering stopped") and "\n" not in msg, (what, msg)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_000_000  # KiB: nothing near 300 MB × n built
 
 
 def test_template_limit_stops_finetune_render_but_rejection_drops_record(tok):
