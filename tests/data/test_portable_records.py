@@ -38,3 +38,12 @@ def test_recorded_name_keeps_relative_paths_and_names_absolute_ones() -> None:
     assert recorded_name("../shared/data/gutenberg") == "../shared/data/gutenberg"
     assert recorded_name("/home/alice/corpus/books.jsonl") == "books.jsonl"
     assert recorded_name("") == ""
+
+
+def test_the_stdlib_corpus_leaves_out_the_interpreters_build_record() -> None:
+    """`_sysconfigdata*.py` is generated per machine (install prefix, compiler flags): never part of the corpus."""
+    from moxin.data.sources import _stdlib_files, stdlib_root
+
+    names = [p.name for p in _stdlib_files()]
+    assert names and not any(n.startswith("_sysconfigdata") for n in names)
+    assert any(p.name.startswith("_sysconfigdata") for p in stdlib_root().glob("_sysconfigdata*.py"))

@@ -57,7 +57,8 @@ def stdlib_root() -> Path:
 
 def _stdlib_files() -> list[Path]:
     """The stdlib's .py files without tests and installed packages, sorted by relative path. os.walk prunes the
-    skipped folders (site-packages alone can hold more files than the stdlib)."""
+    skipped folders (site-packages alone can hold more files than the stdlib). `_sysconfigdata*.py` is left out: it
+    is generated when the interpreter is built and records that machine's install paths, not library code."""
     import os
 
     root = stdlib_root()
@@ -65,7 +66,7 @@ def _stdlib_files() -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in STDLIB_SKIP_DIRS)
         for name in filenames:
-            if name.endswith(".py") and not name.startswith("test_"):
+            if name.endswith(".py") and not name.startswith(("test_", "_sysconfigdata")):
                 out.append(Path(dirpath) / name)
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
