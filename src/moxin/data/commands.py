@@ -126,7 +126,7 @@ def print_slurm_dry_run(recipe: Recipe) -> None:
     cfg, tok = stage_configs(recipe.data, recipe.tokenizer, recipe.resolve_path)
     _, process_fp, _ = inputs_fingerprint(cfg, tok, recipe.run.seed)
     for i, (script, args) in enumerate(submit_slurm(cfg, tok, recipe.run.seed, layout.root, process_fp, True)):
-        print(f"# sbatch job {i + 1}: sbatch {' '.join(args)} <script>")
+        print(f"# sbatch job {i + 1}: {' '.join(['sbatch', *args, '<script>'])}")
         print(script.rstrip("\n"))
 
 
