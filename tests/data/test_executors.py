@@ -121,7 +121,6 @@ def _counting(fn, calls):
     return run
 
 
-@pytest.mark.slow
 def test_ray_four_tasks_is_byte_identical(reference):
     pytest.importorskip("ray")
     root, ref = reference

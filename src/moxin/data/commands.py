@@ -175,10 +175,13 @@ def _with_execution(recipe: Recipe, executor: str | None, tasks: int | None, wor
     """The recipe with --executor/--tasks/--workers applied to [data] (validated like the recipe's own keys)."""
     import dataclasses
 
-    given = {k: v for k, v in (("executor", executor), ("tasks", tasks), ("workers", workers)) if v is not None}
-    if not given:
+    if executor is None and tasks is None and workers is None:
         return recipe
-    d = dataclasses.replace(recipe.data, **given)
+    d = dataclasses.replace(recipe.data)
+    if executor is not None:
+        d.executor = executor  # type: ignore[assignment]  # the CLI checked it against the Literal
+    d.tasks = tasks if tasks is not None else d.tasks
+    d.workers = workers if workers is not None else d.workers
     d.validate(where="the command line (--executor/--tasks/--workers)", prefix="data.")
     recipe.data = d  # in place: the recipe keeps its source_path (recipe-relative paths)
     return recipe

@@ -178,12 +178,11 @@ class DataConfig:
 
     def portable(self) -> DataConfig:
         """The copy records keep: every absolute local path named by its last part (`recorded_name`). Sources are
-        identified by content (their input fingerprints), so records need not say where the builder kept them."""
+        identified by content (their input fingerprints), so records need not say where the builder kept them. How the
+        steps ran (`executor`, `tasks`, `slurm`) is left out: it does not change the output."""
         sources = [dataclasses.replace(s, path=recorded_name(s.path)) for s in self.sources]
         evals = [dataclasses.replace(e, path=recorded_name(e.path)) for e in self.decontaminate]
-        return dataclasses.replace(
-            self, sources=sources, decontaminate=evals, executor=None, tasks=None, slurm=None
-        )
+        return dataclasses.replace(self, sources=sources, decontaminate=evals, executor=None, tasks=None, slurm=None)
 
     def resolved(self, resolve: Callable[[str], Path]) -> DataConfig:
         """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""

@@ -18,6 +18,7 @@ datatrove imports stay inside the functions (the CLI imports this module lazily 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -111,10 +112,8 @@ def clean_work(run_dir: str | Path, cfg: DataConfig, process_fp: str) -> None:
     """Remove stage 1's work folder once `data/` is written (and `.scale/` when nothing else is left in it)."""
     work = work_dir(run_dir, cfg, process_fp)
     shutil.rmtree(work, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):
         work.parent.rmdir()
-    except OSError:
-        pass
 
 
 class FinishData:
@@ -193,9 +192,9 @@ def submit_slurm(
             ) from None
 
     _first, merge = slurm_jobs(cfg, tok_cfg, seed, run_dir, process_fp)
-    dslurm.launch_slurm_job = launch  # type: ignore[assignment]
+    dslurm.launch_slurm_job = launch
     try:
         merge.run()
     finally:
-        dslurm.launch_slurm_job = real  # type: ignore[assignment]
+        dslurm.launch_slurm_job = real
     return calls
