@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from moxin.layout import RunLayout
 from moxin.recipe import Recipe
@@ -28,6 +29,10 @@ def _plan(recipe: Recipe) -> list[str]:
         f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} → {layout.tokenizer}"
     )
     lines.append(f"shards of {d.shard_tokens:,} tokens → {layout.data}")
+    if d.executor not in (None, "inprocess"):
+        lines.append(
+            f"executor: datatrove {d.executor}, {d.tasks or d.workers} task(s), work folder {layout.root}/.scale/"
+        )
     return lines
 
 
@@ -69,6 +74,8 @@ def run_data(
     if not cfg.sources:
         raise DataError("data.sources is empty; add at least one [[data.sources]] table to the recipe")
     old = _manifest_fingerprint(layout)
+    if cfg.executor == "slurm":
+        return _submit_slurm(cfg, tok, seed, layout, old, force, log)
     t0 = time.perf_counter()
     m = run_data_stage(cfg, tok, seed, layout.root, force=force, progress=progress)
     outputs = (layout.data, layout.tokenizer)
@@ -89,6 +96,40 @@ def run_data(
     return StageResult.done("data", outputs)
 
 
+def _submit_slurm(cfg, tok, seed: int, layout: RunLayout, old: str | None, force: bool, log) -> StageResult:
+    """`data.executor = "slurm"`: submit the analysis array and the merge job; `data/` appears when they end."""
+    from moxin.data.executors import submit_slurm
+    from moxin.data.pipeline import inputs_fingerprint
+
+    fp, process_fp, _ = inputs_fingerprint(cfg, tok, seed)
+    if not force and old == fp and (layout.data / "tokens.json").is_file():
+        return StageResult.skipped(
+            "data", f"inputs unchanged since {layout.rel(layout.data / 'manifest.json')}", (layout.data,)
+        )
+    calls = submit_slurm(cfg, tok, seed, layout.root, process_fp)
+    ids = ", ".join(a[-1] for _, a in calls if a and a[-1].startswith("--dependency")) or "none"
+    log(f"data: submitted {len(calls)} Slurm job(s) (dependencies: {ids}); work folder {layout.root}/.scale/")
+    return StageResult.failed(
+        "data",
+        f"submitted to Slurm; {layout.rel(layout.data)} is written by the merge job (moxin-data-merge): run the "
+        f"next stage once it has finished",
+        (layout.data,),
+    )
+
+
+def print_slurm_dry_run(recipe: Recipe) -> None:
+    """The sbatch scripts `moxin data --executor slurm` would submit, and the arguments of each `sbatch` call."""
+    from moxin.data.executors import submit_slurm
+    from moxin.data.pipeline import inputs_fingerprint
+
+    layout = RunLayout.from_recipe(recipe)
+    cfg, tok = stage_configs(recipe.data, recipe.tokenizer, recipe.resolve_path)
+    _, process_fp, _ = inputs_fingerprint(cfg, tok, recipe.run.seed)
+    for i, (script, args) in enumerate(submit_slurm(cfg, tok, recipe.run.seed, layout.root, process_fp, True)):
+        print(f"# sbatch job {i + 1}: {' '.join(['sbatch', *args, '<script>'])}")
+        print(script.rstrip("\n"))
+
+
 def _manifest_fingerprint(layout: RunLayout) -> str | None:
     try:
         return json.loads((layout.data / "manifest.json").read_text("utf-8")).get("inputs_fingerprint")
@@ -96,25 +137,54 @@ def _manifest_fingerprint(layout: RunLayout) -> str | None:
         return None
 
 
-def data(recipe: Recipe, force: bool = False, dry_run: bool = False) -> None:
+def data(
+    recipe: Recipe,
+    force: bool = False,
+    dry_run: bool = False,
+    executor: Literal["inprocess", "local", "ray", "slurm"] | None = None,
+    tasks: int | None = None,
+    workers: int | None = None,
+) -> None:
     """Run the data stage: read the recipe's sources, clean, deduplicate, mask PII, decontaminate, train the
     tokenizer on a sample (unless an up-to-date one exists) and write token shards, manifest and data card.
 
     Args:
         recipe: recipe TOML file, or the name of a shipped recipe (e.g. tiny)
         force: re-run even if the inputs' fingerprint matches the existing <run>/data/manifest.json
-        dry_run: print the resolved config and the plan, then exit
+        dry_run: print the resolved config and the plan, then exit (with slurm: also the sbatch scripts)
+        executor: where the cleaning pass runs (data.executor): inprocess, or datatrove's local, ray or slurm
+        tasks: datatrove tasks, i.e. shards of the input files (data.tasks; default: workers)
+        workers: parallel processes, Ray tasks at once, or none for slurm (data.workers)
     """
     from moxin.commands import print_dry_run
 
+    recipe = _with_execution(recipe, executor, tasks, workers)
     if dry_run:
         print_dry_run(recipe, _plan(recipe))
+        if recipe.data.executor == "slurm":
+            print_slurm_dry_run(recipe)
         return
     res = run_data(
         recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed, recipe.resolve_path, force=force
     )
     if res.status != "done":
         print(res.line())
+
+
+def _with_execution(recipe: Recipe, executor: str | None, tasks: int | None, workers: int | None) -> Recipe:
+    """The recipe with --executor/--tasks/--workers applied to [data] (validated like the recipe's own keys)."""
+    import dataclasses
+
+    if executor is None and tasks is None and workers is None:
+        return recipe
+    d = dataclasses.replace(recipe.data)
+    if executor is not None:
+        d.executor = executor  # type: ignore[assignment]  # the CLI checked it against the Literal
+    d.tasks = tasks if tasks is not None else d.tasks
+    d.workers = workers if workers is not None else d.workers
+    d.validate(where="the command line (--executor/--tasks/--workers)", prefix="data.")
+    recipe.data = d  # in place: the recipe keeps its source_path (recipe-relative paths)
+    return recipe
 
 
 def tokenizer(recipe: Recipe, dry_run: bool = False) -> None:

@@ -100,6 +100,32 @@ class QualityConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """`data.executor = "slurm"`: the sbatch directives of the analysis job array (datatrove's
+    SlurmPipelineExecutor). The merge job (one task) runs after it with the same settings."""
+
+    partition: str = "cpu"
+    time: str = "4:00:00"  # per task, HH:MM:SS
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    qos: str = ""  # empty: no --qos line
+    env_command: str = ""  # run before the task (e.g. "source /path/to/venv/bin/activate")
+    sbatch_args: dict[str, str] = field(default_factory=dict)  # extra #SBATCH --key=value lines
+
+    def validate(self, where: str = "<config>", prefix: str = "") -> None:
+        if not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", self.time):
+            raise ConfigError(f"{prefix}time in {where} is {self.time!r}; use Slurm's [D-]HH:MM:SS, e.g. '4:00:00'")
+        if not self.partition or self.cpus_per_task < 1 or self.mem_per_cpu_gb < 1:
+            raise ConfigError(
+                f"{prefix}partition/cpus_per_task/mem_per_cpu_gb in {where} are "
+                f"{self.partition!r}/{self.cpus_per_task}/{self.mem_per_cpu_gb}; give a partition and values >= 1"
+            )
+
+
+Executor = Literal["inprocess", "local", "ray", "slurm"]
+
+
+@dataclass
 class DataConfig:
     """Sources, cleaning steps, val split, decontamination, sharding. Steps run in the order of `STEPS`."""
 
@@ -120,6 +146,11 @@ class DataConfig:
     workers: int = 2
     max_epochs: float = 4.0  # default cap on repeating a source when the budget asks for more
     samples_per_reason: int = 20
+    # How the steps run (never part of the output or its fingerprint): None/"inprocess" → this process and
+    # `workers` forked helpers; "local"/"ray"/"slurm" → datatrove's executors over `tasks` shards of the input files.
+    executor: Executor | None = None
+    tasks: int | None = None  # datatrove tasks; None → `workers`
+    slurm: SlurmConfig | None = None  # sbatch settings for executor = "slurm"
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         names = [s.name for s in self.sources]
@@ -137,13 +168,21 @@ class DataConfig:
                 f"{prefix}workers/decontam_ngram/fuzzy_num_perm in {where} out of range "
                 f"({self.workers}/{self.decontam_ngram}/{self.fuzzy_num_perm}); use >= 1/3/16"
             )
+        if self.tasks is not None and self.tasks < 1:
+            raise ConfigError(f"{prefix}tasks in {where} is {self.tasks}; use >= 1 (or leave it out: `workers`)")
+        if self.executor not in (None, "inprocess") and any(s.max_docs for s in self.sources):
+            raise ConfigError(
+                f"{prefix}executor in {where} is {self.executor!r} but a source sets max_docs; the datatrove "
+                f"executors read every file, so remove max_docs or use executor = 'inprocess'"
+            )
 
     def portable(self) -> DataConfig:
         """The copy records keep: every absolute local path named by its last part (`recorded_name`). Sources are
-        identified by content (their input fingerprints), so records need not say where the builder kept them."""
+        identified by content (their input fingerprints), so records need not say where the builder kept them. How the
+        steps ran (`executor`, `tasks`, `slurm`) is left out: it does not change the output."""
         sources = [dataclasses.replace(s, path=recorded_name(s.path)) for s in self.sources]
         evals = [dataclasses.replace(e, path=recorded_name(e.path)) for e in self.decontaminate]
-        return dataclasses.replace(self, sources=sources, decontaminate=evals)
+        return dataclasses.replace(self, sources=sources, decontaminate=evals, executor=None, tasks=None, slurm=None)
 
     def resolved(self, resolve: Callable[[str], Path]) -> DataConfig:
         """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""

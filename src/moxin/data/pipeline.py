@@ -246,7 +246,7 @@ def run_data_stage(
     with _progress(progress) as bar, atomic_dir(run_dir / "data", overwrite=True) as tmp:
         processed = tmp / "processed"
         processed.mkdir()
-        res = Processor(data_cfg, processed, bar, {k: v["bytes"] for k, v in per_source.items()}).run()
+        res = _process(data_cfg, processed, bar, per_source, run_dir, process_fp)
         splits = _save_index(processed, res, data_cfg.val_fraction)
         texts = [] if tok_cfg.path else tokenizer_sample(processed, splits, tok_cfg.sample_bytes, seed)
         tok_manifest = ensure_tokenizer(tok_cfg, texts, run_dir / "tokenizer", seed)
@@ -262,7 +262,22 @@ def run_data_stage(
         info["process_fingerprint"] = process_fp
         atomic_write_text(tmp / "data_card.md", render_card(info))
         manifest = write_manifest(tmp, info)
+    if data_cfg.executor not in (None, "inprocess"):
+        from moxin.data.executors import clean_work
+
+        clean_work(run_dir, data_cfg, process_fp)
     return manifest
+
+
+def _process(
+    data_cfg: DataConfig, processed: Path, bar, per_source: dict, run_dir: Path, process_fp: str
+) -> ProcessResult:
+    """The cleaning pass: in this process (`workers` forked helpers), or under a datatrove executor."""
+    if data_cfg.executor in (None, "inprocess"):
+        return Processor(data_cfg, processed, bar, {k: v["bytes"] for k, v in per_source.items()}).run()
+    from moxin.data.executors import process_scaled
+
+    return process_scaled(data_cfg, run_dir, process_fp, processed)
 
 
 def _tokenize(
