@@ -17,9 +17,14 @@ def _corpus(folder: Path) -> Path:
     return folder
 
 
-def _stage(root: Path, corpus: Path) -> bytes:
-    cfg = DataConfig(sources=[SourceConfig(name="local", type="text", path=str(corpus), license="CC0-1.0")],
-                     dedup_fuzzy=False, langid=False, workers=1, val_fraction=0.1)
+def _stage(root: Path, corpus: Path, workers: int = 1) -> bytes:
+    cfg = DataConfig(
+        sources=[SourceConfig(name="local", type="text", path=str(corpus), license="CC0-1.0")],
+        dedup_fuzzy=False,
+        langid=False,
+        workers=workers,
+        val_fraction=0.1,
+    )
     run_data_stage(cfg, TokenizerConfig(vocab_size=300, sample_bytes=100_000), 0, root / "run", progress=False)
     return (root / "run" / "data" / "manifest.json").read_bytes()
 
@@ -47,3 +52,8 @@ def test_the_stdlib_corpus_leaves_out_the_interpreters_build_record() -> None:
     names = [p.name for p in _stdlib_files()]
     assert names and not any(n.startswith("_sysconfigdata") for n in names)
     assert any(p.name.startswith("_sysconfigdata") for p in stdlib_root().glob("_sysconfigdata*.py"))
+
+
+def test_how_many_workers_ran_the_steps_is_not_recorded(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    assert _stage(tmp_path / "one", corpus, workers=1) == _stage(tmp_path / "two", corpus, workers=2)

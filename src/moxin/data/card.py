@@ -51,7 +51,7 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
     for per in L.languages.values():
         for k, v in per.items():
             languages[k] = languages.get(k, 0) + v
-    portable = to_dict(data_cfg.portable())
+    portable = data_cfg.record()
     tok_keys = ("kind", "vocab_size", "eos_id", "tokenizer_sha256", "reused_from")
     return {
         "stage": "data", "format": 1, "seed": seed, "inputs_fingerprint": fp,

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from moxin.errors import ConfigError
 
@@ -125,6 +125,9 @@ class SlurmConfig:
 Executor = Literal["inprocess", "local", "ray", "slurm"]
 
 
+RUN_ONLY = frozenset({"workers", "executor", "tasks", "slurm"})  # how the steps ran, not what they made
+
+
 @dataclass
 class DataConfig:
     """Sources, cleaning steps, val split, decontamination, sharding. Steps run in the order of `STEPS`."""
@@ -176,13 +179,16 @@ class DataConfig:
                 f"executors read every file, so remove max_docs or use executor = 'inprocess'"
             )
 
-    def portable(self) -> DataConfig:
-        """The copy records keep: every absolute local path named by its last part (`recorded_name`). Sources are
-        identified by content (their input fingerprints), so records need not say where the builder kept them. How the
-        steps ran (`executor`, `tasks`, `slurm`) is left out: it does not change the output."""
+    def record(self) -> dict[str, Any]:
+        """What manifests and fingerprints keep of this section: every absolute local path named by its last part
+        (`recorded_name`; sources are identified by content, their input fingerprints), and nothing about how the
+        steps ran (`workers`, `executor`, `tasks`, `slurm`), which does not change the output."""
+        from moxin.config import to_dict
+
         sources = [dataclasses.replace(s, path=recorded_name(s.path)) for s in self.sources]
         evals = [dataclasses.replace(e, path=recorded_name(e.path)) for e in self.decontaminate]
-        return dataclasses.replace(self, sources=sources, decontaminate=evals, executor=None, tasks=None, slurm=None)
+        out = to_dict(dataclasses.replace(self, sources=sources, decontaminate=evals))
+        return {k: v for k, v in out.items() if k not in RUN_ONLY}
 
     def resolved(self, resolve: Callable[[str], Path]) -> DataConfig:
         """A copy whose local paths are absolute (hf dataset names that are not local folders stay as they are)."""

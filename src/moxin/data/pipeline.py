@@ -68,7 +68,7 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
     evals = {e.name: source_fingerprint_file(e.path) for e in data_cfg.decontaminate}
     process_fp = fingerprint(
         {
-            "data": to_dict(data_cfg.portable()),
+            "data": data_cfg.record(),
             "seed": seed,
             "evals": evals,
             "sources": {k: v["fingerprint"] for k, v in per.items()},
