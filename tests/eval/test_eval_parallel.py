@@ -99,8 +99,9 @@ def test_parallel_workers_match_serial_and_share_the_cache(tiny_run, shared_data
     _assert_same(serial, tmp_path)
 
 
-def test_ray_tasks_match_serial(tiny_run, shared_data, serial, tmp_path):
+def test_ray_tasks_match_serial(tiny_run, shared_data, serial, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a loopback test cluster: no token written to ~/.ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         stdout, seconds = _eval(tiny_run, tmp_path, shared_data, "--executor", "ray", "--parallel", "2")
@@ -123,6 +124,7 @@ def test_worker_failure_names_the_checkpoint(tiny_run, shared_data, tmp_path):
                                   "--data-dir", str(shared_data), "--parallel", "2", "--out", str(tmp_path / "o")),
                           "pretrain/checkpoints/step-00000006")
     assert "checkpoint" in line
+    print(f"\n{line}")
 
 
 def test_parallel_needs_all_checkpoints(tiny_run, shared_data):

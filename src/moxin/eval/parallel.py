@@ -131,7 +131,8 @@ def _run_ray(jobs: list[tuple], parallel: int, name) -> list[tuple[list[str], in
         ray.init(include_dashboard=False, log_to_driver=False)
     threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // parallel)  # the cluster's cores, not ours
     jobs = [(*job[:-1], threads) for job in jobs]
-    task = ray.remote(num_cpus=threads)(evaluate_one)
+    gpus = 1 if jobs and str(jobs[0][2].device).startswith("cuda") else 0  # --device cuda: a GPU per task
+    task = ray.remote(num_cpus=threads, num_gpus=gpus)(evaluate_one)
     outcomes: dict[int, tuple[list[str], int]] = {}
     pending: dict[Any, int] = {}
     todo = list(enumerate(jobs))
