@@ -44,22 +44,18 @@ def limit_threads(n: int) -> None:
 def evaluate_one(stage: str, folder: str, s: Any, out_dir: str, threads: int) -> tuple[list[str], int]:
     """One job, in a worker: evaluate one checkpoint; (its result files, number computed)."""
     from moxin.eval import identity
-    from moxin.eval.runner import evaluate
+    from moxin.eval.runner import evaluate, result_path
 
     limit_threads(threads)
-    results, computed = evaluate(identity.identify(folder, stage=stage), s, Path(out_dir), log=_quiet)
-    paths = [_result_file(Path(out_dir), r) for r in results]
-    return paths, computed
+    model = identity.identify(folder, stage=stage)
+    results, computed = evaluate(model, s, Path(out_dir), log=_quiet)
+    return [str(result_path(Path(out_dir), model, r["task_config_hash"])) for r in results], computed
 
 
 def _quiet(message: str) -> None:
     """Workers print only notes; per-task progress lines from N processes at once would interleave."""
     if message.startswith("note:"):
         print(message, flush=True)
-
-
-def _result_file(out_dir: Path, res: dict[str, Any]) -> str:
-    return str(out_dir / "results" / f"{res['model']['sha256']}-{res['task_config_hash']}.json")
 
 
 def evaluate_parallel(
