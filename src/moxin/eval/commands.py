@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from moxin.errors import EvalError
 from moxin.layout import RunLayout
@@ -36,6 +36,8 @@ def eval_command(
     out: Path | None = None,
     device: str = "cpu",
     max_length: int | None = None,
+    parallel: int = 1,
+    executor: Literal["local", "ray"] = "local",
 ) -> None:
     """Evaluate with lm-evaluation-harness (the moxin model adapter): quality, perplexity, bias and toxicity.
 
@@ -64,6 +66,8 @@ def eval_command(
         out: where results go (default: RUN/eval for a run or a checkpoint in one, else ./moxin-eval)
         device: torch device (cpu, cuda, cuda:1, ...)
         max_length: longest sequence the model sees (default: the model's max_seq_len)
+        parallel: with --all-checkpoints, evaluate N checkpoints at once (worker processes or Ray tasks)
+        executor: where --parallel workers run: local (processes on this machine) or ray (tasks on a Ray cluster)
     """
     from moxin.commands import torch_dtype
     from moxin.eval.runner import Settings, resolve_source
@@ -71,13 +75,19 @@ def eval_command(
     torch_dtype(dtype)  # validate early, before any model is loaded
     if limit is not None and limit < 1:
         raise EvalError(f"--limit must be at least 1, got {limit}")
+    if parallel < 1:
+        raise EvalError(f"--parallel must be at least 1, got {parallel}")
+    if (parallel > 1 or executor != "local") and not all_checkpoints:
+        raise EvalError(f"--parallel {parallel} --executor {executor} splits checkpoints; add --all-checkpoints")
     s = Settings(tasks=tasks or ["moxin-zeroshot"], data_dir=data_dir, limit=limit, batch_size=batch_size, dtype=dtype,
                  num_fewshot=num_fewshot, seed=seed, apply_chat_template=apply_chat_template,
                  include_path=list(include_path or []), device=device, max_length=max_length)  # fmt: skip
-    _evaluate_target(target.expanduser().resolve(), resolve_source(s), all_checkpoints, out)
+    _evaluate_target(target.expanduser().resolve(), resolve_source(s), all_checkpoints, out, parallel, executor)
 
 
-def _evaluate_target(target: Path, s, all_checkpoints: bool, out: Path | None) -> None:
+def _evaluate_target(
+    target: Path, s, all_checkpoints: bool, out: Path | None, parallel: int = 1, executor: str = "local"
+) -> None:
     """`moxin eval TARGET`: a run (its latest or every checkpoint) or one model; results under `out`."""
     from moxin.eval import identity
     from moxin.eval.runner import evaluate
@@ -90,25 +100,34 @@ def _evaluate_target(target: Path, s, all_checkpoints: bool, out: Path | None) -
     home = run or run_root(target)
     out_dir = out or (RunLayout(home).eval if home else Path.cwd() / "moxin-eval")
     if run is not None:
-        evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir)
+        evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir, parallel, executor)
     else:
         results, n = evaluate(identity.identify(target), s, out_dir)
         _summary(results, n, out_dir)
 
 
-def evaluate_checkpoints(layout: RunLayout, all_checkpoints: bool, s, out_dir: Path) -> None:
-    """Evaluate a run's latest checkpoint, or every one, with settings `s`; write the table and plots."""
+def evaluate_checkpoints(
+    layout: RunLayout, all_checkpoints: bool, s, out_dir: Path, parallel: int = 1, executor: str = "local"
+) -> None:
+    """Evaluate a run's latest checkpoint, or every one, with settings `s`; write the table and plots. With
+    `parallel` > 1 or the ray executor, the checkpoints are split over workers (moxin.eval.parallel); the results,
+    table and plots are those of the serial run."""
     from moxin.eval import identity
     from moxin.eval.report import write_manifest, write_plots, write_tables
     from moxin.eval.runner import evaluate
 
     ckpts = identity.checkpoints_of(layout.root)
     ckpts = ckpts if all_checkpoints else ckpts[-1:]
-    everything, computed = [], 0
-    for stage, folder in ckpts:
-        results, n = evaluate(identity.identify(folder, stage=stage), s, out_dir)
-        everything += results
-        computed += n
+    if parallel > 1 or executor != "local":
+        from moxin.eval.parallel import evaluate_parallel
+
+        everything, computed = evaluate_parallel(layout, ckpts, s, out_dir, parallel, executor)
+    else:
+        everything, computed = [], 0
+        for stage, folder in ckpts:
+            results, n = evaluate(identity.identify(folder, stage=stage), s, out_dir)
+            everything += results
+            computed += n
     csv_path, md_path = write_tables(out_dir, everything)
     plots = write_plots(out_dir, everything)
     write_manifest(out_dir)
