@@ -21,24 +21,12 @@ from moxin.stage import StageResult
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def eval_command(
-    target: Path,
-    tasks: list[str] | None = None,
-    data_dir: Path | None = None,
-    limit: int | None = None,
-    all_checkpoints: bool = False,
-    batch_size: int = 32,
-    dtype: str = "float32",
-    num_fewshot: int | None = None,
-    seed: int = 1234,
-    apply_chat_template: bool = False,
-    include_path: list[Path] | None = None,
-    out: Path | None = None,
-    device: str = "cpu",
-    max_length: int | None = None,
-    parallel: int = 1,
-    executor: Literal["local", "ray"] = "local",
-) -> None:
+def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | None = None, limit: int | None = None,
+                 all_checkpoints: bool = False, batch_size: int = 32, dtype: str = "float32",
+                 num_fewshot: int | None = None, seed: int = 1234, apply_chat_template: bool = False,
+                 include_path: list[Path] | None = None, out: Path | None = None, device: str = "cpu",
+                 max_length: int | None = None, parallel: int = 1,
+                 executor: Literal["local", "ray"] = "local") -> None:  # fmt: skip
     """Evaluate with lm-evaluation-harness (the moxin model adapter): quality, perplexity, bias and toxicity.
 
     TARGET is a model (moxin checkpoint or model folder, Hugging Face folder, .gguf file) or a RUN folder (its
