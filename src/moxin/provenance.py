@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
+# The process umask, read once: files and folders written through temp names get the permissions a plain open()
+# or mkdir() would give them (mkstemp/mkdtemp alone would leave a published release readable by its owner only).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -55,6 +59,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -94,6 +99,7 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         fsync_tree(tmp)

@@ -9,20 +9,23 @@ from lm_eval.tasks import TaskManager
 from moxin.eval.runner import TASKS_DIR, quiet_env_probe
 
 
-def test_simple_evaluate_still_calls_the_module_global_add_env_info():
-    assert callable(getattr(ev, "add_env_info", None)), "lm_eval.evaluator.add_env_info is gone: see quiet_env_probe"
-    assert "add_env_info" in inspect.unwrap(ev.simple_evaluate).__code__.co_names, (
-        "simple_evaluate no longer calls add_env_info by its module global: quiet_env_probe no longer skips it")
+def test_simple_evaluate_still_calls_the_module_globals_moxin_quiets():
+    for name in ("add_env_info", "get_git_commit_hash"):
+        assert callable(getattr(ev, name, None)), f"lm_eval.evaluator.{name} is gone: see quiet_env_probe"
+        assert name in inspect.unwrap(ev.simple_evaluate).__code__.co_names, (
+            f"simple_evaluate no longer calls {name} by its module global: quiet_env_probe no longer skips it"
+        )
 
 
 def test_quiet_env_probe_skips_the_probe_and_restores_it():
-    original = ev.add_env_info
+    original, git = ev.add_env_info, ev.get_git_commit_hash
     with quiet_env_probe():
         assert ev.add_env_info is not original
         results: dict = {}
         ev.add_env_info(results)
         assert results == {}  # nothing probed, nothing added
-    assert ev.add_env_info is original
+        assert ev.get_git_commit_hash() is None  # no `git describe` in the user's working directory
+    assert ev.add_env_info is original and ev.get_git_commit_hash is git
 
 
 def test_task_index_gives_each_task_its_yaml_config():

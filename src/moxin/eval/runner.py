@@ -300,22 +300,25 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
 @contextlib.contextmanager
 def quiet_env_probe():
     """lm-eval ends every simple_evaluate with torch's collect_env, which shells out to pip (~2-7 s per task per
-    checkpoint). moxin records the environment itself (`environment()` in every result), so skip the probe.
+    checkpoint), and asks `git describe` about the working directory, whose "fatal: not a git repository" reaches
+    the user's terminal from any other folder. moxin records the environment and its own code version itself
+    (`environment()`, `code_version()` in every result), so both probes are skipped.
 
-    lm-eval has no public switch for it: this is the one place moxin patches lm-eval, the module global
-    `lm_eval.evaluator.add_env_info` that `simple_evaluate` calls. tests/eval/test_eval_lm_eval_api.py fails when
-    lm-eval stops calling it that way; should the name be gone, evaluation still runs (only slower)."""
+    lm-eval has no public switch for them: this is the one place moxin patches lm-eval, the module globals
+    `lm_eval.evaluator.add_env_info` and `get_git_commit_hash` that `simple_evaluate` calls.
+    tests/eval/test_eval_lm_eval_api.py fails when lm-eval stops calling them that way; should a name be gone,
+    evaluation still runs (only slower or noisier)."""
     import lm_eval.evaluator as ev
 
-    saved = getattr(ev, "add_env_info", None)
-    if saved is None:
-        yield
-        return
-    ev.add_env_info = lambda results: None
+    quiet = {"add_env_info": lambda results: None, "get_git_commit_hash": lambda: None}
+    saved = {name: getattr(ev, name) for name in quiet if hasattr(ev, name)}
+    for name in saved:
+        setattr(ev, name, quiet[name])
     try:
         yield
     finally:
-        ev.add_env_info = saved
+        for name, fn in saved.items():
+            setattr(ev, name, fn)
 
 
 def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float | None]]:
