@@ -29,8 +29,12 @@ def make_tokenizer(shared: Path, out: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(text, trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(out)
     return out
@@ -39,9 +43,19 @@ def make_tokenizer(shared: Path, out: Path) -> Path:
 def tiny_cfg(window: int | None = 16):
     from moxin.model.config import ModelConfig
 
-    return ModelConfig(vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, max_seq_len=512,
-                       sliding_window=window, tie_embeddings=True, arch="mistral" if window else "llama",
-                       rope_theta=10000.0)
+    return ModelConfig(
+        vocab_size=VOCAB,
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_dim=128,
+        max_seq_len=512,
+        sliding_window=window,
+        tie_embeddings=True,
+        arch="mistral" if window else "llama",
+        rope_theta=10000.0,
+    )
 
 
 def write_checkpoint(folder: Path, model, tokenizer_dir: Path, step: int, tokens_seen: int) -> Path:
@@ -105,7 +119,8 @@ def train_steps(model, tokenizer, texts: list[str], steps: int, lr: float = 3e-3
 
 def wiki_texts(shared: Path, n: int, start: int = 0) -> list[str]:
     lines = [ln for ln in (shared / "wikitext2" / "wiki.test.raw").read_text("utf-8").splitlines() if len(ln) > 80]
-    return lines[start: start + n]
+    return lines[start : start + n]
+
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, shared_data) -> Path:
@@ -142,3 +157,22 @@ def local_task_manager(shared_data):
     from moxin.eval.catalog import TASKS_DIR
 
     return TaskManager(include_path=[str(TASKS_DIR)], include_defaults=False, metadata={"data_dir": str(shared_data)})
+
+
+def trained_run(root: Path, tokenizer_dir: Path, shared: Path, steps: tuple[int, ...]) -> Path:
+    """ROOT/tiny with pretrain checkpoints at `steps` of one real (tiny) training run on WikiText text."""
+    from transformers import AutoTokenizer
+
+    from moxin.layout import RunLayout
+    from moxin.model.transformer import build
+
+    layout = RunLayout(root / "tiny")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build(tiny_cfg(), seed=0)
+    texts = wiki_texts(shared, 8)
+    done = 0
+    for step in steps:
+        train_steps(model, tok, texts, step - done)
+        done = step
+        write_checkpoint(layout.checkpoint("pretrain", step), model, tokenizer_dir, step, step * 16 * 64)
+    return layout.root

@@ -7,7 +7,7 @@ import csv
 import json
 
 import pytest
-from evalfix import run_cli, tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
+from evalfix import run_cli, tokenizer_dir, trained_run  # noqa: F401
 
 STEPS = (2, 4, 6)
 
@@ -15,34 +15,40 @@ STEPS = (2, 4, 6)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tokenizer_dir, shared_data):
     """RUN/pretrain/checkpoints/step-N for three points of a real (tiny) training run on WikiText text."""
-    from transformers import AutoTokenizer
-
-    from moxin.model.transformer import build
-
-    run = tmp_path_factory.mktemp("run") / "tiny"
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model = build(tiny_cfg(), seed=0)
-    texts = wiki_texts(shared_data, 8)
-    done = 0
-    for step in STEPS:
-        train_steps(model, tok, texts, step - done)
-        done = step
-        write_checkpoint(run / "pretrain" / "checkpoints" / f"step-{step:08d}", model, tokenizer_dir, step,
-                         step * 16 * 64)
-    return run
+    return trained_run(tmp_path_factory.mktemp("run"), tokenizer_dir, shared_data, STEPS)
 
 
 def test_all_checkpoints_table_plots_and_no_recompute(tiny_run, shared_data):
-    args = ("eval", str(tiny_run), "--all-checkpoints", "--tasks", "piqa,arc_easy", "--limit", "8",
-            "--data-dir", str(shared_data), "--batch-size", "16")
+    args = (
+        "eval",
+        str(tiny_run),
+        "--all-checkpoints",
+        "--tasks",
+        "piqa,arc_easy",
+        "--limit",
+        "8",
+        "--data-dir",
+        str(shared_data),
+        "--batch-size",
+        "16",
+    )
     code, out, err = run_cli(*args)
     assert code == 0, err[-3000:]
     ev = tiny_run / "eval"
     results = sorted((ev / "results").glob("*.json"))
     assert len(results) == len(STEPS) * 2
     rec = json.loads(results[0].read_text())
-    for key in ("task_config_hash", "lm_eval_version", "num_fewshot", "batch_size", "dtype", "seed",
-                "apply_chat_template", "limit", "time_s"):
+    for key in (
+        "task_config_hash",
+        "lm_eval_version",
+        "num_fewshot",
+        "batch_size",
+        "dtype",
+        "seed",
+        "apply_chat_template",
+        "limit",
+        "time_s",
+    ):
         assert key in rec, key
     assert len(rec["model"]["sha256"]) == 64 and rec["limit"] == 8 and rec["items"] == 8
     assert rec["model"]["tokens_seen"] in {s * 16 * 64 for s in STEPS}
@@ -67,8 +73,9 @@ def test_all_checkpoints_table_plots_and_no_recompute(tiny_run, shared_data):
 
 
 def test_run_without_flag_evaluates_latest_checkpoint(tiny_run, shared_data, tmp_path):
-    code, out, err = run_cli("eval", str(tiny_run), "--tasks", "piqa", "--limit", "4", "--data-dir",
-                             str(shared_data), "--out", str(tmp_path))
+    code, out, err = run_cli(
+        "eval", str(tiny_run), "--tasks", "piqa", "--limit", "4", "--data-dir", str(shared_data), "--out", str(tmp_path)
+    )
     assert code == 0, err[-3000:]
     (res,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
     assert res["model"]["step"] == STEPS[-1]

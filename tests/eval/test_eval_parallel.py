@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from evalfix import one_line_error, run_cli, tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
+from evalfix import one_line_error, run_cli, tokenizer_dir, trained_run  # noqa: F401
 
 STEPS = (2, 4, 6, 8)
 CLOCK = ("created", "time_s")  # wall-clock records: the only fields two runs may differ in
@@ -21,27 +21,27 @@ CLOCK = ("created", "time_s")  # wall-clock records: the only fields two runs ma
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tokenizer_dir, shared_data):
     """RUN/pretrain/checkpoints/step-N for four points of a real (tiny) training run on WikiText text."""
-    from transformers import AutoTokenizer
-
-    from moxin.model.transformer import build
-
-    run = tmp_path_factory.mktemp("run") / "tiny"
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model = build(tiny_cfg(), seed=0)
-    texts = wiki_texts(shared_data, 8)
-    done = 0
-    for step in STEPS:
-        train_steps(model, tok, texts, step - done)
-        done = step
-        write_checkpoint(run / "pretrain" / "checkpoints" / f"step-{step:08d}", model, tokenizer_dir, step,
-                         step * 16 * 64)
-    return run
+    return trained_run(tmp_path_factory.mktemp("run"), tokenizer_dir, shared_data, STEPS)
 
 
 def _eval(run: Path, out: Path, shared: Path, *extra: str) -> tuple[str, float]:
     t0 = time.perf_counter()
-    code, stdout, err = run_cli("eval", str(run), "--all-checkpoints", "--tasks", "piqa,arc_easy", "--limit", "4",
-                                "--data-dir", str(shared), "--batch-size", "8", "--out", str(out), *extra)
+    code, stdout, err = run_cli(
+        "eval",
+        str(run),
+        "--all-checkpoints",
+        "--tasks",
+        "piqa,arc_easy",
+        "--limit",
+        "4",
+        "--data-dir",
+        str(shared),
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        *extra,
+    )
     assert code == 0, err[-3000:]
     return stdout, time.perf_counter() - t0
 
@@ -58,8 +58,9 @@ def _assert_same(a: Path, b: Path) -> None:
     for pa, pb in zip(ra, rb, strict=True):
         assert _without_clock(pa) == _without_clock(pb), pa.name
         # and the bytes differ only inside the two clock fields: same keys, same order, same formatting
-        assert [ln for ln in pa.read_text().splitlines() if not ln.lstrip().startswith(('"created"', '"time_s"'))] \
-            == [ln for ln in pb.read_text().splitlines() if not ln.lstrip().startswith(('"created"', '"time_s"'))]
+        assert [ln for ln in pa.read_text().splitlines() if not ln.lstrip().startswith(('"created"', '"time_s"'))] == [
+            ln for ln in pb.read_text().splitlines() if not ln.lstrip().startswith(('"created"', '"time_s"'))
+        ]
     for name in ("table.csv", "table.md"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     pa, pb = sorted((a / "plots").glob("*.png")), sorted((b / "plots").glob("*.png"))
@@ -94,8 +95,9 @@ def test_parallel_workers_match_serial_and_share_the_cache(tiny_run, shared_data
         p.unlink()
     stdout, _ = _eval(tiny_run, tmp_path, shared_data, "--parallel", "2")
     assert f"({len(removed)} computed, {2 * len(STEPS) - len(removed)} reused)" in stdout
-    assert {p: p.stat().st_mtime_ns for p in results if p not in removed} == \
-        {p: before[p] for p in results if p not in removed}
+    assert {p: p.stat().st_mtime_ns for p in results if p not in removed} == {
+        p: before[p] for p in results if p not in removed
+    }
     _assert_same(serial, tmp_path)
 
 
@@ -120,15 +122,45 @@ def test_worker_failure_names_the_checkpoint(tiny_run, shared_data, tmp_path):
     bad = run / "pretrain" / "checkpoints" / "step-00000006" / "model" / "model.safetensors"
     assert bad.is_file()
     bad.write_bytes(bad.read_bytes()[:-8] + b"\0" * 8)  # weights no longer match the checkpoint's manifest
-    line = one_line_error(run_cli("eval", str(run), "--all-checkpoints", "--tasks", "piqa", "--limit", "2",
-                                  "--data-dir", str(shared_data), "--parallel", "2", "--out", str(tmp_path / "o")),
-                          "pretrain/checkpoints/step-00000006")
+    line = one_line_error(
+        run_cli(
+            "eval",
+            str(run),
+            "--all-checkpoints",
+            "--tasks",
+            "piqa",
+            "--limit",
+            "2",
+            "--data-dir",
+            str(shared_data),
+            "--parallel",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ),
+        "pretrain/checkpoints/step-00000006",
+    )
     assert "checkpoint" in line
     print(f"\n{line}")
 
 
 def test_parallel_needs_all_checkpoints(tiny_run, shared_data):
-    one_line_error(run_cli("eval", str(tiny_run), "--tasks", "piqa", "--data-dir", str(shared_data),
-                           "--parallel", "2"), "--all-checkpoints")
-    one_line_error(run_cli("eval", str(tiny_run), "--all-checkpoints", "--tasks", "piqa", "--data-dir",
-                           str(shared_data), "--parallel", "0"), "--parallel", "0")
+    one_line_error(
+        run_cli("eval", str(tiny_run), "--tasks", "piqa", "--data-dir", str(shared_data), "--parallel", "2"),
+        "--all-checkpoints",
+    )
+    one_line_error(
+        run_cli(
+            "eval",
+            str(tiny_run),
+            "--all-checkpoints",
+            "--tasks",
+            "piqa",
+            "--data-dir",
+            str(shared_data),
+            "--parallel",
+            "0",
+        ),
+        "--parallel",
+        "0",
+    )
