@@ -273,13 +273,7 @@ def _check_common(body, cfg: ServerConfig, engine: Engine) -> None:
         raise APIError(400, "logprobs are not supported by this server; remove 'logprobs'", "logprobs")
     chars, most = body.chars(), engine.context * cfg.chars_per_token
     if chars > most:  # no tokenizer packs this many characters into the context: refuse without tokenizing
-        raise APIError(
-            400,
-            f"this model's maximum context length is {engine.context} tokens; the text has {chars} "
-            f"characters (over {most}, {cfg.chars_per_token} per token): shorten it",
-            "messages" if isinstance(body, ChatRequest) else "prompt",
-            code="context_length_exceeded",
-        )
+        raise _too_long(body, engine, f"the text has {chars} characters (over {most}, {cfg.chars_per_token} per token)")
 
 
 def _encode_prompts(tok, prompt) -> list[list[int]]:
@@ -310,17 +304,18 @@ def _encode_chat(tok, body: ChatRequest) -> list[int]:
         ) from None
 
 
+def _too_long(body, engine: Engine, what: str) -> APIError:
+    """OpenAI's context_length_exceeded error: `what` says how long the request is."""
+    param = "messages" if isinstance(body, ChatRequest) else "prompt"
+    msg = f"this model's maximum context length is {engine.context} tokens; {what}: shorten it"
+    return APIError(400, msg, param, code="context_length_exceeded")
+
+
 def _params(
     body, prompt_len: int, max_tokens: int | None, engine: Engine, cfg: ServerConfig, stop_ids: list[int]
 ) -> SamplingParams:
     if prompt_len >= engine.context:
-        raise APIError(
-            400,
-            f"this model's maximum context length is {engine.context} tokens; the prompt has "
-            f"{prompt_len} tokens: shorten it",
-            "messages" if isinstance(body, ChatRequest) else "prompt",
-            code="context_length_exceeded",
-        )
+        raise _too_long(body, engine, f"the prompt has {prompt_len} tokens")
     if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
         raise APIError(
             400, f"max_tokens={max_tokens} is over this server's limit of {cfg.max_tokens_limit}", "max_tokens"
