@@ -47,9 +47,11 @@ def test_all_checkpoints_table_plots_and_no_recompute(tiny_run, shared_data):
         "seed",
         "apply_chat_template",
         "limit",
-        "time_s",
     ):
         assert key in rec, key
+    assert "time_s" not in rec and "created" not in rec  # no clock in a result: the bytes are reproducible
+    timings = [json.loads(x) for x in (ev / "timings.jsonl").read_text().splitlines()]
+    assert {t["result"] for t in timings} == {p.name for p in results} and all(t["time_s"] >= 0 for t in timings)
     assert len(rec["model"]["sha256"]) == 64 and rec["limit"] == 8 and rec["items"] == 8
     assert rec["model"]["tokens_seen"] in {s * 16 * 64 for s in STEPS}
 

@@ -218,10 +218,25 @@ def evaluate(model: ModelRef, s: Settings, out: Path, lm: Any = None, log=print)
         lm = lm or _load_lm(model, s)
     for p, cfg, h, path in todo:
         log(f"evaluating {p.name} ({p.lm_eval_task}, {p.source}) on {model.path.name} [{model.sha256[:12]}]")
-        res = _run_task(lm, p, cfg, h, model, s)
-        atomic_write_json(path, res)
-        results.append(res)
+        res, seconds = _run_task(lm, p, cfg, h, model, s)
+        atomic_write_json(path, res)  # a pure function of model, task config and code: the same bytes on any rerun
+        log_timing(out, path.name, seconds)
+        results.append({**res, "time_s": round(seconds, 3)})  # shown in the summary, not stored in the result
     return results, len(todo)
+
+
+TIMINGS = "timings.jsonl"  # wall-clock per computed result: kept beside results/, never inside a result file
+
+
+def log_timing(out: Path, result: str, seconds: float) -> None:
+    """Append when a result was computed and how long its task took to OUT/timings.jsonl (one short line, appended
+    in one write, so parallel workers do not interleave). Result files hold no clock, so a result is the same bytes
+    whether it was computed serially, in parallel or again."""
+    line = json.dumps({"result": result, "time_s": round(seconds, 3),
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / TIMINGS, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
 
 
 def _check_local_data(planned: list[Planned], s: Settings) -> None:
@@ -240,7 +255,9 @@ def _load_lm(model: ModelRef, s: Settings):
     )
 
 
-def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: Settings) -> dict[str, Any]:
+def _run_task(
+    lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: Settings
+) -> tuple[dict[str, Any], float]:
     import logging
 
     import lm_eval
@@ -287,14 +304,12 @@ def _run_task(lm, p: Planned, cfg: dict, config_hash: str, model: ModelRef, s: S
         "apply_chat_template": s.apply_chat_template,
         "limit": s.limit,
         "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
-        "time_s": round(seconds, 3),
         "metrics": metrics,
         "stderr": stderr,
         "lm_eval_config": _stable(_relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s))),
         "environment": environment(),
         "code": code_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    }, seconds
 
 
 @contextlib.contextmanager

@@ -168,6 +168,11 @@ def _eval_file(rel: str, sha: str | None, run: Path, data_dirs: list[Path], wher
     return None
 
 
+# The evaluation files that stay in the run: the tables (the card renders its own from results/), the stage manifest,
+# and timings.jsonl (when each result was computed and how long it took: wall clock, different on every run).
+LEFT_IN_RUN = ("table.csv", "table.md", "manifest.json", "timings.jsonl")
+
+
 def copy_eval(run: Path, out: Path, cp: Copier, data_dirs: list[Path]) -> list[str]:
     """Results, tables and plots, and the evaluation data files the results name (laid out as in the data folder,
     with each folder's SOURCE.md and licence). Returns the files that could not be found."""
@@ -176,11 +181,10 @@ def copy_eval(run: Path, out: Path, cp: Copier, data_dirs: list[Path]) -> list[s
     ev = run / "eval"
     if not ev.is_dir():
         return []
-    # table.csv/table.md carry each evaluation's wall time: the card renders its table from results/ instead.
     cp.tree(
         ev,
         out / "eval",
-        skip=lambda p: "data" in p.relative_to(ev).parts[:1] or p.name in ("table.csv", "table.md", "manifest.json"),
+        skip=lambda p: "data" in p.relative_to(ev).parts[:1] or p.name in LEFT_IN_RUN,
     )
     sources: dict[str, dict[str, Any]] = {}
     missing = []
