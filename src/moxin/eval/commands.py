@@ -32,8 +32,8 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     TARGET is a model (moxin checkpoint or model folder, Hugging Face folder, .gguf file) or a RUN folder (its
     latest checkpoint, or every checkpoint with --all-checkpoints). Each (model SHA-256, task config hash) is
     computed once: results/<sha>-<hash>.json records the model and task hashes, lm-eval version, n-shot, batch size,
-    dtype, seed, chat template use, limit and the time taken. A run also gets table.csv, table.md and plots/*.png
-    (each metric against tokens seen) in RUN/eval/.
+    dtype, seed, chat template use and limit (no clock: when and how long go to timings.jsonl beside it). A run also
+    gets table.csv, table.md and plots/*.png (each metric against tokens seen) in RUN/eval/.
 
     Tasks: any lm-eval task name, or moxin's hellaswag, arc_easy, arc_challenge, piqa, winogrande, mmlu, gsm8k,
     lambada_openai, wikitext, crows_pairs_english, bbq, toxicity, jcommonsenseqa, and the suites moxin-zeroshot,
