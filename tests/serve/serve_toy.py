@@ -8,7 +8,10 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,38 @@ def toy_ckpt() -> Path:
 def toy():
     """(model, tokenizer) loaded from the toy checkpoint."""
     return _toy()
+
+
+# ------------------------------------------------------------------------------------------------ a real server process
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(ckpt: Path, port: int, *flags: str, env: dict[str, str], **popen) -> subprocess.Popen:
+    """`python -m moxin.cli serve CKPT --port PORT --name toy FLAGS...` in its own process (run from the repo root)."""
+    cmd = [sys.executable, "-m", "moxin.cli", "serve", str(ckpt), "--port", str(port), "--name", "toy", *flags]
+    return subprocess.Popen(cmd, env=env, cwd=Path(__file__).parents[2], **popen)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, why: Callable[[], str], poll: float = 0.2,
+                 timeout: float = 90) -> None:  # fmt: skip
+    """Poll URL/health until it answers 200; fail with `why()` (the server's output) if the process ends or time
+    runs out first."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, why()
+        time.sleep(poll)

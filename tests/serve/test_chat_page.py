@@ -11,15 +11,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_toy import build_tokenizer, toy  # noqa: F401  (fixture)
+from serve_toy import build_tokenizer, free_port, start_serve, toy, wait_healthy  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
@@ -54,9 +52,7 @@ class _Serve:
     """`python -m moxin.cli serve` in its own process, on a free loopback port."""
 
     def __init__(self, ckpt: Path, logs: Path, api_key: str | None) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = api_key
         env = {k: v for k, v in os.environ.items() if k != "MOXIN_API_KEY"}
@@ -64,21 +60,11 @@ class _Serve:
             env["MOXIN_API_KEY"] = api_key
         self.log = logs / f"serve-{self.port}.log"
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "moxin.cli", "serve", str(ckpt), "--port",
-                                          str(self.port), "--name", "toy", "--max-tokens-limit", "4000"],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=Path(__file__).parents[2])
+            self.proc = start_serve(ckpt, self.port, "--max-tokens-limit", "4000", env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
 
     def wait(self) -> None:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None and time.time() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_healthy(self.url, self.proc, lambda: self.log.read_text()[-3000:])
 
     def greedy(self, messages: list[dict], max_tokens: int) -> str:
         """The reference: the API's own non-streamed greedy reply."""

@@ -11,7 +11,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_toy import toy_ckpt  # noqa: F401  (fixture)
+from serve_toy import free_port, start_serve, toy_ckpt, wait_healthy  # noqa: F401  (fixture)
 
 CONTEXT, CHARS_PER_TOKEN = 256, 32  # the toy preset's context; ServerConfig.chars_per_token
 MAX_BODY = 256 * 1024
@@ -137,25 +136,14 @@ def _vm(pid: int, key: str) -> float:
 
 @pytest.fixture(scope="module")
 def served(toy_ckpt):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MOXIN_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "moxin.cli", "serve", str(toy_ckpt), "--port", str(port),
-                             "--name", "toy", "--max-tokens-limit", "240", "--max-body-bytes", str(MAX_BODY),
-                             "--max-batch", "8", "--max-queue", "64"], env=env, cwd=Path(__file__).parents[2],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_serve(toy_ckpt, port, "--max-tokens-limit", "240", "--max-body-bytes", str(MAX_BODY),
+                       "--max-batch", "8", "--max-queue", "64", env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
     try:
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-            time.sleep(0.2)
+        wait_healthy(url, proc, lambda: proc.stderr.read() if proc.poll() else "timeout")
         yield url, port, proc
     finally:
         proc.send_signal(signal.SIGINT)

@@ -190,29 +190,17 @@ def test_moxin_serve_command_in_a_real_process(toy_ckpt):
     """`moxin serve` binds 127.0.0.1, needs the API key from MOXIN_API_KEY, answers, and stops on SIGINT."""
     import os
     import signal
-    import socket
     import subprocess
-    import sys
-    from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from serve_toy import free_port, start_serve, wait_healthy
+
+    port = free_port()
     env = {**os.environ, "MOXIN_API_KEY": "k3y"}
-    proc = subprocess.Popen([sys.executable, "-m", "moxin.cli", "serve", str(toy_ckpt), "--port", str(port),
-                             "--name", "toy", "--max-tokens-limit", "32"], env=env, cwd=Path(__file__).parents[2],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_serve(toy_ckpt, port, "--max-tokens-limit", "32", env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-            time.sleep(0.3)
+        wait_healthy(url, proc, lambda: proc.stderr.read() if proc.poll() else "timeout", poll=0.3)
         assert httpx.get(url + "/v1/models", timeout=10).status_code == 401
         r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y"}, timeout=10)
         assert r.json()["data"][0]["id"] == "toy"
