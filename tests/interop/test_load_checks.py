@@ -21,6 +21,21 @@ from moxin.train.checkpoint import checkpoint_sha
 from moxintest import run_cli
 
 
+def _one_step_sft(tmp: Path, parent: Path, shared_data: Path, extra: str = "") -> Path:
+    """A recipe for one SFT step on 20 instruction records from `parent`."""
+    rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
+    return write_recipe(tmp, f'''[finetune]
+parent = "{parent}"
+
+[finetune.sft]
+data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 20}}]
+steps = 1
+global_batch = 4
+micro_batch = 4
+seq_len = 64
+{extra}''')
+
+
 def _flip(path: Path, at: int | None = None) -> None:
     data = bytearray(path.read_bytes())
     i = len(data) // 2 if at is None else at
@@ -103,18 +118,7 @@ def test_cli_generate_from_a_flipped_checkpoint_fails_with_one_line(ckpt):
 
 
 def test_cli_finetune_from_a_flipped_parent_fails_with_one_line(tmp_path, ckpt, shared_data):
-    rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
-    recipe = write_recipe(tmp_path, f'''[finetune]
-parent = "{ckpt}"
-
-[finetune.sft]
-data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 20}}]
-steps = 1
-global_batch = 4
-micro_batch = 4
-seq_len = 64
-val_max = 4
-''')
+    recipe = _one_step_sft(tmp_path, ckpt, shared_data, "val_max = 4\n")
     weights = ckpt / "model" / "model.safetensors"
     _flip(weights)
     code, _, err = run_cli("finetune", "sft", str(recipe), "--no-progress")
@@ -156,17 +160,7 @@ def test_lineage_names_the_bytes_loaded_even_when_the_parent_changes_after_start
     from moxin.provenance import write_manifest
     from moxin.recipe import load_recipe
 
-    rasbt = shared_data / "rasbt_instruction_data" / "instruction-data.json"
-    recipe = load_recipe(write_recipe(tmp_path, f'''[finetune]
-parent = "{ckpt}"
-
-[finetune.sft]
-data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 20}}]
-steps = 1
-global_batch = 4
-micro_batch = 4
-seq_len = 64
-'''))
+    recipe = load_recipe(_one_step_sft(tmp_path, ckpt, shared_data))
     ctx = context(recipe, "sft")
     at_start = ctx.parent["sha256"]
     assert at_start == checkpoint_sha(ckpt)
