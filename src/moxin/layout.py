@@ -19,7 +19,6 @@ No torch here: the CLI, `build` and `verify` import this module at start-up.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +74,6 @@ def run_of(checkpoint: str | Path) -> Path | None:
     if stage_dir.parent.name == "finetune":
         return stage_dir.parent.parent
     return None
-
-
-def stage_of(checkpoint: str | Path) -> str | None:
-    """'pretrain' or 'finetune/<name>' for a checkpoint inside a run, else None."""
-    p = Path(checkpoint).resolve()
-    run = run_of(p)
-    return p.parent.parent.relative_to(run).as_posix() if run is not None else None
 
 
 @dataclass(frozen=True)
@@ -187,9 +179,6 @@ class RunLayout:
         """Every checkpoint of the run: pretrain first, then each fine-tuning stage, each by step."""
         return [c for stage in self.training_stages() for c in self.checkpoints(stage)]
 
-    def iter_checkpoints(self) -> Iterator[Checkpoint]:
-        yield from self.all_checkpoints()
-
     def latest_checkpoint(self, stage: str = "pretrain") -> Path | None:
         found = list_checkpoints(self.checkpoints_dir(stage))
         return found[-1][1] if found else None
@@ -203,7 +192,3 @@ class RunLayout:
             return p.relative_to(self.root.resolve()).as_posix() or "."
         except ValueError:
             return p.name
-
-    def resolve(self, rel: str | Path) -> Path:
-        """The inverse of `rel` for paths inside the run."""
-        return self.root / Path(rel)

@@ -267,10 +267,11 @@ def run(
 ) -> str:
     """Pretrain per the recipe (single process or one rank of torchrun). Returns 'done' or 'interrupted'."""
     dist = init_distributed()
-    setup = Setup.from_recipe(recipe, log if dist.is_main else (lambda m: None))
+    log = log if dist.is_main else (lambda m: None)
+    setup = Setup.from_recipe(recipe, log)
     start = choose_checkpoint(setup.run_dir / "checkpoints", resume)
     model = setup.build_model(dist)
-    trainer = setup.trainer(model, dist, log if dist.is_main else (lambda m: None), progress)
+    trainer = setup.trainer(model, dist, log, progress)
     if start is not None:
         trainer.resume(start, allow_data_change)
     home = RunLayout(setup.run_dir.parent)
