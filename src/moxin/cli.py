@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "verify": "moxin.release.commands:verify",
     "eval": "moxin.eval.commands:eval_command",
     "report": "moxin.report.commands:report",
+    "compare": "moxin.compare.commands:compare",
 }
 
 

@@ -51,3 +51,7 @@ class TemplateLimitError(TemplateError):
 
 class ReportError(MoxinError):
     """`moxin report` cannot read the folder it was given as a run or a release."""
+
+
+class CompareError(MoxinError):
+    """`moxin compare` was given something that is not a run, checkpoint, model folder, GGUF file or release."""

@@ -122,7 +122,10 @@ def test_user_task_folder_with_relative_data_path(tiny_checkpoint, tmp_path, mon
                              "--data-dir", str(tmp_path), "--out", str(tmp_path / "res"))
     assert code == 0, err[-3000:]
     (res,) = [json.loads(p.read_text()) for p in (tmp_path / "res" / "results").glob("*.json")]
-    assert res["task"] == "my_even" and res["items"] == 6 and 0.0 <= res["metrics"]["acc"] <= 1.0
+    assert res["task"] == "my_even" and res["n_items"] == 6 and 0.0 <= res["metrics"]["acc"] <= 1.0
+    assert [i["doc_id"] for i in res["items"]] == list(range(6))  # per item, for `moxin compare`'s bootstrap
+    assert sum(i["acc"] for i in res["items"]) / 6 == pytest.approx(res["metrics"]["acc"])
+    assert res["items"][3]["example"] == "Question: Is 3 even? Answer: → no"
     (data_file,) = res["task_config"]["data_files"]  # resolved against the YAML's folder, hashed
     assert data_file == "mytasks/data/even.jsonl"  # named by its task folder, never by an absolute path
     assert str(tmp_path) not in json.dumps(res)

@@ -52,7 +52,9 @@ def test_all_checkpoints_table_plots_and_no_recompute(tiny_run, shared_data):
     assert "time_s" not in rec and "created" not in rec  # no clock in a result: the bytes are reproducible
     timings = [json.loads(x) for x in (ev / "timings.jsonl").read_text().splitlines()]
     assert {t["result"] for t in timings} == {p.name for p in results} and all(t["time_s"] >= 0 for t in timings)
-    assert len(rec["model"]["sha256"]) == 64 and rec["limit"] == 8 and rec["items"] == 8
+    assert len(rec["model"]["sha256"]) == 64 and rec["limit"] == 8 and rec["n_items"] == 8
+    assert [i["doc_id"] for i in rec["items"]] == list(range(8)) and all(i["example"] for i in rec["items"])
+    assert sum(i["acc"] for i in rec["items"]) / 8 == pytest.approx(rec["metrics"]["acc"])
     assert rec["model"]["tokens_seen"] in {s * 16 * 64 for s in STEPS}
 
     rows = list(csv.DictReader((ev / "table.csv").open()))

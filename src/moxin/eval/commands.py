@@ -143,7 +143,7 @@ def _summary(results: list[dict], computed: int, out_dir: Path) -> None:
                 str(r["num_fewshot"] or 0),
                 metric,
                 "nan" if value is None else f"{value:.4f}",
-                str(r.get("items") or ""),
+                str(r.get("n_items") or ""),
                 f"{r['time_s']:.1f}" if "time_s" in r else "reused",
             )
     Console(soft_wrap=True).print(table)

@@ -21,7 +21,7 @@ from moxin.eval.catalog import TASKS_DIR, Planned, plan
 from moxin.eval.identity import ModelRef
 from moxin.provenance import atomic_write_json, code_version, environment, fingerprint, sha256_file
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: per-item scores (`items`) beside the aggregate metrics
 BOOTSTRAP_ITERS = 1000  # stderr of non-mean metrics; recorded in every result
 
 
@@ -277,7 +277,7 @@ def _run_task(
                 numpy_random_seed=s.seed,
                 torch_random_seed=s.seed,
                 fewshot_random_seed=s.seed,
-                log_samples=False,
+                log_samples=True,  # per-item scores: `moxin compare` pairs them for its bootstrap
                 apply_chat_template=s.apply_chat_template,
                 bootstrap_iters=BOOTSTRAP_ITERS,
                 batch_size=s.batch_size,
@@ -303,8 +303,9 @@ def _run_task(
         "seed": s.seed,
         "apply_chat_template": s.apply_chat_template,
         "limit": s.limit,
-        "items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
+        "n_items": out.get("n-samples", {}).get(p.lm_eval_task, {}).get("effective"),
         "metrics": metrics,
+        "items": per_item((out.get("samples") or {}).get(p.lm_eval_task) or []),
         "stderr": stderr,
         "lm_eval_config": _stable(_relocate(out.get("configs", {}).get(p.lm_eval_task), _include_roots(s))),
         "environment": environment(),
@@ -334,6 +335,50 @@ def quiet_env_probe():
     finally:
         for name, fn in saved.items():
             setattr(ev, name, fn)
+
+
+EXAMPLE_CHARS = 200
+
+
+def per_item(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """lm-eval's logged samples → one entry per document, by doc_id: each per-item metric under the name the
+    aggregate carries ('acc', 'exact_match,strict-match'), as a float, or as a [value, weight] pair for corpus-level
+    metrics (perplexity tasks log (loglikelihood, bytes or words) per document, enough to recompute bits per byte
+    on any subset); and a short `example` of the item so that won and lost items can be shown."""
+    items: dict[int, dict[str, Any]] = {}
+    for sample in samples:
+        doc_id = int(sample["doc_id"])
+        entry = items.setdefault(doc_id, {"doc_id": doc_id, "example": _example(sample)})
+        filt = sample.get("filter") or "none"
+        for name in sample.get("metrics") or []:
+            value = _item_value(sample.get(name))
+            if value is not None:
+                entry[name if filt == "none" else f"{name},{filt}"] = value
+    return [items[k] for k in sorted(items)]
+
+
+def _item_value(v: Any) -> float | list[float] | None:
+    if isinstance(v, (bool, int, float)):
+        return None if v != v else float(v)
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return [float(v[0]), float(v[1])]
+    return None  # free-form per-item values (strings, references) are not scores
+
+
+def _example(sample: dict[str, Any]) -> str:
+    """The end of the item's prompt (where the question is, after any few-shot examples) and its answer."""
+    args = [a for a in sample.get("arguments") or [] if isinstance(a, (list, tuple)) and a]
+    prompt = str(args[0][0]) if args else ""
+    target = sample.get("target")
+    if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(args) and len(args[target]) > 1:
+        answer = str(args[target][1])  # multiple choice: the continuation of the correct choice
+    else:
+        answer = "" if target is None else str(target)
+    answer = " ".join(answer.split())[:60]
+    room = EXAMPLE_CHARS - len(answer) - 3
+    prompt = " ".join(prompt.split())
+    prompt = prompt if len(prompt) <= room else "…" + prompt[-(room - 1) :]
+    return f"{prompt} → {answer}" if answer else prompt
 
 
 def _metrics(raw: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, float | None]]:

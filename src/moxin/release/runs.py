@@ -234,7 +234,7 @@ def read_eval_result(path: Path) -> EvalResult:
     else:
         metrics = _task_metrics(doc.get("results") or {})
         data = list(doc.get("data") or [])
-    items = doc.get("items")
+    items = doc.get("n_items", doc.get("items"))  # result_version 2 holds the per-item scores under "items"
     return EvalResult(
         path,
         _checkpoint_label(model),
