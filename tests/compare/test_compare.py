@@ -141,3 +141,27 @@ def test_bad_paths_are_one_line(tmp_path):
     one_line_error(run_cli("compare", str(tmp_path / "notes.txt"), str(tmp_path)), "not a .gguf model", "notes.txt")
     (tmp_path / "empty").mkdir()
     one_line_error(run_cli("compare", str(tmp_path / "empty"), str(tmp_path / "empty")), "is none of", "empty")
+
+
+def test_eval_computes_what_is_missing_once(tiny_run, tmp_path, shared_data):
+    """--eval runs lm-eval (per-item results) only where a side has no result; a second compare reuses them."""
+    from moxin.compare import compare
+
+    a, b, out = _ckpt(tiny_run, "pretrain", 4), _ckpt(tiny_run, "pretrain", 6), tmp_path / "out"
+    logs: list[str] = []
+    kw = {"tasks": ["piqa"], "data_dir": shared_data, "limit": 4, "max_new_tokens": 0, "heldout_tokens": 0}
+    doc = compare(a, b, out, log=logs.append, **kw)
+    assert [ln for ln in logs if "result(s) computed" in ln] == [
+        "step-00000004: 1 result(s) computed, the rest reused",
+        "step-00000006: 1 result(s) computed, the rest reused",
+    ]
+    (ev,) = doc["evals"]
+    assert ev["task"] == "piqa" and ev["won_lost"]["items"] == 4
+    assert all(len(m["ci95"]) == 2 and m["n"] == 4 for m in ev["metrics"])
+    cached = {p.name: p.read_bytes() for p in (out / "eval" / "results").glob("*.json")}
+    existing = {p.name: p.read_bytes() for p in (tiny_run / "eval" / "results").glob(f"{doc['b']['sha256']}-*.json")}
+    assert len(existing) == 2 and len(cached) == 4 and existing.items() <= cached.items()  # the run's own, as they were
+    logs.clear()
+    again = compare(a, b, out, log=logs.append, **kw)
+    assert next(ln for ln in logs if "result(s) computed" in ln).startswith("step-00000004: 0 result(s) computed")
+    assert again["evals"] == doc["evals"]
