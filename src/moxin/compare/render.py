@@ -13,9 +13,10 @@ def _ci(row: dict[str, Any]) -> str:
     return "—" if ci is None else f"{signed(ci[0])}..{signed(ci[1])}"
 
 
-def _cell(v: Any, width: int = 80) -> str:
-    text = fmt(v) if isinstance(v, float) else str(v)
-    text = " ".join(text.split()).replace("|", "\\|")
+def _cell(v: Any, width: int = 80, md: bool = True) -> str:
+    text = "—" if v is None else fmt(v) if isinstance(v, float) else str(v)  # None: absent on that side
+    text = " ".join(text.split())
+    text = text.replace("|", "\\|") if md else text
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -97,5 +98,5 @@ def terminal(doc: dict[str, Any], console=None) -> None:
         for h in header:
             table.add_column(h, overflow="fold")
         for row in rows:
-            table.add_row(*(_cell(c, 120) for c in row))
+            table.add_row(*(_cell(c, 120, md=False) for c in row))
         console.print(table)
