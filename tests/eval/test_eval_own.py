@@ -18,7 +18,7 @@ from moxin.provenance import sha256_file
 CHOICE = [
     {"question": "日本の首都はどこですか？", "choices": ["東京", "大阪", "京都"], "answer": "東京"},
     {"question": "What is two plus two?", "choices": ["three", "four"], "answer": 1},
-    {"question": "富士山は何県にありますか？", "choices": ["長野県", "静岡県と山梨県", "北海道"], "answer": 1, "id": "x"},
+    {"question": "富士山は何県？", "choices": ["長野県", "静岡県と山梨県", "北海道"], "answer": 1, "id": "x"},
 ]
 EXACT = [
     {"question": "日本の首都は？", "answer": "東京"},
@@ -207,7 +207,8 @@ def test_exact_scores_normalised_generations(tiny_checkpoint, own_files, tmp_pat
 
 def test_own_only_on_the_command_line(tiny_checkpoint, own_files, tmp_path) -> None:
     out = tmp_path / "out"
-    code, stdout, err = run_cli("eval", str(tiny_checkpoint), "--own", f"{own_files['choice']}:choice", "--out", str(out))
+    spec = f"{own_files['choice']}:choice"
+    code, stdout, err = run_cli("eval", str(tiny_checkpoint), "--own", spec, "--out", str(out))
     assert code == 0, err[-2000:]
     (path,) = (out / "results").glob("*.json")
     res = json.loads(path.read_text("utf-8"))

@@ -23,7 +23,7 @@ class OwnEvalConfig:
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         if not self.path.strip():
-            raise ConfigError(f"{prefix}path in {where} is empty; give the JSONL file, e.g. path = \"qa.jsonl\"")
+            raise ConfigError(f'{prefix}path in {where} is empty; give the JSONL file, e.g. path = "qa.jsonl"')
         if self.name is not None and not OWN_NAME_RE.match(self.name):
             raise ConfigError(
                 f"{prefix}name in {where} is {self.name!r}; it becomes the task own_<name>, so use letters, "
@@ -73,6 +73,6 @@ class EvalConfig:
             if name in seen:
                 raise ConfigError(
                     f"{prefix}own[{i}] in {where} is named {name!r} like {prefix}own[{seen[name]}]; task names must "
-                    f"differ: set name = \"...\" on one of them"
+                    f'differ: set name = "..." on one of them'
                 )
             seen[name] = i

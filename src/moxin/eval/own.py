@@ -30,6 +30,7 @@ PROMPT = "Question: {{question}}\nAnswer:"
 # Cut from the end of an answer (after NFKC, which turns ！？．， into !?.,): sentence punctuation only, so that
 # "50%" or "C#" keep their last character.
 TRAILING = ".,!?;:。、｡､…‥"
+PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 MAX_GEN_TOKS = 128  # generation budget cap; below it, the longest answer's UTF-8 bytes (+8) bound the tokens needed
 
 
@@ -86,9 +87,7 @@ def parse_spec(spec: str) -> tuple[Path, str]:
     if not sep or not path:
         raise EvalError(f"--own {spec!r} has no kind; write PATH:KIND, e.g. --own qa.jsonl:choice ({', '.join(KINDS)})")
     if kind not in KINDS:
-        raise EvalError(
-            f"--own {spec!r}: kind {kind!r} is not one of {', '.join(KINDS)}; e.g. --own {path}:{KINDS[0]}"
-        )
+        raise EvalError(f"--own {spec!r}: kind {kind!r} is not one of {', '.join(KINDS)}; e.g. --own {path}:{KINDS[0]}")
     return Path(path).expanduser(), kind
 
 
@@ -122,7 +121,9 @@ def _text(obj: dict[str, Any], key: str, w: str, kind: str) -> str:
         raise DataError(f"{w}: field {key!r} missing (fields present: {present}); a {kind} record is {_FIELDS[kind]}")
     value = obj[key]
     if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{w}: field {key!r} must be a non-empty string, got {json.dumps(value, ensure_ascii=False):.60}")
+        raise DataError(
+            f"{w}: field {key!r} must be a non-empty string, got {json.dumps(value, ensure_ascii=False):.60}"
+        )
     return value
 
 
@@ -134,7 +135,9 @@ def _choice(obj: dict[str, Any], w: str) -> dict[str, Any]:
         raise DataError(f"{w}: field 'choices' must be a list of at least 2 strings, got {got:.60}")
     for i, c in enumerate(choices):
         if not isinstance(c, str) or not c.strip():
-            raise DataError(f"{w}: choices[{i}] must be a non-empty string, got {json.dumps(c, ensure_ascii=False):.60}")
+            raise DataError(
+                f"{w}: choices[{i}] must be a non-empty string, got {json.dumps(c, ensure_ascii=False):.60}"
+            )
     twice = next((c for i, c in enumerate(choices) if c in choices[:i]), None)
     if twice is not None:
         raise DataError(f"{w}: choices hold {twice!r} twice; every choice must differ")
@@ -203,8 +206,7 @@ def task_yaml(s: OwnSet) -> str:
                                       "max_gen_toks": min(MAX_GEN_TOKS, longest + 8)}}  # fmt: skip
     else:
         cfg |= {"output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "text",
-                "should_decontaminate": False,
-                "metric_list": [{"metric": m} for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")]}  # fmt: skip
+                "should_decontaminate": False, "metric_list": [{"metric": m} for m in PERPLEXITY_METRICS]}  # fmt: skip
     cfg["metadata"] = {"version": 1.0, "kind": s.kind, "source_file": s.path.name, "source_sha256": s.sha256,
                        "source_records": s.total, "limit": s.limit}  # fmt: skip
     return dump_yaml(cfg)
@@ -278,8 +280,7 @@ def from_specs(specs: Iterable[str], home: Path | None) -> tuple[list[str], list
 def from_config(own: Sequence[Any], resolve_path: Callable[[str], Path], folder: Path) -> tuple[list[str], list[Path]]:
     """A recipe's `[[eval.own]]` entries (`OwnEvalConfig`, paths relative to the recipe) → (task names, [folder])."""
     sets = [
-        read_own(resolve_path(o.path), o.kind, o.name, o.limit, where=f"eval.own[{i}].path")
-        for i, o in enumerate(own)
+        read_own(resolve_path(o.path), o.kind, o.name, o.limit, where=f"eval.own[{i}].path") for i, o in enumerate(own)
     ]
     if not sets:
         return [], []
