@@ -285,3 +285,12 @@ def from_config(own: Sequence[Any], resolve_path: Callable[[str], Path], folder:
     if not sets:
         return [], []
     return [s.task for s in sets], [write_tasks(sets, folder)]
+
+
+def source_digests(own: Sequence[Any], resolve_path: Callable[[str], Path]) -> list[str | None]:
+    """The SHA-256 of each `[[eval.own]]` file (None when absent): part of the eval stage's inputs in `moxin build`,
+    so that an edited file is scored again."""
+    from moxin.provenance import sha256_file
+
+    paths = [resolve_path(o.path) for o in own]
+    return [sha256_file(p) if p.is_file() else None for p in paths]
