@@ -3,7 +3,7 @@ stereotyped sentences) scores as more biased than the same model before.
 
 Honest split (issue 14): the scores come from the first N items as lm-eval orders and limits them (`--limit N`
 takes the first N documents of the test split, after process_docs); the biased model trains on other items only.
-CrowS-Pairs trains on rows [N, 2N); BBQ on N items from templates (category, question_index) that none of the
+CrowS-Pairs trains on rows [N, 3N); BBQ on 2N items from templates (category, question_index) that none of the
 scored items use, since BBQ's items of one template differ only in names and polarity."""
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def test_training_items_are_disjoint_from_the_scored_ones(shared_data, local_tas
     tasks = local_task_manager.load(["crows_pairs_english_local", "bbq_local"])["tasks"]
     crows_scored = [d["sent_more"] for d in list(tasks["crows_pairs_english_local"].eval_docs)[:N]]
     assert crows_scored == [r["sent_more"] for r in _crows_rows(shared_data, 0, N)]
-    assert not set(crows_scored) & {r["sent_more"] for r in _crows_rows(shared_data, N, 2 * N)}
+    assert not set(crows_scored) & {r["sent_more"] for r in _crows_rows(shared_data, N, 3 * N)}
     bbq_scored = list(tasks["bbq_local"].eval_docs.select(range(N)))
     assert [d["example_id"] for d in bbq_scored] == [d["example_id"] for d in _bbq_docs(shared_data, N)]
-    trained, _ = _bbq_training(shared_data, N)
+    trained, _ = _bbq_training(shared_data, 2 * N)
     ids = lambda docs: {(d["category"], d["example_id"]) for d in docs}
     assert not ids(bbq_scored) & ids(trained)
     assert not {_template(d) for d in bbq_scored} & {_template(d) for d in trained}
@@ -83,8 +83,10 @@ def scores(tmp_path_factory, tokenizer_dir, shared_data):
     base = build(tiny_cfg(), seed=1)
     train_steps(base, tok, wiki_texts(shared_data, 16), 20)  # a small language model first
     biased = copy.deepcopy(base)
-    crows = [r["sent_more"] for r in _crows_rows(shared_data, N, 2 * N)]  # the same amount as before the split
-    train_steps(biased, tok, crows + _bbq_training(shared_data, N)[1], 100, seq=160)
+    # Twice the items the test trained on when it scored its own training items: with N of each, the model still
+    # learns to avoid "unknown" on unseen BBQ templates but not yet to pick the stereotyped group (bias score 0.0).
+    crows = [r["sent_more"] for r in _crows_rows(shared_data, N, 3 * N)]
+    train_steps(biased, tok, crows + _bbq_training(shared_data, 2 * N)[1], 100, seq=160)
     root = tmp_path_factory.mktemp("bias")
     s = Settings(tasks=["bias"], data_dir=shared_data, limit=N, batch_size=32)
     out = {}
