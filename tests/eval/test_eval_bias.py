@@ -15,7 +15,7 @@ import pytest
 from evalfix import local_task_manager, tiny_cfg, tokenizer_dir, train_steps, wiki_texts, write_checkpoint  # noqa: F401
 
 N = 24  # items scored per task
-pytestmark = pytest.mark.slow  # two trainings and two evaluations of CrowS-Pairs and BBQ
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # two trainings, two evaluations (~7 min under load)
 
 
 def _crows_rows(shared, start: int, stop: int) -> list[dict]:
