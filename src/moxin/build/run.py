@@ -127,6 +127,7 @@ def finetune_stage(ctx: BuildContext, mode: str) -> Stage:
 def eval_stage(ctx: BuildContext) -> Stage:
     from moxin.build.selfdata import available_tasks
     from moxin.eval.commands import run_eval
+    from moxin.eval.own import source_digests
 
     r, lay = ctx.recipe, ctx.layout
 
@@ -138,6 +139,7 @@ def eval_stage(ctx: BuildContext) -> Stage:
     def inputs():
         return {
             "eval": ctx.section("eval"),
+            "own": source_digests(r.eval.own, r.resolve_path),  # [[eval.own]] files: an edited one is scored again
             "selfdata": output_fingerprint(lay.selfdata),
             "pretrain": output_fingerprint(lay.run_json("pretrain")),
             "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)],

@@ -26,7 +26,7 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
                  num_fewshot: int | None = None, seed: int = 1234, apply_chat_template: bool = False,
                  include_path: list[Path] | None = None, out: Path | None = None, device: str = "cpu",
                  max_length: int | None = None, parallel: int = 1,
-                 executor: Literal["local", "ray"] = "local") -> None:  # fmt: skip
+                 executor: Literal["local", "ray"] = "local", own: list[str] | None = None) -> None:  # fmt: skip
     """Evaluate with lm-evaluation-harness (the moxin model adapter): quality, perplexity, bias and toxicity.
 
     TARGET is a model (moxin checkpoint or model folder, Hugging Face folder, .gguf file) or a RUN folder (its
@@ -38,6 +38,11 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
     Tasks: any lm-eval task name, or moxin's hellaswag, arc_easy, arc_challenge, piqa, winogrande, mmlu, gsm8k,
     lambada_openai, wikitext, crows_pairs_english, bbq, toxicity, jcommonsenseqa, and the suites moxin-zeroshot,
     moxin-fewshot, lambada, perplexity, bias, japanese. NAME:N sets the n-shot of one task.
+
+    Your own items, no YAML needed: --own PATH:KIND with a JSONL file of one KIND: choice ({"question", "choices",
+    "answer": index or text}), exact ({"question", "answer"}: greedy answer up to the newline, exact match after
+    NFKC/case/punctuation normalisation) or perplexity ({"text"}). Each file becomes the task own_<file stem>; its
+    result records the file's SHA-256. With --own and no --tasks, only the own tasks run.
 
     Args:
         target: model path, checkpoint folder or run folder
@@ -56,9 +61,10 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
         max_length: longest sequence the model sees (default: the model's max_seq_len)
         parallel: with --all-checkpoints, evaluate N checkpoints at once (worker processes or Ray tasks)
         executor: where --parallel workers run: local (processes on this machine) or ray (tasks on a Ray cluster)
+        own: PATH:KIND, your own JSONL items scored as the task own_<stem>; KIND is choice, exact or perplexity
     """
     from moxin.commands import torch_dtype
-    from moxin.eval.runner import Settings, resolve_source
+    from moxin.eval.runner import Settings
 
     torch_dtype(dtype)  # validate early, before any model is loaded
     if limit is not None and limit < 1:
@@ -67,18 +73,20 @@ def eval_command(target: Path, tasks: list[str] | None = None, data_dir: Path | 
         raise EvalError(f"--parallel must be at least 1, got {parallel}")
     if (parallel > 1 or executor != "local") and not all_checkpoints:
         raise EvalError(f"--parallel {parallel} --executor {executor} splits checkpoints; add --all-checkpoints")
-    s = Settings(tasks=tasks or ["moxin-zeroshot"], data_dir=data_dir, limit=limit, batch_size=batch_size, dtype=dtype,
-                 num_fewshot=num_fewshot, seed=seed, apply_chat_template=apply_chat_template,
-                 include_path=list(include_path or []), device=device, max_length=max_length)  # fmt: skip
-    _evaluate_target(target.expanduser().resolve(), resolve_source(s), all_checkpoints, out, parallel, executor)
+    s = Settings(tasks=tasks or ([] if own else ["moxin-zeroshot"]), data_dir=data_dir, limit=limit,
+                 batch_size=batch_size, dtype=dtype, num_fewshot=num_fewshot, seed=seed,
+                 apply_chat_template=apply_chat_template, include_path=list(include_path or []), device=device,
+                 max_length=max_length)  # fmt: skip
+    _evaluate_target(target.expanduser().resolve(), s, all_checkpoints, out, parallel, executor, own or [])
 
 
-def _evaluate_target(
-    target: Path, s, all_checkpoints: bool, out: Path | None, parallel: int = 1, executor: str = "local"
-) -> None:
-    """`moxin eval TARGET`: a run (its latest or every checkpoint) or one model; results under `out`."""
+def _evaluate_target(target: Path, s, all_checkpoints: bool, out: Path | None, parallel: int = 1,
+                     executor: str = "local", own: Sequence[str] = ()) -> None:  # fmt: skip
+    """`moxin eval TARGET`: a run (its latest or every checkpoint) or one model; results under `out`. The --own
+    files are checked and turned into tasks first (in the run's eval/own/, else the private task cache)."""
     from moxin.eval import identity
-    from moxin.eval.runner import evaluate
+    from moxin.eval.own import from_specs
+    from moxin.eval.runner import evaluate, resolve_source
 
     if not target.exists():
         raise EvalError(f"TARGET {target} does not exist; pass a model, checkpoint or run folder")
@@ -86,6 +94,10 @@ def _evaluate_target(
     if all_checkpoints and run is None:
         raise EvalError(f"--all-checkpoints needs a run folder (with pretrain/checkpoints/), but {target} is not one")
     home = run or run_root(target)
+    own_tasks, own_dirs = from_specs(own, home)
+    needs_data = bool(s.tasks) or s.data_dir is not None
+    s.tasks, s.include_path = s.tasks + own_tasks, s.include_path + own_dirs
+    s = resolve_source(s) if needs_data else s  # own tasks read their own files: no data folder, no network
     out_dir = out or (RunLayout(home).eval if home else Path.cwd() / "moxin-eval")
     if run is not None:
         evaluate_checkpoints(RunLayout(run), all_checkpoints, s, out_dir, parallel, executor)
@@ -173,6 +185,8 @@ def eval_settings(
     if data_dir is not None or os.environ.get(ENV) or hf_reachable() or not extra_tasks:
         return resolve_source(s), []
     s.tasks = list(extra_tasks)
+    if not cfg.tasks:
+        return s, []
     note = (
         f"standard benchmarks ({', '.join(cfg.tasks)}) skipped: no eval.data_dir and Hugging Face is "
         f"unreachable; give --set eval.data_dir=../shared/data to run them"
@@ -190,6 +204,9 @@ def run_eval(
     """The eval stage: a recipe's [eval] section over the run's checkpoints (every one with eval.all_checkpoints,
     else the latest) into `layout.eval`: results/, table.csv, table.md, plots/. Results already computed for a
     (model SHA-256, task hash) are reused."""
-    s, notes = eval_settings(cfg, resolve_path, extra_tasks, include_path)
+    from moxin.eval.own import from_config
+
+    own_tasks, own_dirs = from_config(cfg.own, resolve_path, layout.eval / "own")
+    s, notes = eval_settings(cfg, resolve_path, [*extra_tasks, *own_tasks], [*include_path, *own_dirs])
     evaluate_checkpoints(layout, cfg.all_checkpoints, s, layout.eval)
     return StageResult.done("eval", (layout.eval_results, layout.eval / "table.csv", layout.eval / "table.md"), notes)

@@ -36,6 +36,16 @@ _Loader.add_constructor("!function", lambda loader, node: _Func(loader.construct
 _Dumper.add_representer(_Func, lambda dumper, value: dumper.represent_scalar("!function", str(value)))
 
 
+def function_tag(name: str) -> str:
+    """A value that `dump_yaml` writes as lm-eval's `!function NAME` tag."""
+    return _Func(name)
+
+
+def dump_yaml(cfg: dict[str, Any]) -> str:
+    """A task config as YAML text, `function_tag` values as `!function` tags, Unicode kept as it is."""
+    return yaml.dump(cfg, Dumper=_Dumper, allow_unicode=True, sort_keys=False)
+
+
 def _absolute(value: Any, base: Path) -> Any:
     if isinstance(value, str):
         p = Path(value).expanduser()

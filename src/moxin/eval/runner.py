@@ -83,7 +83,10 @@ def task_manager(local: bool, data_dir: str | None, include: tuple[str, ...]):
 
 
 def _tm(s: Settings):
-    return task_manager(s.local, str(s.data_dir) if s.data_dir else None, tuple(str(p) for p in s.include_path))
+    from moxin.eval.own import only_own
+
+    no_defaults = s.local or only_own(s.tasks)  # own tasks need none of lm-eval's ~14k task YAMLs (10-40 s to index)
+    return task_manager(no_defaults, str(s.data_dir) if s.data_dir else None, tuple(str(p) for p in s.include_path))
 
 
 def planned_tasks(s: Settings) -> tuple[list[Planned], list[str]]:
