@@ -155,7 +155,7 @@ def test_each_kind_runs_through_the_runner(tiny_checkpoint, own_files, tmp_path)
     assert computed == 3
     choice, exact, ppl = (_result(results, t) for t in tasks)
     assert 0.0 <= choice["metrics"]["acc"] <= 1.0 and 0.0 <= choice["metrics"]["acc_norm"] <= 1.0
-    assert choice["items"] == 3 and exact["items"] == 3 and ppl["items"] == 2
+    assert choice["n_items"] == 3 and exact["n_items"] == 3 and ppl["n_items"] == 2
     assert exact["metrics"]["exact_match"] in (0.0, 1 / 3, 2 / 3, 1.0)
     assert exact["lm_eval_config"]["generation_kwargs"]["until"] == ["\n"]
     assert 1.0 < ppl["metrics"]["word_perplexity"] < math.inf and ppl["metrics"]["bits_per_byte"] > 0
@@ -269,7 +269,7 @@ def test_recipe_own_tasks_run_in_the_eval_stage(own_files, tmp_path, tokenizer_d
     results = {json.loads(p.read_text("utf-8"))["task"]: json.loads(p.read_text("utf-8"))
                for p in layout.eval_results.glob("*.json")}  # fmt: skip
     assert set(results) == {"own_qa", "own_held_docs"}
-    assert results["own_qa"]["items"] == 2
+    assert results["own_qa"]["n_items"] == 2
     assert results["own_held_docs"]["task_config"]["yaml"]["metadata"]["source_sha256"] == sha256_file(
         own_files["perplexity"]
     )
