@@ -42,7 +42,8 @@ def match_base(names: list[str]) -> tuple[str, dict[str, Any]] | None:
     best: tuple[int, str, dict[str, Any]] | None = None
     for key, entry in bases().items():
         for prefix in entry.get("match", []):
-            if any(slug(n).startswith(prefix) for n in names if n) and (best is None or len(prefix) > best[0]):
+            hit = any(slug(n.rsplit("/", 1)[-1]).startswith(prefix) for n in names if n)  # 'org/name' → name
+            if hit and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), key, entry)
     return (best[1], best[2]) if best else None
 
