@@ -104,11 +104,11 @@ def test_finetune_sft_from_the_folder_records_its_origin(imported, tmp_path, sha
 parent = "{imported}"
 
 [finetune.sft]
-data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 8}}]
+data = [{{path = "{rasbt}", license = "Apache-2.0", max_records = 16}}]
 steps = 2
 global_batch = 2
 micro_batch = 2
-seq_len = 48
+seq_len = 256
 ''')
     code, _, err = run_cli("finetune", "sft", str(recipe))
     assert code == 0, err

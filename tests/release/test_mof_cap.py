@@ -96,6 +96,12 @@ def test_model_card_and_mof_files_state_the_cap_and_its_lift(release_copy):
     assert "**Class II**" in card and "### Base model" in card
     assert f"sha256 `{SHA}`" in card and "licence `Apache-2.0`" in card
     assert "- To lift the cap: publish the base's training data" in card
+    from moxin.report.collect import collect
+    from moxin.report.labels import labels
+    from moxin.report.page import openness
+
+    page = openness(collect(release_copy), labels("en"))
+    assert 'id="mof-class" class="big">II<' in page and f"sha256 `{SHA}`" in page and "at most Class II" in page
 
 
 @pytest.mark.parametrize(("data", "code", "cap"), [(True, True, None), (False, True, "II"), (True, False, "III"),
