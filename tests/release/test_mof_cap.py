@@ -91,7 +91,8 @@ def test_model_card_and_mof_files_state_the_cap_and_its_lift(release_copy):
     assert json.loads((release_copy / "mof.json").read_text()) == json.loads(json.dumps(rep))
     import yaml
 
-    assert validate_schema(yaml.safe_load((release_copy / "mof.yml").read_text())) == []
+    doc = yaml.safe_load((release_copy / "mof.yml").read_text())
+    assert validate_schema(doc) == [] and doc["release"]["origin"] == "SmolLM2-135M-Instruct"
     card = model_card(release_copy)
     assert "**Class II**" in card and "### Base model" in card
     assert f"sha256 `{SHA}`" in card and "licence `Apache-2.0`" in card

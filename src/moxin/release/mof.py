@@ -423,7 +423,7 @@ def mot_document(root: Path, rep: dict[str, Any], meta: dict[str, Any]) -> dict[
             "type": "language",
             "architecture": "transformer decoder",
             "treatment": meta.get("treatment", "pre-trained"),
-            "origin": meta.get("origin", ""),
+            "origin": meta.get("origin") or ", ".join(str(b["name"]) for b in rep.get("bases", [])),
             "producer": meta.get("producer", ""),
             "contact": meta.get("contact", ""),
             "license": {
