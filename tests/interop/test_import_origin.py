@@ -94,6 +94,32 @@ def test_hugging_face_licence_from_readme_front_matter(tmp_path):
     assert readme_licence(tmp_path) is None
 
 
+def test_hugging_face_folder_with_a_readme_licence_and_a_tokenizer(hf_llama_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "Acme-Llama"
+    shutil.copytree(hf_llama_dir, src)
+    line = _one_line(*run_cli("import", str(src), str(tmp_path / "out"))[::2])
+    assert "hf:README.md license" in line and "--license" in line
+    (src / "README.md").write_text("---\nlicense: mit\n---\n# Acme\n")
+    line = _one_line(*run_cli("import", str(src), str(tmp_path / "out"))[::2])
+    assert "needs the source's tokenizer" in line
+    build_tokenizer(vocab_size=400).save_pretrained(src)
+    line = _one_line(*run_cli("import", str(src), str(tmp_path / "out"))[::2])
+    assert "the tokenizer has 400 tokens but the model's vocabulary is 300" in line
+    build_tokenizer(vocab_size=300).save_pretrained(src)
+    code, _, err = run_cli("import", str(src), str(tmp_path / "out"))
+    assert code == 0, err
+    origin = json.loads((tmp_path / "out" / "origin.json").read_text())
+    assert (origin["name"], origin["license"]) == ("Acme-Llama", "MIT")
+    assert origin["license_source"] == "hf:README.md license"
+    assert origin["source"]["format"] == "hf" and origin["source"]["file"] == "Acme-Llama"
+    from moxin.interop.tokenizer import load_tokenizer
+
+    text = "hello moxin, 東京"
+    assert load_tokenizer(tmp_path / "out")(text)["input_ids"] == load_tokenizer(src)(text)["input_ids"]
+
+
 @pytest.mark.parametrize(("names", "key"), [
     (["SmolLM2-135M-Instruct.Q4_1"], "smollm2"),
     (["Smollm2 135M 8k Lc100K Mix1 Ep2"], "smollm2"),

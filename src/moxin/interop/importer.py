@@ -104,6 +104,11 @@ def import_folder(req: ImportRequest) -> dict[str, Any]:
     sha, facts = source_facts(source, kind)
     licence, licence_source = og.require_licence(facts["license"], req.license, str(source), facts["license_source"])
     tok = _tokenizer(source)
+    if len(tok) > model.cfg.vocab_size:
+        raise InteropError(
+            f"{source}: the tokenizer has {len(tok)} tokens but the model's vocabulary is {model.cfg.vocab_size}; "
+            f"give the tokenizer that belongs to these weights"
+        )
     name = req.name or default_name(source)
     table = og.match_base([name, *facts["names"]])
     record = og.build_origin(
