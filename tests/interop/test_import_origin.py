@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from moxin.errors import CheckpointError
 from moxin.interop.origin import hf_facts, match_base, read_origin, readme_licence
 from moxin.provenance import sha256_file, verify_manifest
 from moxintest import run_cli
@@ -59,6 +60,9 @@ def test_an_unknown_base_is_imported_as_not_declared(tiny_gguf, tmp_path):
     assert verify_manifest(out) == [] and (out / "tokenizer" / "chat_template.jinja").is_file()
     assert str(tmp_path) not in (out / "manifest.json").read_text() + (out / "origin.json").read_text()
     assert read_origin(out) == origin and read_origin(tiny_gguf) is None
+    (out / "origin.json").write_text(json.dumps({**origin, "openness": {**op, "data": True}}))
+    with pytest.raises(CheckpointError, match="origin.json fails its SHA-256 check"):
+        read_origin(out)
 
 
 def test_declared_openness_and_urls(tiny_gguf, tmp_path):

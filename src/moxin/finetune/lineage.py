@@ -62,13 +62,13 @@ def parent_record(path: Path, run_dir: Path, license: str = "", written: str | N
     """kind, path and identity (`moxin.records.model_identity`, after checking the parent's manifest) of a parent
     model. The path is relative to the run `run_dir` when the parent is inside it, else as written in the recipe
     (`written`), else the file or folder name: never an absolute path the recipe did not state."""
+    from moxin.interop.origin import read_origin  # moxin.interop loads torch: only fine-tuning calls this
+
     path = Path(path).expanduser().resolve()
     kind, sha = model_identity(path)
     run = RunLayout(Path(run_dir))
     inside = (run.root / run.rel(path)).resolve() == path
     rec: dict[str, Any] = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
-    from moxin.interop.origin import read_origin  # moxin.interop loads torch: only fine-tuning calls this
-
     origin = read_origin(path)
     if kind != "checkpoint":
         rec["license"] = license or (origin or {}).get("license")

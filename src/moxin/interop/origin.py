@@ -152,11 +152,7 @@ def read_origin(model_path: str | Path, depth: int = 8) -> dict[str, Any] | None
     if not p.is_dir() or depth <= 0:
         return None
     if (p / ORIGIN_NAME).is_file():
-        try:
-            doc = json.loads((p / ORIGIN_NAME).read_text("utf-8"))
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{p / ORIGIN_NAME} cannot be read ({e}); re-import the base") from None
-        return check_origin(doc, str(p / ORIGIN_NAME))
+        return _read_sealed(p)
     if not (p / STATE_NAME).is_file():
         return read_origin(p.parent, depth - 1) if p.name == "model" else None
     base = read_train_state(p).lineage.base
@@ -165,6 +161,27 @@ def read_origin(model_path: str | Path, depth: int = 8) -> dict[str, Any] | None
     if base.origin is not None:
         return check_origin(base.origin, str(p / STATE_NAME))
     return read_origin(recorded_path(base.path, run_root(p)), depth - 1)
+
+
+def _read_sealed(folder: Path) -> dict[str, Any]:
+    """origin.json, checked against the folder's manifest.json when that lists it (an edited licence or openness
+    fact would otherwise pass into every descendant's lineage)."""
+    from moxin.provenance import sha256_bytes
+
+    path = folder / ORIGIN_NAME
+    try:
+        raw = path.read_bytes()
+        listed = json.loads((folder / "manifest.json").read_bytes()) if (folder / "manifest.json").is_file() else {}
+        doc = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read ({e}); re-import the base with `moxin import`") from None
+    want = (listed.get("files") or {}).get(ORIGIN_NAME) if isinstance(listed, dict) else None
+    if want is not None and sha256_bytes(raw) != want:
+        raise CheckpointError(
+            f"{path} fails its SHA-256 check against {folder / 'manifest.json'} (changed since import); restore it "
+            f"or re-import the base with `moxin import`"
+        )
+    return check_origin(doc, str(path))
 
 
 def require_licence(found: str | None, flag: str, source: str, where: str) -> tuple[str, str]:
