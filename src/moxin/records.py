@@ -64,6 +64,7 @@ class ModelRecord:
     sha256: str
     license: str | None = None
     files: dict[str, str] | None = None  # a Hugging Face folder: SHA-256 per file (`hf_files`)
+    origin: dict[str, Any] | None = None  # the imported root's origin.json (moxin.interop.origin)
 
 
 @dataclass

@@ -62,15 +62,20 @@ def parent_record(path: Path, run_dir: Path, license: str = "", written: str | N
     """kind, path and identity (`moxin.records.model_identity`, after checking the parent's manifest) of a parent
     model. The path is relative to the run `run_dir` when the parent is inside it, else as written in the recipe
     (`written`), else the file or folder name: never an absolute path the recipe did not state."""
+    from moxin.interop.origin import read_origin  # moxin.interop loads torch: only fine-tuning calls this
+
     path = Path(path).expanduser().resolve()
     kind, sha = model_identity(path)
     run = RunLayout(Path(run_dir))
     inside = (run.root / run.rel(path)).resolve() == path
     rec: dict[str, Any] = {"kind": kind, "path": run.rel(path) if inside or not written else written, "sha256": sha}
+    origin = read_origin(path)
     if kind != "checkpoint":
-        rec["license"] = license or None
+        rec["license"] = license or (origin or {}).get("license")
     if kind == "hf":
         rec["files"] = hf_files(path)
+    if origin is not None:
+        rec["origin"] = origin  # the root: a release of any descendant finds the base's licence and openness here
     return rec
 
 
@@ -188,12 +193,33 @@ def chain(ckpt: Path, limit: int = 32) -> list[dict[str, Any]]:
             "current_sha256": now,
         }
         nxt = recorded_path(base.path, home)
-        path = nxt if base.kind in ("checkpoint", "model") and nxt.is_dir() else None
+        path = nxt if base.kind in ("checkpoint", "model") and (nxt / STATE_NAME).is_file() else None
         if path is None:
             out.append(
-                {"path": base.path, "kind": f"imported ({base.kind})", "sha256": base.sha256, "license": base.license}
+                {
+                    "path": base.path,
+                    "kind": f"imported ({base.kind})",
+                    "sha256": base.sha256,
+                    "license": base.license,
+                    **({"origin": base.origin} if base.origin else {}),
+                }
             )
     return out
+
+
+def format_origin(origin: dict[str, Any], pad: str) -> list[str]:
+    """The imported root's origin.json in `moxin lineage`: source, licence and each openness fact with its source."""
+    src = origin.get("source") or {}
+    op = origin.get("openness") or {}
+    lines = [
+        f"{pad}   origin: {origin.get('name')} from {src.get('file')} ({src.get('format')}, sha256 "
+        f"{str(src.get('sha256'))[:12]}…), licence {origin.get('license')} (from {origin.get('license_source')})"
+    ]
+    for fact in ("data", "code"):
+        state = "released" if op.get(fact) else "not released"
+        source = (op.get("sources") or {}).get(fact, op.get("source"))
+        lines.append(f"{pad}   training {fact}: {state} (source: {source})")
+    return lines
 
 
 def format_chain(nodes: list[dict[str, Any]]) -> list[str]:
@@ -209,6 +235,7 @@ def format_chain(nodes: list[dict[str, Any]]) -> list[str]:
         lines.append(f"{pad}{'└─ ' if depth else ''}{n['path']}  [{what}; sha256 {sha}…]")
         if n["kind"].startswith("imported"):
             lines.append(f"{pad}   licence: {n.get('license') or 'unknown (set finetune.parent_license)'}")
+            lines += format_origin(n["origin"], pad) if n.get("origin") else []
         code = n.get("code") or {}
         if code:
             dirty = " (dirty tree)" if code.get("git_dirty") else ""

@@ -223,7 +223,39 @@ def _licences(f: dict[str, Any]) -> list[str]:
     ]
     for k, reasons in (mof.get("reasons") or {}).items():
         out += [f"Class {k} is not met: " + "; ".join(reasons), ""]
-    return out + _table(["component", "class", "present", "licence", "verdict"], rows) + [""]
+    return out + _table(["component", "class", "present", "licence", "verdict"], rows) + [""] + _bases(mof)
+
+
+def _bases(mof: dict[str, Any]) -> list[str]:
+    """The imported base(s) this model derives from: identity, licence, openness facts with sources, the cap."""
+    bases = mof.get("bases") or []
+    if not bases:
+        return []
+    out = [
+        "### Base model",
+        "",
+        "This model was trained from an imported base; a release cannot be more open than its base "
+        "(the rule is in `moxin/release/basecap.py`).",
+        "",
+    ]
+    for b in bases:
+        src = b.get("source") or {}
+        facts = b.get("facts") or {}
+        rows = [
+            [k, "released" if f.get("open") else "not released", _code(f.get("source")), _code(f.get("url") or "-")]
+            for k, f in facts.items()
+        ]
+        cap = f"at most **Class {b['cap']}**" if b.get("cap") else "no cap"
+        out += [
+            f"`{b.get('name')}` from `{src.get('file')}` (sha256 `{src.get('sha256')}`), licence "
+            f"`{b.get('license')}` (from `{b.get('license_source')}`): {cap}.",
+            "",
+            *_table(["training part", "state", "source", "where"], rows),
+            "",
+            *[f"- To lift the cap: {lift}." for lift in b.get("lift") or []],
+            "",
+        ]
+    return out
 
 
 def _samples(f: dict[str, Any]) -> list[str]:

@@ -93,7 +93,7 @@ def mof_check(out: Path, require: str | None = None) -> None:
     if require is not None and require not in ("I", "II", "III"):
         raise ReleaseError(f"--require {require!r}: use I, II or III")
     rep = report(Path(out))
-    style = {"open": "green", "warning": "yellow", "fail": "red", "missing": "red"}
+    style = {"open": "green", "warning": "yellow", "fail": "red", "missing": "red", "capped": "red"}
     table = Table(title=f"MOF {rep['framework']['version']}: Class {rep['class']} ({rep['class_name']})")
     for col in ("class", "component", "present", "licence", "verdict", "reason"):
         table.add_column(col, overflow="fold")

@@ -5,6 +5,10 @@ licence comes from the release's own records (release.json for what the run prod
 training data, eval/data/sources.json for the evaluation data) and is audited for the component's kind. Classes are
 cumulative: Class III (open model) needs its required components present and not failing, Class II (open tooling)
 adds its own, Class I (open science) adds the rest. Optional components are reported but never block a class.
+
+A release derived from an imported base cannot be more open than the base: when the base's producer did not release
+its training data, "Datasets" is capped (at most Class II); when it did not release its training code, "Training
+code" is capped (at most Class III). The rule, its MOF reasoning and the wording are in `moxin.release.basecap`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from moxin.layout import RunLayout
+from moxin.release.basecap import apply_caps, base_origins, base_report
 from moxin.release.licences import Audit, Kind, audit, combine, licence_filename
 from moxin.release.runs import data_sources, finetune_datasets, read_json
 
@@ -300,12 +305,12 @@ class Result:
     examples: list[str]
     licence: str | None
     licence_path: str
-    verdict: str  # 'open', 'warning', 'fail', 'missing'
+    verdict: str  # 'open', 'warning', 'fail', 'missing', 'capped' (the base did not release its part)
     reason: str
 
     @property
     def blocks(self) -> bool:
-        return not self.optional and self.verdict in ("fail", "missing")
+        return not self.optional and self.verdict in ("fail", "missing", "capped")
 
 
 def assess(root: Path) -> list[Result]:
@@ -342,6 +347,7 @@ def assess(root: Path) -> list[Result]:
                 reason,
             )
         )
+    apply_caps(results, base_origins(root))
     return results
 
 
@@ -376,12 +382,14 @@ def report(root: Path) -> dict[str, Any]:
     """The full assessment as JSON (what `mof.json` holds and `verify` recomputes)."""
     results = assess(root)
     cls, reasons = classify(results)
+    bases = base_report(base_origins(root))
     return {
         "framework": FRAMEWORK,
         "class": cls,
         "class_name": CLASS_NAMES.get(cls, "none"),
         "reasons": {k: v for k, v in reasons.items() if v},
         "components": [asdict(r) for r in results],
+        **({"bases": bases} if bases else {}),
     }
 
 
@@ -415,7 +423,7 @@ def mot_document(root: Path, rep: dict[str, Any], meta: dict[str, Any]) -> dict[
             "type": "language",
             "architecture": "transformer decoder",
             "treatment": meta.get("treatment", "pre-trained"),
-            "origin": meta.get("origin", ""),
+            "origin": meta.get("origin") or ", ".join(str(b["name"]) for b in rep.get("bases", [])),
             "producer": meta.get("producer", ""),
             "contact": meta.get("contact", ""),
             "license": {

@@ -72,8 +72,11 @@ def openness(f: Facts, L: dict[str, str]) -> str:
     )
     comps = m.get("components") or []
     rows = [[c["name"], c["mof_class"], c["files"], c.get("licence") or "", c["verdict"], c["reason"]] for c in comps]
+    bases = m.get("bases") or []
+    caps = [f"{b['summary']}: {'at most Class ' + b['cap'] if b.get('cap') else 'no cap'}" for b in bases]
     parts = [
         head,
+        *[f'<p class="base-cap">{escape(c)}</p>' for c in caps],  # the imported base that limits the class
         table(
             [L["component"], L["class"], L["files"], L["licence"], L["verdict"], L["reason"]],
             rows,
