@@ -140,7 +140,7 @@ def test_f16_and_q8_0_values(tmp_path, llama_model, tok):
 def test_cli_export_warns_for_sliding_window(tmp_path):
     ckpt = make_checkpoint(tmp_path / "ckpt")  # preset tiny: window 16 < 256 positions
     out = tmp_path / "tiny.gguf"
-    code, stdout, err = run_cli("export", "gguf", str(ckpt), str(out), "--dtype", "q8_0")
+    code, stdout, err = run_cli("export", "gguf", str(ckpt), str(out), "--type", "q8_0")
     assert code == 0, err
     assert "sliding window of 16 tokens" in err and "--context-length 16" in err
     assert "chat template embedded" in stdout
