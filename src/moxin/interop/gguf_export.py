@@ -213,6 +213,7 @@ def _write(model, tok: dict[str, Any], path: Path, dtype: str, ctx: int, name: s
 def llama_cpp_quantize(src: Path, dst: Path, dtype: str = "q4_k_m", threads: int = 0) -> None:
     """Quantize the GGUF file `src` into `dst` with llama.cpp's own quantizer (what `llama-quantize` runs)."""
     import ctypes
+    import logging
 
     import llama_cpp
 
@@ -220,7 +221,13 @@ def llama_cpp_quantize(src: Path, dst: Path, dtype: str = "q4_k_m", threads: int
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[dtype]
     params.nthread = threads
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    log = logging.getLogger("llama-cpp-python")  # llama-cpp-python prints llama.cpp's log at this logger's level
+    level = log.level
+    log.setLevel(logging.ERROR)  # a line per tensor otherwise; errors still show
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    finally:
+        log.setLevel(level)
     if rc != 0:
         raise InteropError(f"llama.cpp's quantizer failed ({rc}) turning {src} into {dtype}; its log above says why")
 
