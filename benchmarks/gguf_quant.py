@@ -49,9 +49,11 @@ def llama_scores(path: Path, ids: list[int], f32_cache: bool):
     """(llama.cpp context, (T, vocab) logits of one pass over ids)."""
     import llama_cpp
 
+    from moxin.interop.gguf_export import open_llama_cpp
+
     cache = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if f32_cache else {}
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=len(ids), n_batch=512, logits_all=True, verbose=False,
-                          n_threads=torch.get_num_threads(), seed=0, **cache)  # fmt: skip
+    llm = open_llama_cpp(path, n_ctx=len(ids), n_batch=512, logits_all=True, verbose=False,
+                         n_threads=torch.get_num_threads(), seed=0, **cache)  # fmt: skip
     llm.eval(ids)
     return llm, np.array(llm.scores[: len(ids)], dtype=np.float32)
 

@@ -22,9 +22,11 @@ def require_llama_cpp():
 def open_llama(path, n_ctx: int = 256, f32_cache: bool = True):
     """A llama.cpp context on the GGUF file at `path`, keeping every position's logits. `f32_cache`: an f32 KV cache
     (llama.cpp's default is f16, which alone moves SmolLM2's logits by ~1e-2)."""
+    from moxin.interop.gguf_export import open_llama_cpp
+
     llama_cpp = require_llama_cpp()
     cache = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if f32_cache else {}
-    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0, **cache)
+    return open_llama_cpp(path, n_ctx=n_ctx, logits_all=True, verbose=False, seed=0, **cache)
 
 
 def llama_logits(llm, ids: list[int]) -> np.ndarray:

@@ -19,7 +19,9 @@ from moxintest import run_cli
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from serve_toy import CHATML, build_tokenizer, make_checkpoint
 
-PARITY_TOL = 1e-3  # max |Δlogit|, llama.cpp f32 (f32 KV cache) vs moxin fp32
+# max |Δlogit| between llama.cpp (f32 GGUF, f32 KV cache) and moxin fp32 on SmolLM2, logits up to ~36: measured
+# 3.8e-5 (summation order only); with llama.cpp's default f16 cache it is 0.018
+PARITY_TOL = 2e-4
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,6 @@ def test_llama_cpp_matches_moxin(tmp_path):
     theirs = llama_logits(llm, ids)
     with torch.no_grad():
         ours = model(torch.tensor([ids]))[0].numpy()
-    # measured 6e-5 over 14 positions × 49152 logits (values up to ~30): fp32 summation order only
     assert np.abs(theirs - ours).max() < PARITY_TOL
     n = 24
     ref = generate(model, torch.tensor([ids]), n)[0, len(ids):].tolist()

@@ -136,9 +136,9 @@ def test_every_type_runs_in_llama_cpp(tmp_path, exports, model, tok):
         llm.close()
         err[t] = float(np.abs(theirs[t] - ref).max())
         top1[t] = float((theirs[t].argmax(-1) == ref.argmax(-1)).mean())
-    print(err, top1)
-    assert err["f32"] < 1e-4 and err["bf16"] < 0.03 and err["q8_0"] < 0.1, err
-    assert err["q4_0"] < 0.8 and err["q4_k_m"] < 0.8, err
+    # measured max |Δlogit| (logits up to 3.7): f32 1.7e-6, bf16 0.006, q8_0 0.022, q4_0 0.29, q4_k_m 0.13
+    assert err["f32"] < 1e-5 and err["bf16"] < 0.03 and err["q8_0"] < 0.1, err
+    assert err["q4_0"] < 0.8 and err["q4_k_m"] < 0.5, err
     assert min(top1.values()) >= 0.9, top1
     ours = _logits(load_model(q4km), X[:1])[0].numpy()
     assert np.abs(ours - theirs["q4_k_m"]).max() < 0.1

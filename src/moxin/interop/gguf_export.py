@@ -232,6 +232,38 @@ def llama_cpp_quantize(src: Path, dst: Path, dtype: str = "q4_k_m", threads: int
         raise InteropError(f"llama.cpp's quantizer failed ({rc}) turning {src} into {dtype}; its log above says why")
 
 
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def open_llama_cpp(path: str | Path, **kwargs):
+    """`llama_cpp.Llama(model_path=path, **kwargs)`, working around a crash: on CPUs with AMX, llama-cpp-python
+    0.3.36 moves quantized weights (q8_0, q4_0, k-quants; also files from llama.cpp's own quantizer) into its AMX
+    buffer, and the first forward pass dies with SIGSEGV. There the model loads without llama.cpp's extra weight
+    buffers (AMX and repacking; plain CPU kernels), which the Python API does not expose, so its default-parameters
+    function is wrapped while the model loads. Elsewhere nothing changes."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as lib
+
+    if not _cpu_has_amx():
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+    defaults = lib.llama_model_default_params
+
+    def plain_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = plain_buffers
+    try:
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+    finally:
+        lib.llama_model_default_params = defaults
+
+
 def _atomic_gguf(out: Path, write) -> None:
     """Call `write(tmp)` then move tmp onto `out` (fsynced): a reader never sees half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
