@@ -116,7 +116,10 @@ def main() -> None:
     ref = moxin_logits(model, ids)
     out["perplexity_moxin_fp32"] = perplexity(ref, ids)
     with tempfile.TemporaryDirectory(prefix="moxin-gguf-quant-") as d:
-        out["types"] = {t: one_type(model, tok, pre, t, Path(d), ids, ref, args) for t in args.types}
+        out["types"] = {}
+        for t in args.types:
+            out["types"][t] = one_type(model, tok, pre, t, Path(d), ids, ref, args)
+            print(f"{t}: {json.dumps(out['types'][t])}", file=sys.stderr, flush=True)  # progress on a busy machine
     out["load_after"] = cpu_load()
     print(json.dumps(out, indent=2))
 
