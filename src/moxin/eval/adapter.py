@@ -186,7 +186,9 @@ class MoxinLM(TemplateLM):
         tokens, pos, mask = batch_arrays(batch, self.model.cfg.sliding_window)
         T = tokens.shape[1]
         h = tree_hidden(self.model, *(torch.from_numpy(a).to(dev) for a in (tokens, pos, mask)))
-        nodes, targets, owner = [], [], []
+        nodes: list[int] = []
+        targets: list[int] = []
+        owner: list[int] = []
         for b, row in enumerate(batch):
             for i, path in row.requests:
                 c = conts[i]
