@@ -31,7 +31,10 @@ def _progress(total: int, what: str):
 
 
 class MoxinLM(TemplateLM):
-    """lm-eval model backed by moxin's own transformer (any path `moxin.interop.load_model` accepts)."""
+    """lm-eval model backed by moxin's own transformer (any path `moxin.interop.load_model` accepts).
+
+    batch_size: rows per forward pass; a row packs token trees of up to `row_tokens` tokens (a longer request gets
+    a row of its own); `max_batch_tokens` caps rows × the batch's widest row."""
 
     def __init__(
         self,
