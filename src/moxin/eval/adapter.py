@@ -1,12 +1,13 @@
 """The moxin model as an lm-evaluation-harness `LM` (registered as `--model moxin`).
 
 Tokenization follows lm-eval's `HFLM` exactly (same `_encode_pair`, same BOS rule, same left truncation), so the
-per-item log-likelihoods equal `lm_eval --model hf` on an exported copy. What differs is the work done:
+per-item log-likelihoods equal `lm_eval --model hf` on an exported copy. What differs is the work done
+(see `moxin.eval.scoring`):
 
-- requests are grouped by their (truncated) context: the context runs once through the model into a KV cache, the
-  cache is copied per continuation, and all continuations of a batch run together against it;
-- batches are length-sorted (longest first) and filled up to a row and token budget;
-- the output head and log-softmax are computed only at the positions that score a continuation token.
+- every distinct token prefix runs once: requests are sorted by their input tokens and packed into rows as token
+  trees (a HellaSwag item's context once, then its four endings), attention following the tree;
+- rows are filled end to end, so there is no padding between requests;
+- the output head and log-softmax run only at the tree nodes that predict a continuation token.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import model_registry
@@ -31,7 +31,10 @@ def _progress(total: int, what: str):
 
 
 class MoxinLM(TemplateLM):
-    """lm-eval model backed by moxin's own transformer (any path `moxin.interop.load_model` accepts)."""
+    """lm-eval model backed by moxin's own transformer (any path `moxin.interop.load_model` accepts).
+
+    batch_size: rows per forward pass; a row packs token trees of up to `row_tokens` tokens (a longer request gets
+    a row of its own); `max_batch_tokens` caps rows × the batch's widest row."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class MoxinLM(TemplateLM):
         add_bos_token: bool | None = None,
         max_gen_toks: int = 256,
         max_batch_tokens: int = 32768,
+        row_tokens: int = 256,
         model: Any = None,
         tokenizer: Any = None,
         show_progress: bool = True,
@@ -70,6 +74,7 @@ class MoxinLM(TemplateLM):
         self.dtype = str(dtype)
         self.batch_rows = _int_batch(batch_size)
         self.max_batch_tokens = int(max_batch_tokens)
+        self.row_tokens = int(row_tokens)
         self._max_length = int(max_length) if max_length else int(model.cfg.max_seq_len)
         self.add_bos_token = _opt_bool(add_bos_token)
         self._max_gen_toks = int(max_gen_toks)
@@ -138,89 +143,75 @@ class MoxinLM(TemplateLM):
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
         """requests: [(strings, context tokens, continuation tokens)] → [(log P(continuation), is greedy)]."""
+        from moxin.eval.scoring import plan_rows
+
         L = self.max_length
-        groups: dict[tuple[int, ...], list[tuple[list[int], int]]] = defaultdict(list)
+        seqs, conts = [], []
         for i, (_, ctx, cont) in enumerate(requests):
             if not cont:
                 raise EvalError(f"request {i} has an empty continuation; the task's doc_to_choice/target is empty")
             if len(cont) > L:
                 raise EvalError(f"a continuation of {len(cont)} tokens exceeds max_length {L}; raise max_length")
+            if not ctx:
+                raise EvalError(f"request {i} has an empty context; lm-eval passes at least the prefix token")
             full = (list(ctx) + list(cont))[-(L + 1) :]  # HFLM's left truncation
-            groups[tuple(full[: len(full) - len(cont)])].append((list(cont), i))
-        order = sorted(groups.items(), key=lambda kv: -(len(kv[0]) + max(len(c) for c, _ in kv[1])))
+            seqs.append(tuple(full[:-1]))  # the model's input; its last len(cont) positions predict cont
+            conts.append(list(cont))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
+        rows = plan_rows(seqs, self.row_tokens) if seqs else []
         with _progress(len(requests), "scoring") if self.show_progress else _null() as bar:
-            for batch in self._batches(order):
-                for i, res in self._score_batch(batch):
+            for batch in self._batches(rows):
+                for i, res in self._score_batch(batch, conts):
                     results[i] = res
                     if self.cache_hook is not None and requests[i][0] is not None:
                         self.cache_hook.add_partial("loglikelihood", requests[i][0], res)
-                bar.advance(sum(len(conts) for _, conts in batch))
+                bar.advance(sum(len(row.requests) for row in batch))
         return results  # type: ignore[return-value]
 
-    def _batches(self, order):
-        """Length-sorted groups → batches within the row budget and the token budget (a lone group always fits)."""
-        batch, rows, width = [], 0, 0
-        for ctx, conts in order:
-            width = width or len(ctx) + max(len(c) for c, _ in conts)  # the first (longest) group pads the batch
-            if batch and (rows + len(conts) > self.batch_rows or (rows + len(conts)) * width > self.max_batch_tokens):
+    def _batches(self, rows):
+        """Rows, longest first → batches of at most `batch_size` rows within the token budget (a lone row fits)."""
+        batch: list = []
+        for row in sorted(rows, key=lambda r: -len(r.tokens)):
+            width = len(batch[0].tokens) if batch else len(row.tokens)  # the first (longest) row pads the batch
+            if batch and (len(batch) >= self.batch_rows or (len(batch) + 1) * width > self.max_batch_tokens):
                 yield batch
-                batch, rows = [], 0
-                width = len(ctx) + max(len(c) for c, _ in conts)
-            batch.append((ctx, conts))
-            rows += len(conts)
+                batch = []
+            batch.append(row)
         if batch:
             yield batch
 
     @torch.inference_mode()
-    def _score_batch(self, batch) -> list[tuple[int, tuple[float, bool]]]:
-        from moxin.model.generate import left_pad
-        from moxin.model.kv_cache import KVCache
+    def _score_batch(self, batch, conts) -> list[tuple[int, tuple[float, bool]]]:
+        """Packed token trees → (request index, (log-likelihood, greedy)) for every request of the batch's rows."""
+        from moxin.eval.scoring import batch_arrays, tree_hidden
 
         dev = self._device
-        G = len(batch)
-        Tc = max(len(ctx) for ctx, _ in batch)
-        conts = [(g, c, i) for g, (_, cs) in enumerate(batch) for c, i in cs]
-        Tn = max(len(c) for _, c, _ in conts) - 1  # continuation inputs: all but the last token
-        toks, pos = left_pad([ctx for ctx, _ in batch], Tc)  # contexts (G, Tc); position -1 marks padding
-        cache = KVCache.for_model(self.model, G, max_len=Tc + max(Tn, 0) + 1)
-        h_last = self.model(toks.to(dev), positions=pos.to(dev), cache=cache, last_only=True, return_hidden=True)[
-            :, 0
-        ]  # (G, D): predicts each continuation's first token
-        rows = [h_last[[g for g, _, _ in conts]]]  # hidden states that score a token, in order
-        if Tn > 0:
-            cache.select_rows(torch.tensor([g for g, _, _ in conts], device=dev))  # a context row per continuation
-            R = len(conts)
-            ctoks = torch.zeros(R, Tn, dtype=torch.long)
-            cpos = torch.zeros(R, Tn, dtype=torch.long)
-            for r, (g, c, _) in enumerate(conts):
-                ctoks[r, : len(c) - 1] = torch.tensor(c[:-1])
-                cpos[r] = len(batch[g][0]) + torch.arange(Tn)
-                cpos[r, len(c) - 1 :] = -1  # right padding: position -1 (never attended, never past max_seq_len)
-            h = self.model(ctoks.to(dev), positions=cpos.to(dev), cache=cache, return_hidden=True)  # (R, Tn, D)
-            lens = torch.tensor([len(c) - 1 for _, c, _ in conts])
-            keep = torch.arange(Tn)[None, :] < lens[:, None]  # (R, Tn)
-            rows.append(h[keep.to(dev)])
-        return self._pick(rows, conts)
+        tokens, pos, mask = batch_arrays(batch, self.model.cfg.sliding_window)
+        T = tokens.shape[1]
+        h = tree_hidden(self.model, *(torch.from_numpy(a).to(dev) for a in (tokens, pos, mask)))
+        nodes: list[int] = []
+        targets: list[int] = []
+        owner: list[int] = []
+        for b, row in enumerate(batch):
+            for i, path in row.requests:
+                c = conts[i]
+                nodes.extend(b * T + n for n in path[len(path) - len(c) :])  # the last ctx node predicts c[0]
+                targets.extend(c)
+                owner.extend([i] * len(c))
+        return self._pick(h.reshape(-1, h.shape[-1]), nodes, targets, owner)
 
-    def _pick(self, rows, conts) -> list[tuple[int, tuple[float, bool]]]:
-        """Hidden states (first tokens of all rows, then the rest row by row) → per-request (logprob, greedy).
+    def _pick(self, hidden, nodes, targets, owner) -> list[tuple[int, tuple[float, bool]]]:
+        """Per scored token (flat node, target, request) → per request (summed log-probability, all greedy)."""
+        import numpy as np
 
-        One head matmul, one log-softmax, one gather and one argmax for the whole batch: on a busy 2-core machine
-        every extra small torch op costs milliseconds of thread wake-up."""
-        h = torch.cat(rows) if len(rows) > 1 else rows[0]  # (P, D), P = scored positions
-        R = len(conts)
-        targets = [c[0] for _, c, _ in conts] + [t for _, c, _ in conts for t in c[1:]]
-        owner = list(range(R)) + [r for r, (_, c, _) in enumerate(conts) for _ in c[1:]]
-        dev = h.device
-        tgt = torch.tensor(targets, device=dev)
-        own = torch.tensor(owner, device=dev)
-        logp = F.log_softmax(F.linear(h, self.model.output_weight).float(), dim=-1)  # (P, V)
-        tok_lp = logp.gather(1, tgt[:, None]).squeeze(1).double()  # (P,)
-        miss = (logp.argmax(-1) != tgt).double()  # (P,)
-        total = torch.zeros(R, dtype=torch.float64, device=dev).index_add_(0, own, tok_lp).tolist()
-        misses = torch.zeros(R, dtype=torch.float64, device=dev).index_add_(0, own, miss).tolist()
-        return [(i, (total[r], misses[r] == 0)) for r, (_, _, i) in enumerate(conts)]
+        from moxin.eval.scoring import score_entries
+
+        lp, hit = score_entries(hidden, self.model.output_weight, np.asarray(nodes), np.asarray(targets))
+        req, own = np.unique(np.asarray(owner), return_inverse=True)
+        own_t = torch.from_numpy(own)
+        total = torch.zeros(len(req), dtype=torch.float64).index_add_(0, own_t, lp).tolist()
+        misses = torch.zeros(len(req), dtype=torch.float64).index_add_(0, own_t, (~hit).double()).tolist()
+        return [(int(i), (total[r], misses[r] == 0)) for r, i in enumerate(req)]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         windows, owner = [], []
