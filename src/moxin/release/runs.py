@@ -99,8 +99,8 @@ def final_checkpoint(cks: list[Checkpoint]) -> Checkpoint:
         parent = by_sha.get(c.parent.get("sha256") or "")
         return seen if parent is None or seen > len(cks) else depth(parent, seen + 1)
 
-    finetuned = [c for c in cks if c.stage != "pretrain"]
-    pool = finetuned or cks
+    finetuned = [c for c in cks if c.stage.startswith("finetune/")]
+    pool = finetuned or [c for c in cks if c.stage == "adapt"] or cks
     return max(pool, key=lambda c: (depth(c), c.stage != "pretrain", c.step))
 
 

@@ -217,7 +217,7 @@ def parse_stage(span: str) -> tuple[str, str]:
         return "pretrain", span
     if not STAGE_RE.match(stage.strip()):
         raise ReleaseError(
-            f"--reproduce {span!r}: the stage before ':' must be pretrain or finetune/<name> "
+            f"--reproduce {span!r}: the stage before ':' must be pretrain, adapt or finetune/<name> "
             f"(e.g. --reproduce finetune/sft:30..60)"
         )
     return stage.strip(), rest
