@@ -38,7 +38,9 @@ def final_of(root: Path, cks: list[Checkpoint]) -> Checkpoint | None:
     """The checkpoint release.json names as final (check_manifests reports a missing one)."""
     rel = read_json(root / "release.json", "release record") if (root / "release.json").is_file() else {}
     name = (rel.get("final_checkpoint") or {}).get("name")
-    return next((c for c in cks if c.name == name), None)
+    from moxin.release.runs import with_merged
+
+    return next((c for c in with_merged(cks) if c.name == name), None)
 
 
 def first_difference(a: Any, b: Any, where: str = "") -> str | None:
