@@ -266,7 +266,7 @@ def verify_stage(ctx: BuildContext) -> Stage:
 def stages(ctx: BuildContext) -> list[Stage]:
     b = ctx.recipe.build
     if ctx.recipe.adapt.enabled:
-        out = [import_stage(ctx), data_stage(ctx), adapt_stage(ctx)]
+        out = [import_stage(ctx), data_stage(ctx), selfdata_stage(ctx), adapt_stage(ctx)]
     else:
         out = [data_stage(ctx), selfdata_stage(ctx), pretrain_stage(ctx)]
     if b.finetune:
@@ -283,7 +283,7 @@ def stages(ctx: BuildContext) -> list[Stage]:
 def plan_names(recipe: Recipe) -> list[str]:
     """The stage names a build of `recipe` runs, in order (what --dry-run shows)."""
     b = recipe.build
-    first = ["import", "data", "adapt"] if recipe.adapt.enabled else ["data", "selfdata", "pretrain"]
+    first = ["import", "data", "selfdata", "adapt"] if recipe.adapt.enabled else ["data", "selfdata", "pretrain"]
     names = first + ([f"finetune-{m}" for m in finetune_modes(recipe)] if b.finetune else [])
     names += (["eval"] if b.evaluate else []) + (["release"] + (["verify"] if b.verify else []) if b.release else [])
     return names
