@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # a whole build (about a minute on 2 idle cores)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, base_dir) -> tuple[RunLayout, str]:  # noqa: F811
+def built(tmp_path_factory, base_dir) -> tuple[RunLayout, str]:
     folder = tmp_path_factory.mktemp("adapt-build")
     recipe = write_recipe(folder, base_dir)
     res = run_cli("build", str(recipe), cwd=folder)
@@ -33,10 +33,10 @@ def test_checkpoints_final_and_loss(built) -> None:
     assert summary["after"]["val_loss"] < summary["before"]["val_loss"]
     losses = [json.loads(x)["loss"] for x in lay.metrics("adapt").read_text("utf-8").splitlines() if '"loss"' in x]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
-    assert "pretrain" not in [s for s in lay.training_stages()]
+    assert "pretrain" not in list(lay.training_stages())
 
 
-def test_tokenizer_is_the_base_one_and_no_tokenizer_is_trained(built, base_dir) -> None:  # noqa: F811
+def test_tokenizer_is_the_base_one_and_no_tokenizer_is_trained(built, base_dir) -> None:
     lay, _ = built
     ours = json.loads((lay.tokenizer / "tokenizer.json").read_text("utf-8"))
     theirs = json.loads((Path(base_dir) / "tokenizer.json").read_text("utf-8"))

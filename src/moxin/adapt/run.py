@@ -47,9 +47,7 @@ def pretrain_config(cfg: AdaptConfig) -> PretrainConfig:
 
 def make_setup(cfg: AdaptConfig, layout: RunLayout, seed: int, model_cfg, log: Log) -> Setup:
     """Pretraining's set-up over `layout.data` with the base's model config; the data's vocabulary must fit it."""
-    setup = Setup(
-        pretrain_config(cfg), model_cfg, seed, layout.data, layout.adapt, layout.tokenizer, log, "[adapt]"
-    )
+    setup = Setup(pretrain_config(cfg), model_cfg, seed, layout.data, layout.adapt, layout.tokenizer, log, "[adapt]")
     if setup.model_cfg.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(
             f"{layout.rel(layout.data)} was tokenized with {setup.data.vocab_size} tokens but the base model's "
@@ -171,7 +169,9 @@ def result(layout: RunLayout) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------------ reproduce
-def reproduce_steps(start: Path, to_step: int, out: Path, data_dir: Path, log: Log = lambda m: None) -> dict[int, float]:
+def reproduce_steps(
+    start: Path, to_step: int, out: Path, data_dir: Path, log: Log = lambda m: None
+) -> dict[int, float]:
     """Re-run the adapt stage from checkpoint `start` to `to_step` into `out/checkpoints/` (one plain process) with
     the config, seed and data the checkpoint records. The checkpoint holds every weight (a LoRA one: the base's
     frozen tensors and the adapters), so the base itself is not needed. Returns the per-step losses."""

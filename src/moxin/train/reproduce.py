@@ -175,7 +175,13 @@ def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_di
         with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
             losses = adapt_steps(start, to_step, Path(tmp), data)
             return _result(
-                stage, from_step, to_step, Path(tmp) / "checkpoints" / target.name, target, losses, layout.metrics(stage)
+                stage,
+                from_step,
+                to_step,
+                Path(tmp) / "checkpoints" / target.name,
+                target,
+                losses,
+                layout.metrics(stage),
             )
     parent = find_parent(layout.root, start)
     with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
