@@ -67,8 +67,29 @@ def base_dir(tmp_path_factory) -> Path:
     return out
 
 
+SFT = """
+[finetune]
+parent = "adapt"
+
+[finetune.sft]
+data = [{path = "sft.jsonl", license = "CC0-1.0"}]
+steps = 4
+seq_len = 64
+global_batch = 4
+micro_batch = 4
+"""
+
+
+def write_sft(path: Path) -> None:
+    rows = [{"messages": [{"role": "user", "content": f"質問{i}は何ですか"},
+                          {"role": "assistant", "content": f"答え{i}です。"}]} for i in range(40)]  # fmt: skip
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+
+
 def write_recipe(folder: Path, base: Path, extra: str = "", lora: str = "lora = {rank = 4, alpha = 8}") -> Path:
+    """An adapt recipe over `folder/docs`; `extra` is appended (e.g. `SFT` for a fine-tune of the adapted model)."""
     write_docs(folder / "docs")
+    write_sft(folder / "sft.jsonl")
     text = f"""
 [run]
 name = "adapt-test"
@@ -102,10 +123,9 @@ keep_last = 3
 
 [build]
 evaluate = false
-{extra}
 """
     path = folder / "recipe.toml"
-    path.write_text(text, "utf-8")
+    path.write_text(text + extra, "utf-8")
     return path
 
 

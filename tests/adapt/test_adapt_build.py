@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from adapt_helpers import base_dir, run_cli, write_recipe  # noqa: F401
+from adapt_helpers import SFT, base_dir, run_cli, write_recipe  # noqa: F401
 
 from moxin.layout import RunLayout
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # a whole build (about a minute on 2 idle cores)
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, base_dir) -> tuple[RunLayout, str]:
     folder = tmp_path_factory.mktemp("adapt-build")
-    recipe = write_recipe(folder, base_dir)
+    recipe = write_recipe(folder, base_dir, extra=SFT)
     res = run_cli("build", str(recipe), cwd=folder)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return RunLayout(folder / "runs" / "adapt-test"), res.stdout
@@ -77,9 +77,19 @@ def test_release_verifies_and_reproduces_adapt_bitwise(built) -> None:
     mof = json.loads((lay.release / "mof.json").read_text("utf-8"))
     assert mof.get("class") is not None
     rel = json.loads((lay.release / "release.json").read_text("utf-8"))
-    assert rel["final_checkpoint"]["name"] == "adapt/final"
+    assert rel["final_checkpoint"]["name"] == "finetune/sft/step-00000004"  # the SFT of the adapted model
     assert "reproduce: adapt steps 6..12: bitwise identical" in " ".join(out.split())
     assert (lay.release / "adapt" / "checkpoints" / "step-00000012" / "optimizer.safetensors").is_file()
+
+
+def test_sft_of_the_adapted_model(built) -> None:
+    from moxin.finetune.lineage import chain
+
+    lay, _ = built
+    nodes = chain(lay.checkpoints("finetune/sft")[-1].path)
+    assert [n["kind"] for n in nodes] == ["finetune", "adapt"]
+    assert nodes[0]["base"]["path"] == "adapt/final" and nodes[0]["base"]["verified"]
+    assert nodes[1]["base"]["path"] == "base" and nodes[1]["base"]["license"] == "Apache-2.0"
 
 
 def test_reproduce_stage_directly(built) -> None:

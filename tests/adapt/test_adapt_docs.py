@@ -23,7 +23,7 @@ def test_mixed_folder_reads_every_kind(tmp_path) -> None:
     assert {k: len(v) for k, v in by_kind.items()} == {"txt": 16, "md": 12, "jsonl": 13, "html": 8}
     assert all(d.id.startswith("docs/records.jsonl:") or d.id.startswith("docs/bad.jsonl:") for d in by_kind["jsonl"])
     assert not any(d.text.lstrip().startswith("{") for d in by_kind["jsonl"])
-    assert all("<" not in d.text and JA[:6] in d.text or "Chapter" in d.text for d in by_kind["html"])
+    assert all("<" not in d.text and (JA[:6] in d.text or "Chapter" in d.text) for d in by_kind["html"])
     assert any(JA[:6] in d.text for d in by_kind["md"])
     # the broken record is named by file and line; the rest of the file is read
     assert any(line.startswith("docs/bad.jsonl:2: ") for line in ledger.error_lines), ledger.error_lines
