@@ -59,6 +59,16 @@ def test_every_file_kind_and_japanese_reach_the_shards(built) -> None:
     assert "吾輩は猫である" in text and "miller" in text
 
 
+def test_heldout_documents_for_bits_per_byte(built) -> None:
+    from moxin.build.selfdata import available_tasks
+
+    lay, _ = built
+    rows = [json.loads(x) for x in (lay.selfdata / "heldout.jsonl").read_text("utf-8").splitlines()]
+    assert 0 < len(rows) <= 32 and all(0 < len(r["text"]) <= 2000 for r in rows)
+    assert available_tasks(lay.selfdata)[0] == ["moxin_heldout"]
+    assert not (lay.selfdata / "sft.jsonl").exists()  # an adapt build generates no SFT pairs
+
+
 def test_lineage_names_the_base(built) -> None:
     from moxin.records import model_identity, read_train_state
 

@@ -46,6 +46,8 @@ class AdaptConfig(TrainConfig):
     weight_decay: float = 0.0
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_batches: int = 4  # held-out batches (the data stage's val split) scored at each checkpoint; 0: none
+    heldout_docs: int = 32  # val documents in the build's moxin_heldout task (bits per byte, base against adapted)
+    heldout_chars: int = 2000  # each cut to this many characters
     checkpoint: CheckpointConfig = field(default_factory=_adapt_checkpoint)
 
     @property
@@ -67,8 +69,9 @@ class AdaptConfig(TrainConfig):
                 f"{prefix}warmup_steps/min_lr_ratio in {where} out of range ({self.warmup_steps}/"
                 f"{self.min_lr_ratio}); use >= 0 and [0, 1]"
             )
-        if self.eval_batches < 0:
-            raise ConfigError(f"{prefix}eval_batches in {where} must be >= 0, got {self.eval_batches}")
+        for key in ("eval_batches", "heldout_docs", "heldout_chars"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{prefix}{key} in {where} must be >= 0, got {getattr(self, key)}")
         for src, w in self.mixture.items():
             if w < 0:
                 raise ConfigError(f"{prefix}mixture.{src} in {where}: weight must be >= 0, got {w}")

@@ -95,6 +95,21 @@ def selfdata_stage(ctx: BuildContext) -> Stage:
     )
 
 
+def heldout_stage(ctx: BuildContext) -> Stage:
+    """An adapt build's selfdata: only the held-out documents, bounded in number and length."""
+    from moxin.adapt.heldout import run_heldout
+
+    r, lay = ctx.recipe, ctx.layout
+    a = r.adapt
+    return Stage(
+        "selfdata",
+        lambda: {"data": output_fingerprint(lay.data), "docs": a.heldout_docs, "chars": a.heldout_chars},
+        lambda: run_heldout(a, r.data.sources, lay, ctx.log),
+        [lay.selfdata],
+        "held-out documents → moxin_heldout (bits per byte)",
+    )
+
+
 def pretrain_stage(ctx: BuildContext) -> Stage:
     from moxin.train.commands import run_pretrain
 
@@ -168,7 +183,7 @@ def eval_stage(ctx: BuildContext) -> Stage:
 
     def run() -> StageResult:
         tasks, notes = available_tasks(lay.selfdata)
-        ctx.notes += notes
+        ctx.notes += [n for n in notes if not r.adapt.enabled]  # an adapt build writes held-out documents only
         models = adapt_eval_models(ctx) if r.adapt.enabled else None
         # Hook: the adapt build's own-eval tasks ([[eval.own]]) join `tasks` here; compare runs after this stage.
         return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata], models=models))
@@ -266,7 +281,7 @@ def verify_stage(ctx: BuildContext) -> Stage:
 def stages(ctx: BuildContext) -> list[Stage]:
     b = ctx.recipe.build
     if ctx.recipe.adapt.enabled:
-        out = [import_stage(ctx), data_stage(ctx), selfdata_stage(ctx), adapt_stage(ctx)]
+        out = [import_stage(ctx), data_stage(ctx), heldout_stage(ctx), adapt_stage(ctx)]
     else:
         out = [data_stage(ctx), selfdata_stage(ctx), pretrain_stage(ctx)]
     if b.finetune:
