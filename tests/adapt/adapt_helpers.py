@@ -16,11 +16,17 @@ EN = "The river runs past the old mill, and the miller counts the sacks of flour
 
 
 def corpus() -> list[str]:
-    """Distinct documents (numbered so deduplication keeps them), half Japanese."""
+    """Distinct documents (sentences in a seeded random order, so near-duplicate removal keeps them), half
+    Japanese."""
+    import random
+
+    rng = random.Random(0)
+    ja = [x + "。" for x in JA.split("。") if x] + ["猫は庭で眠る。", "雨が降ると川が増える。", "先生は本を読む。"]
+    en = [EN, "A cold wind comes down from the hills.", "She keeps the ledger in a drawer.", "Bread costs more."]
     out = []
     for i in range(24):
-        out.append(f"{JA} 第{i}章。" + JA[i % 7 :] * 3)
-        out.append(f"Chapter {i}. {EN} " + " ".join(EN.split()[i % 5 :]) * 2)
+        out.append(f"第{i}章 " + "".join(rng.sample(ja, len(ja)) * 2) + "".join(rng.choices(ja, k=4)))
+        out.append(f"Chapter {i}. " + " ".join(rng.sample(en, len(en)) * 2) + " ".join(rng.choices(en, k=3)))
     return out
 
 
