@@ -135,7 +135,7 @@ def adapt_stage(ctx: BuildContext) -> Stage:
     return Stage(
         "adapt",
         lambda: {
-            "adapt": ctx.section("adapt"),
+            "adapt": {k: v for k, v in ctx.section("adapt").items() if not k.startswith("heldout")},  # eval only
             "seed": r.run.seed,
             "base": output_fingerprint(lay.base),
             "data": output_fingerprint(lay.data),
