@@ -196,9 +196,10 @@ def check_gguf(root: Path) -> Check | None:
 # ------------------------------------------------------------------------------------------------ eval results
 def check_eval_links(root: Path, cks: list[Checkpoint]) -> Check:
     """Each eval result names (model.sha256, and its file name starts with) a checkpoint present with that hash."""
-    from moxin.release.runs import read_eval_result
+    from moxin.release.runs import read_eval_result, with_merged
 
     c = Check("eval results")
+    cks = with_merged(cks)  # a LoRA stage's merged final/ is what its results score
     by_name = {ck.name: ck for ck in cks}
     by_sha = {ck.sha: ck for ck in cks}
     files = sorted((root / "eval" / "results").glob("*.json"))
