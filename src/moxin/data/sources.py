@@ -179,9 +179,7 @@ def _jsonl_file(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, meter: Met
         return
     meter.done(f)
     if empty:
-        ledger.error(
-            cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0)
-        )
+        ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0))
 
 
 def _stream_error(
