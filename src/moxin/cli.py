@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "moxin.train.commands:pretrain",
     "pretrain show-batch": "moxin.train.commands:show_batch",
     "checkpoint consolidate": "moxin.train.ckpt_commands:consolidate",
+    "adapt": "moxin.adapt.commands:adapt",
     "finetune sft": "moxin.finetune.commands:sft",
     "finetune dpo": "moxin.finetune.commands:dpo",
     "finetune grpo": "moxin.finetune.commands:grpo",

@@ -3,8 +3,10 @@
     <run.out_dir>/<run.name>/
       recipe.toml                   the resolved recipe the run was built with
       .build/<stage>.json           `moxin build` markers
+      base/                         an adapt recipe's imported base model (weights, tokenizer/, manifest)
       data/ tokenizer/ selfdata/    the data stage, the tokenizer, generated SFT/eval data
       pretrain/                     checkpoints/step-XXXXXXXX/, metrics.jsonl, run.json, manifest.json, *.png
+      adapt/                        continued pretraining of base/ (the same layout; LoRA: also final/)
       finetune/<name>/              the same layout; <name> is finetune.<mode>.name or the mode
       eval/                         results/*.json, table.csv, table.md, plots/, manifest.json
       release/                      the MOF release (also a layout: pretrain/ and finetune/<name>/ beside model/)
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
-STAGE_RE = re.compile(r"^(pretrain|finetune/[^/]+)$")
+STAGE_RE = re.compile(r"^(pretrain|adapt|finetune/[^/]+)$")
 FINETUNE_MODES = ("sft", "dpo", "grpo")
 
 
@@ -64,12 +66,13 @@ def finetune_names(finetune_cfg) -> dict[str, str]:
 
 def run_of(checkpoint: str | Path) -> Path | None:
     """The run (or release) folder a checkpoint lives in (RUN/pretrain/checkpoints/step-N → RUN,
-    RUN/finetune/<name>/checkpoints/step-N → RUN), or None when the path does not follow the layout."""
+    RUN/adapt/checkpoints/step-N → RUN, RUN/finetune/<name>/checkpoints/step-N → RUN), or None when the path
+    does not follow the layout."""
     p = Path(checkpoint).resolve()
     if parse_step(p.name) is None or p.parent.name != "checkpoints":
         return None
     stage_dir = p.parent.parent
-    if stage_dir.name == "pretrain":
+    if stage_dir.name in ("pretrain", "adapt"):
         return stage_dir.parent
     if stage_dir.parent.name == "finetune":
         return stage_dir.parent.parent
@@ -78,7 +81,7 @@ def run_of(checkpoint: str | Path) -> Path | None:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    stage: str  # 'pretrain' | 'finetune/<name>'
+    stage: str  # 'pretrain' | 'adapt' | 'finetune/<name>'
     step: int
     path: Path
 
@@ -113,6 +116,15 @@ class RunLayout:
         return self.root / ".build"
 
     @property
+    def base(self) -> Path:
+        """An adapt recipe's imported base model (`moxin import` layout)."""
+        return self.root / "base"
+
+    @property
+    def adapt(self) -> Path:
+        return self.root / "adapt"
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 
@@ -145,9 +157,9 @@ class RunLayout:
         return self.root / "release"
 
     def stage_dir(self, stage: str) -> Path:
-        """The folder of a training stage: 'pretrain' or 'finetune/<name>'."""
+        """The folder of a training stage: 'pretrain', 'adapt' or 'finetune/<name>'."""
         if not STAGE_RE.match(stage):
-            raise ValueError(f"not a training stage: {stage!r} (expected 'pretrain' or 'finetune/<name>')")
+            raise ValueError(f"not a training stage: {stage!r} (expected 'pretrain', 'adapt' or 'finetune/<name>')")
         return self.root / stage
 
     def checkpoints_dir(self, stage: str = "pretrain") -> Path:
@@ -164,8 +176,8 @@ class RunLayout:
 
     # ---------------------------------------------------------------- listing
     def training_stages(self) -> list[str]:
-        """'pretrain' (when present) then 'finetune/<name>' for each fine-tuning folder, sorted by name."""
-        out = ["pretrain"] if self.pretrain.is_dir() else []
+        """'pretrain', 'adapt' (each when present) then 'finetune/<name>' for each fine-tuning folder, by name."""
+        out = [s for s in ("pretrain", "adapt") if (self.root / s).is_dir()]
         ft = self.root / "finetune"
         if ft.is_dir():
             out += [f"finetune/{d.name}" for d in sorted(ft.iterdir()) if d.is_dir() and not d.name.startswith(".")]
@@ -176,7 +188,7 @@ class RunLayout:
         return [Checkpoint(stage, s, p) for s, p in list_checkpoints(self.checkpoints_dir(stage))]
 
     def all_checkpoints(self) -> list[Checkpoint]:
-        """Every checkpoint of the run: pretrain first, then each fine-tuning stage, each by step."""
+        """Every checkpoint of the run: pretrain, adapt, then each fine-tuning stage, each by step."""
         return [c for stage in self.training_stages() for c in self.checkpoints(stage)]
 
     def latest_checkpoint(self, stage: str = "pretrain") -> Path | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moxin.adapt.config import AdaptConfig
 from moxin.build.config import BuildConfig
 from moxin.config import from_dict
 from moxin.data.config import DataConfig
@@ -46,6 +47,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)

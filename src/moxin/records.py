@@ -123,7 +123,7 @@ class TrainState:
     step: int
     tokens_seen: int = 0
     format_version: int = FORMAT_VERSION
-    kind: Literal["pretrain", "finetune"] = "pretrain"
+    kind: Literal["pretrain", "adapt", "finetune"] = "pretrain"
     mode: str | None = None
     phase: str | None = None
     seed: int | None = None
@@ -280,6 +280,8 @@ def run_root(path: str | Path) -> Path | None:
     p = Path(path).expanduser().resolve()
     if p.name == "final" and p.parent.parent.name == "finetune":
         return p.parent.parent.parent
+    if p.name == "final" and p.parent.name == "adapt":
+        return p.parent.parent
     return run_of(p)
 
 

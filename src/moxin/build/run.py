@@ -1,4 +1,6 @@
 """`moxin build`: data → tokenizer → pretrain (phases) → fine-tune → eval over all checkpoints → release → verify.
+A recipe with `[adapt] base` runs import → data (the base's tokenizer) → adapt → fine-tune → eval (base and
+adapted) → release → verify instead.
 
 Each stage is skipped when the fingerprint of its inputs is unchanged (`moxin.build.stages`), so an interrupted
 build, even one killed with SIGKILL, resumes where it stopped; pretraining and fine-tuning resume from their last
@@ -22,7 +24,8 @@ from moxin.recipe import Recipe
 from moxin.stage import StageResult
 
 # Rough share of a tiny build's time per stage: the ETA of the whole build before per-stage timings exist.
-WEIGHTS = {"data": 2, "selfdata": 0.5, "pretrain": 6, "finetune": 1.5, "eval": 3, "release": 0.5, "verify": 1.5}
+WEIGHTS = {"import": 0.5, "data": 2, "selfdata": 0.5, "pretrain": 6, "adapt": 6, "finetune": 1.5, "eval": 3,
+           "release": 0.5, "verify": 1.5}  # fmt: skip
 
 
 @dataclass
@@ -50,16 +53,30 @@ class BuildContext:
 
 
 # ------------------------------------------------------------------------------------------------ stages
+def import_stage(ctx: BuildContext) -> Stage:
+    from moxin.adapt.base import base_inputs, run_import
+
+    r, lay = ctx.recipe, ctx.layout
+    return Stage(
+        "import",
+        lambda: {"base": base_inputs(r.adapt, r.resolve_path)},
+        lambda: run_import(r.adapt, lay, r.resolve_path, log=ctx.log),
+        [lay.base],
+        f"the base model ({r.adapt.base}) → base/",
+    )
+
+
 def data_stage(ctx: BuildContext) -> Stage:
-    from moxin.data.commands import data_inputs, run_data
+    from moxin.data.commands import data_inputs, run_data, stage_tokenizer
 
     r, lay = ctx.recipe, ctx.layout
     if not r.data.sources:
         raise ConfigError(f"[data] in {r.source_path} has no sources; add a [[data.sources]] table")
+    tok = stage_tokenizer(r, lay)  # an adapt recipe: the imported base's tokenizer, none trained
     return Stage(
         "data",
-        lambda: {"inputs": data_inputs(r.data, r.tokenizer, r.run.seed, r.resolve_path)},
-        lambda: run_data(r.data, r.tokenizer, lay, r.run.seed, r.resolve_path, log=ctx.log),
+        lambda: {"inputs": data_inputs(r.data, tok, r.run.seed, r.resolve_path)},
+        lambda: run_data(r.data, tok, lay, r.run.seed, r.resolve_path, log=ctx.log),
         [lay.data, lay.tokenizer],
         "clean, deduplicate, tokenize",
     )
@@ -75,6 +92,21 @@ def selfdata_stage(ctx: BuildContext) -> Stage:
         lambda: run_selfdata(r.data.sources, r.build.selfdata_source, lay, r.run.seed, str(r.source_path), ctx.log),
         [lay.selfdata],
         "docstring → function pairs, code-completion task",
+    )
+
+
+def heldout_stage(ctx: BuildContext) -> Stage:
+    """An adapt build's selfdata: only the held-out documents, bounded in number and length."""
+    from moxin.adapt.heldout import run_heldout
+
+    r, lay = ctx.recipe, ctx.layout
+    a = r.adapt
+    return Stage(
+        "selfdata",
+        lambda: {"data": output_fingerprint(lay.data), "docs": a.heldout_docs, "chars": a.heldout_chars},
+        lambda: run_heldout(a, r.data.sources, lay, ctx.log),
+        [lay.selfdata],
+        "held-out documents → moxin_heldout (bits per byte)",
     )
 
 
@@ -96,6 +128,24 @@ def pretrain_stage(ctx: BuildContext) -> Stage:
     )
 
 
+def adapt_stage(ctx: BuildContext) -> Stage:
+    from moxin.adapt.commands import run_adapt
+
+    r, lay = ctx.recipe, ctx.layout
+    return Stage(
+        "adapt",
+        lambda: {
+            "adapt": {k: v for k, v in ctx.section("adapt").items() if not k.startswith("heldout")},  # eval only
+            "seed": r.run.seed,
+            "base": output_fingerprint(lay.base),
+            "data": output_fingerprint(lay.data),
+        },
+        lambda: run_adapt(r, lay, resume="auto", progress=True, log=ctx.log),
+        [lay.run_json("adapt")],
+        "continued pretraining of the base on the documents" + (" (LoRA)" if r.adapt.lora.rank else ""),
+    )
+
+
 def finetune_modes(recipe: Recipe) -> list[str]:
     return [m for m in FINETUNE_MODES if recipe.finetune.mode(m).data]
 
@@ -111,6 +161,7 @@ def finetune_stage(ctx: BuildContext, mode: str) -> Stage:
             "finetune": ctx.section("finetune"),
             "seed": r.run.seed,
             "pretrain": output_fingerprint(lay.run_json("pretrain")),
+            "adapt": output_fingerprint(lay.run_json("adapt")),
             "selfdata": output_fingerprint(lay.selfdata),
             "before": [output_fingerprint(ctx.finetune_run_json(m)) for m in modes[: modes.index(mode)]],
         }
@@ -133,8 +184,10 @@ def eval_stage(ctx: BuildContext) -> Stage:
 
     def run() -> StageResult:
         tasks, notes = available_tasks(lay.selfdata)
-        ctx.notes += notes
-        return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata]))
+        ctx.notes += [n for n in notes if not r.adapt.enabled]  # an adapt build writes held-out documents only
+        models = adapt_eval_models(ctx) if r.adapt.enabled else None
+        # Hook: the adapt build's own-eval tasks ([[eval.own]]) join `tasks` here; compare runs after this stage.
+        return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata], models=models))
 
     def inputs():
         return {
@@ -142,6 +195,8 @@ def eval_stage(ctx: BuildContext) -> Stage:
             "own": source_digests(r.eval.own, r.resolve_path),  # [[eval.own]] files: an edited one is scored again
             "selfdata": output_fingerprint(lay.selfdata),
             "pretrain": output_fingerprint(lay.run_json("pretrain")),
+            "base": output_fingerprint(lay.base),
+            "adapt": output_fingerprint(lay.run_json("adapt")),
             "finetune": [output_fingerprint(ctx.finetune_run_json(m)) for m in finetune_modes(r)],
         }
 
@@ -152,6 +207,23 @@ def eval_stage(ctx: BuildContext) -> Stage:
         [lay.eval / "table.csv"],
         "every checkpoint: held-out perplexity, code completion, benchmarks",
     )
+
+
+def adapt_eval_models(ctx: BuildContext) -> list[tuple[str, Path]]:
+    """What an adapt build evaluates: the base, the adapted model (a LoRA run's merged final/) and each fine-tune's
+    result, so the table shows base against adapted on the same tasks."""
+    from moxin.adapt.run import result
+    from moxin.finetune.lineage import mode_result
+
+    lay = ctx.layout
+    out: list[tuple[str, Path]] = [("base", lay.base)]
+    adapted = result(lay)
+    out += [("adapt", adapted)] if adapted is not None else []
+    for m in finetune_modes(ctx.recipe) if ctx.recipe.build.finetune else []:
+        name = finetune_name(ctx.recipe.finetune, m)
+        found = mode_result(lay.root, name)
+        out += [(f"finetune/{name}", found)] if found is not None else []
+    return out
 
 
 def release_stage(ctx: BuildContext) -> Stage:
@@ -176,7 +248,7 @@ def release_stage(ctx: BuildContext) -> Stage:
 
 def _upstream(ctx: BuildContext) -> list[str | None]:
     lay = ctx.layout
-    paths = [lay.data, lay.run_json("pretrain"), lay.eval / "table.csv"]
+    paths = [lay.data, lay.run_json("pretrain"), lay.base, lay.run_json("adapt"), lay.eval / "table.csv"]
     paths += [ctx.finetune_run_json(m) for m in finetune_modes(ctx.recipe)]
     return [output_fingerprint(p) for p in paths]
 
@@ -210,7 +282,10 @@ def verify_stage(ctx: BuildContext) -> Stage:
 
 def stages(ctx: BuildContext) -> list[Stage]:
     b = ctx.recipe.build
-    out = [data_stage(ctx), selfdata_stage(ctx), pretrain_stage(ctx)]
+    if ctx.recipe.adapt.enabled:
+        out = [import_stage(ctx), data_stage(ctx), heldout_stage(ctx), adapt_stage(ctx)]
+    else:
+        out = [data_stage(ctx), selfdata_stage(ctx), pretrain_stage(ctx)]
     if b.finetune:
         out += [finetune_stage(ctx, m) for m in finetune_modes(ctx.recipe)]
     if b.evaluate:
@@ -225,7 +300,8 @@ def stages(ctx: BuildContext) -> list[Stage]:
 def plan_names(recipe: Recipe) -> list[str]:
     """The stage names a build of `recipe` runs, in order (what --dry-run shows)."""
     b = recipe.build
-    names = ["data", "selfdata", "pretrain"] + ([f"finetune-{m}" for m in finetune_modes(recipe)] if b.finetune else [])
+    first = ["import", "data", "selfdata", "adapt"] if recipe.adapt.enabled else ["data", "selfdata", "pretrain"]
+    names = first + ([f"finetune-{m}" for m in finetune_modes(recipe)] if b.finetune else [])
     names += (["eval"] if b.evaluate else []) + (["release"] + (["verify"] if b.verify else []) if b.release else [])
     return names
 

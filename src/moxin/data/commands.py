@@ -24,7 +24,7 @@ def _plan(recipe: Recipe) -> list[str]:
         "steps: read → normalize → langid → quality → dedup_exact → dedup_fuzzy → pii → decontaminate "
         f"({len(d.decontaminate)} eval set(s)); val fraction {d.val_fraction}; {d.workers} worker(s)"
     )
-    tk = recipe.tokenizer
+    tk = stage_tokenizer(recipe, layout)
     lines.append(
         f"tokenizer: {'reuse ' + tk.path if tk.path else f'byte-level BPE, vocab {tk.vocab_size}'} → {layout.tokenizer}"
     )
@@ -34,6 +34,17 @@ def _plan(recipe: Recipe) -> list[str]:
             f"executor: datatrove {d.executor}, {d.tasks or d.workers} task(s), work folder {layout.root}/.scale/"
         )
     return lines
+
+
+def stage_tokenizer(recipe: Recipe, layout: RunLayout):
+    """The [tokenizer] section the data stage runs with: an adapt recipe (`[adapt] base`) with no tokenizer.path
+    reuses the imported base's tokenizer (`layout.base`), so the shards are in the vocabulary the base was trained
+    with; otherwise the recipe's section as it is."""
+    import dataclasses
+
+    if not recipe.adapt.enabled or recipe.tokenizer.path:
+        return recipe.tokenizer
+    return dataclasses.replace(recipe.tokenizer, path=str(layout.base / "tokenizer"))
 
 
 def stage_configs(data_cfg, tok_cfg, resolve_path: Callable[[str], Path]):
@@ -164,9 +175,9 @@ def data(
         if recipe.data.executor == "slurm":
             print_slurm_dry_run(recipe)
         return
-    res = run_data(
-        recipe.data, recipe.tokenizer, RunLayout.from_recipe(recipe), recipe.run.seed, recipe.resolve_path, force=force
-    )
+    layout = RunLayout.from_recipe(recipe)
+    tok = stage_tokenizer(recipe, layout)
+    res = run_data(recipe.data, tok, layout, recipe.run.seed, recipe.resolve_path, force=force)
     if res.status != "done":
         print(res.line())
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from moxin.data.config import DataConfig
+from moxin.data.config import DataConfig, recorded_name
 from moxin.data.document import REJECTS_FILE
 from moxin.data.process import Processor, ProcessResult
 from moxin.errors import DataError
@@ -75,8 +75,10 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
         }
     )
     tok_files = _reused_tokenizer_fp(tok_cfg.path) if tok_cfg.path else None
+    # A reused tokenizer counts by its files' content, not by where it lies (an adapt run's base/ is inside the run).
+    tok_rec = {**to_dict(tok_cfg), "path": recorded_name(tok_cfg.path)}
     return (
-        fingerprint({"process": process_fp, "tokenizer": to_dict(tok_cfg), "tokenizer_files": tok_files}),
+        fingerprint({"process": process_fp, "tokenizer": tok_rec, "tokenizer_files": tok_files}),
         process_fp,
         per,
     )

@@ -19,6 +19,7 @@ from moxin.io import READ_ERRORS, open_compressed, parse_json_line, strip_compre
 from moxin.provenance import fingerprint, sha256_file
 
 JSONL_EXTS = (".jsonl", ".json", ".ndjson")
+HTML_EXTS = (".html", ".htm", ".xhtml")
 STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -158,25 +159,27 @@ def _read_jsonl(
     cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
 ) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
-        empty, lineno, offset = True, 0, 0
-        try:
-            with _open(f, meter) as fh:
-                for lineno, raw in enumerate(fh, 1):
-                    offset += len(raw)
-                    if not raw.strip():
-                        continue
-                    empty = False
-                    doc = _jsonl_record(cfg, ledger, f, rel, lineno, raw)
-                    if doc is not None:
-                        yield doc
-        except READ_ERRORS as e:
-            _stream_error(cfg, ledger, f, rel, lineno, offset, e)
-            continue
-        meter.done(f)
-        if empty:
-            ledger.error(
-                cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0)
-            )
+        yield from _jsonl_file(cfg, ledger, f, rel, meter)
+
+
+def _jsonl_file(cfg: SourceConfig, ledger: Ledger, f: Path, rel: str, meter: Meter) -> Iterator[Document]:
+    empty, lineno, offset = True, 0, 0
+    try:
+        with _open(f, meter) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                offset += len(raw)
+                if not raw.strip():
+                    continue
+                empty = False
+                doc = _jsonl_record(cfg, ledger, f, rel, lineno, raw)
+                if doc is not None:
+                    yield doc
+    except READ_ERRORS as e:
+        _stream_error(cfg, ledger, f, rel, lineno, offset, e)
+        return
+    meter.done(f)
+    if empty:
+        ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file has no records", reject=reject_record(rel, 0))
 
 
 def _stream_error(
@@ -277,6 +280,10 @@ def _read_text(
     cfg: SourceConfig, ledger: Ledger, where: str, meter: Meter, only: set[int] | None
 ) -> Iterator[Document]:
     for f, rel in _selected(cfg, where, only):
+        base = strip_compression(f.name).lower()
+        if base.endswith(JSONL_EXTS):  # a folder of a user's files mixes JSONL records in with text
+            yield from _jsonl_file(cfg, ledger, f, rel, meter)
+            continue
         try:
             with _open(f) as fh:
                 data = fh.read()
@@ -290,11 +297,44 @@ def _read_text(
             ledger.error(cfg.name, "empty-file", f"{cfg.name}/{rel}:1", "file is empty", reject=reject_record(rel, 0))
             continue
         text = _decode_text(cfg, ledger, rel, data)
+        if base.endswith(HTML_EXTS):
+            text = html_text(text)
         if not cfg.doc_chars:
             yield Document(f"{cfg.name}/{rel}", text, {"where": f"{cfg.name}/{rel}:1"})
             continue
         for k, (line, chunk) in enumerate(_chunks(text, cfg.doc_chars)):
             yield Document(f"{cfg.name}/{rel}#{k}", chunk, {"where": f"{cfg.name}/{rel}:{line}"})
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML page: tags, scripts and styles dropped, block elements as line breaks."""
+    from html.parser import HTMLParser
+
+    blocks = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre"}
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.hidden = 0
+
+        def handle_starttag(self, tag: str, attrs) -> None:
+            self.hidden += tag in ("script", "style")
+            if tag in blocks:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            self.hidden -= tag in ("script", "style") and self.hidden > 0
+
+        def handle_data(self, data: str) -> None:
+            if not self.hidden:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(markup)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def _chunks(text: str, limit: int) -> Iterator[tuple[int, str]]:

@@ -107,7 +107,13 @@ def _evaluate_target(target: Path, s, all_checkpoints: bool, out: Path | None, p
 
 
 def evaluate_checkpoints(
-    layout: RunLayout, all_checkpoints: bool, s, out_dir: Path, parallel: int = 1, executor: str = "local"
+    layout: RunLayout,
+    all_checkpoints: bool,
+    s,
+    out_dir: Path,
+    parallel: int = 1,
+    executor: str = "local",
+    models: Sequence[tuple[str, Path]] | None = None,
 ) -> None:
     """Evaluate a run's latest checkpoint, or every one, with settings `s`; write the table and plots. With
     `parallel` > 1 or the ray executor, the checkpoints are split over workers (moxin.eval.parallel); the results,
@@ -116,8 +122,11 @@ def evaluate_checkpoints(
     from moxin.eval.report import write_manifest, write_plots, write_tables
     from moxin.eval.runner import evaluate
 
-    ckpts = identity.checkpoints_of(layout.root)
-    ckpts = ckpts if all_checkpoints else ckpts[-1:]
+    if models is not None:  # (stage, folder) chosen by the caller, e.g. an adapt run's base and its result
+        ckpts = list(models)
+    else:
+        ckpts = identity.checkpoints_of(layout.root)
+        ckpts = ckpts if all_checkpoints else ckpts[-1:]
     if parallel > 1 or executor != "local":
         from moxin.eval.parallel import evaluate_parallel
 
@@ -200,13 +209,14 @@ def run_eval(
     resolve_path: Callable[[str], Path],
     extra_tasks: Sequence[str] = (),
     include_path: Sequence[Path] = (),
+    models: Sequence[tuple[str, Path]] | None = None,
 ) -> StageResult:
     """The eval stage: a recipe's [eval] section over the run's checkpoints (every one with eval.all_checkpoints,
-    else the latest) into `layout.eval`: results/, table.csv, table.md, plots/. Results already computed for a
-    (model SHA-256, task hash) are reused."""
+    else the latest; or the (stage, folder) `models` given) into `layout.eval`: results/, table.csv, table.md,
+    plots/. Results already computed for a (model SHA-256, task hash) are reused."""
     from moxin.eval.own import from_config
 
     own_tasks, own_dirs = from_config(cfg.own, resolve_path, layout.eval / "own")
     s, notes = eval_settings(cfg, resolve_path, [*extra_tasks, *own_tasks], [*include_path, *own_dirs])
-    evaluate_checkpoints(layout, cfg.all_checkpoints, s, layout.eval)
+    evaluate_checkpoints(layout, cfg.all_checkpoints, s, layout.eval, models=models)
     return StageResult.done("eval", (layout.eval_results, layout.eval / "table.csv", layout.eval / "table.md"), notes)

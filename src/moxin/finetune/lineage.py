@@ -30,7 +30,8 @@ def mode_result(run_dir: Path, name: str) -> Path | None:
 
 
 def resolve_parent(spec: str, run_dir: Path, resolve, mode_names: dict[str, str], key: str) -> Path:
-    """'pretrain' | 'sft' | 'dpo' | 'grpo' (this run's stage results) | a path (checkpoint, model dir, HF, .gguf)."""
+    """'pretrain' | 'adapt' | 'sft' | 'dpo' | 'grpo' (this run's stage results) | a path (checkpoint, model dir, HF,
+    .gguf)."""
     run = RunLayout(Path(run_dir))
     if spec == "pretrain":
         found = run.latest_checkpoint("pretrain")
@@ -39,6 +40,16 @@ def resolve_parent(spec: str, run_dir: Path, resolve, mode_names: dict[str, str]
                 f"{key} = 'pretrain' but {run.checkpoints_dir('pretrain')} has no checkpoint; "
                 f"run `moxin pretrain` first, or set {key} to a checkpoint, a Hugging Face folder or "
                 f"a .gguf file"
+            )
+        return found
+    if spec == "adapt":
+        from moxin.adapt.run import result
+
+        found = result(run)
+        if found is None:
+            raise ConfigError(
+                f"{key} = 'adapt' but {run.adapt} has no result; run the adapt stage first (`moxin build` or "
+                f"`moxin adapt`), or set {key} to a checkpoint, a Hugging Face folder or a .gguf file"
             )
         return found
     if spec in MODES:

@@ -58,7 +58,8 @@ def context(recipe: Recipe, mode: str) -> Context:
     key = f"finetune.{mode}.parent" if cfg.parent else "finetune.parent"
     spec = cfg.parent or fcfg.parent
     parent_path = lin.resolve_parent(spec, run.root, recipe.resolve_path, names, key)
-    written = None if spec == "pretrain" or spec in lin.MODES else spec  # an outside parent: as the recipe says
+    inside = spec in ("pretrain", "adapt") or spec in lin.MODES
+    written = None if inside else spec  # an outside parent: as the recipe says
     return Context(
         recipe,
         mode,

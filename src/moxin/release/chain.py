@@ -38,7 +38,9 @@ def final_of(root: Path, cks: list[Checkpoint]) -> Checkpoint | None:
     """The checkpoint release.json names as final (check_manifests reports a missing one)."""
     rel = read_json(root / "release.json", "release record") if (root / "release.json").is_file() else {}
     name = (rel.get("final_checkpoint") or {}).get("name")
-    return next((c for c in cks if c.name == name), None)
+    from moxin.release.runs import with_merged
+
+    return next((c for c in with_merged(cks) if c.name == name), None)
 
 
 def first_difference(a: Any, b: Any, where: str = "") -> str | None:
@@ -194,9 +196,10 @@ def check_gguf(root: Path) -> Check | None:
 # ------------------------------------------------------------------------------------------------ eval results
 def check_eval_links(root: Path, cks: list[Checkpoint]) -> Check:
     """Each eval result names (model.sha256, and its file name starts with) a checkpoint present with that hash."""
-    from moxin.release.runs import read_eval_result
+    from moxin.release.runs import read_eval_result, with_merged
 
     c = Check("eval results")
+    cks = with_merged(cks)  # a LoRA stage's merged final/ is what its results score
     by_name = {ck.name: ck for ck in cks}
     by_sha = {ck.sha: ck for ck in cks}
     files = sorted((root / "eval" / "results").glob("*.json"))

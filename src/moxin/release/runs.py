@@ -99,9 +99,27 @@ def final_checkpoint(cks: list[Checkpoint]) -> Checkpoint:
         parent = by_sha.get(c.parent.get("sha256") or "")
         return seen if parent is None or seen > len(cks) else depth(parent, seen + 1)
 
-    finetuned = [c for c in cks if c.stage != "pretrain"]
-    pool = finetuned or cks
-    return max(pool, key=lambda c: (depth(c), c.stage != "pretrain", c.step))
+    finetuned = [c for c in cks if c.stage.startswith("finetune/")]
+    pool = finetuned or [c for c in cks if c.stage == "adapt"] or cks
+    return merged(max(pool, key=lambda c: (depth(c), c.stage != "pretrain", c.step)))
+
+
+def with_merged(cks: list[Checkpoint]) -> list[Checkpoint]:
+    """The checkpoints plus the merged final/ model of each LoRA stage (what a release may name as final)."""
+    extra = [m for c in cks if (m := merged(c)) is not c]
+    return cks + extra
+
+
+def merged(ck: Checkpoint) -> Checkpoint:
+    """A LoRA checkpoint's merged model (its stage's final/, written from it) in its place: the release ships a
+    plain model, not the adapters beside the frozen weights."""
+    final = ck.path.parent.parent / "final"
+    if not (ck.state and ck.state.lineage.lora and (final / STATE_NAME).is_file()):
+        return ck
+    state = read_train_state(final)
+    if state.merged_from is None or state.merged_from.sha256 != ck.sha:
+        return ck
+    return Checkpoint(ck.stage, ck.step, final, state)
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -39,10 +39,14 @@ def run_release(
 
 
 def reproduce_range(layout: RunLayout, wanted: str | None = None) -> str | None:
-    """`wanted` (build.reproduce), else the last two pretraining checkpoints of the run or release `layout`."""
+    """`wanted` (build.reproduce), else the last two pretraining checkpoints of the run or release `layout` (an
+    adapt run, which has no pretraining: its last two adapt checkpoints, as 'adapt:K..M')."""
     if wanted:
         return wanted
     steps = [c.step for c in layout.checkpoints("pretrain")]
+    if len(steps) < 2 and layout.checkpoints("adapt"):
+        steps = [c.step for c in layout.checkpoints("adapt")]
+        return f"adapt:{steps[-2]}..{steps[-1]}" if len(steps) >= 2 else None
     return f"{steps[-2]}..{steps[-1]}" if len(steps) >= 2 else None
 
 

@@ -164,7 +164,9 @@ def check_manifests(root: Path) -> Check:
     if (root / "data" / "manifest.json").is_file() and "files" in read_json(root / "data" / "manifest.json"):
         c.problems += [f"data: {p.replace(str(root) + '/', '')}" for p in verify_manifest(root / "data")]
     final = rel.get("final_checkpoint") or {}
-    match = [ck for ck in cks if ck.name == final.get("name") or f"{ck.stage}/{ck.path.name}" == final.get("name")]
+    from moxin.release.runs import with_merged
+
+    match = [ck for ck in with_merged(cks) if ck.name == final.get("name")]
     if not match:
         c.problems.append(f"release.json's final checkpoint {final.get('name')!r} is not in the release")
     else:
@@ -217,7 +219,7 @@ def parse_stage(span: str) -> tuple[str, str]:
         return "pretrain", span
     if not STAGE_RE.match(stage.strip()):
         raise ReleaseError(
-            f"--reproduce {span!r}: the stage before ':' must be pretrain or finetune/<name> "
+            f"--reproduce {span!r}: the stage before ':' must be pretrain, adapt or finetune/<name> "
             f"(e.g. --reproduce finetune/sft:30..60)"
         )
     return stage.strip(), rest

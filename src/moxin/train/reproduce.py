@@ -157,7 +157,7 @@ def find_parent(run: Path, start: Path) -> Path:
 
 
 def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_dir: Path | None = None) -> Reproduction:
-    """`reproduce` for any training stage of a run or release: 'pretrain' or 'finetune/<name>'."""
+    """`reproduce` for any training stage of a run or release: 'pretrain', 'adapt' or 'finetune/<name>'."""
     from moxin.layout import RunLayout
 
     if stage == "pretrain":
@@ -167,6 +167,22 @@ def reproduce_stage(run: Path, stage: str, from_step: int, to_step: int, data_di
     layout = RunLayout(Path(run))
     what = f"{stage}:{from_step}..{to_step}"
     start, target = _span_dirs(layout.checkpoints_dir(stage), what, from_step, to_step)
+    if stage == "adapt":  # the checkpoint holds every weight (LoRA: the base's too): no parent to find
+        from moxin.adapt.run import reproduce_steps as adapt_steps
+        from moxin.train.pretrain import recorded_data_dir
+
+        data = data_dir or recorded_data_dir(ckpt.read_state(start)["config"], [layout.root])
+        with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
+            losses = adapt_steps(start, to_step, Path(tmp), data)
+            return _result(
+                stage,
+                from_step,
+                to_step,
+                Path(tmp) / "checkpoints" / target.name,
+                target,
+                losses,
+                layout.metrics(stage),
+            )
     parent = find_parent(layout.root, start)
     with tempfile.TemporaryDirectory(prefix="moxin-reproduce-") as tmp:
         losses = reproduce_steps(layout.stage_dir(stage), start, to_step, Path(tmp), parent)

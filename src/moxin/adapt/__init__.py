@@ -1,0 +1,1 @@
+"""Continued pretraining of an imported open model on the user's documents (`[adapt]`, `moxin adapt`)."""
