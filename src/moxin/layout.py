@@ -149,6 +149,11 @@ class RunLayout:
         return self.root / "eval"
 
     @property
+    def compare(self) -> Path:
+        """An adapt build's `moxin compare` of the base against the adapted model (compare.json, compare.md)."""
+        return self.root / "compare"
+
+    @property
     def eval_results(self) -> Path:
         return self.eval / "results"
 

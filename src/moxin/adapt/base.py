@@ -1,8 +1,8 @@
 """The import stage of an adapt build: the base model named by `[adapt] base` → `<run>/base/`, a moxin model folder
 that `load_model` and `load_tokenizer` read. No torch at module level: `build` imports this at start-up.
 
-The stage goes through the function behind `moxin import` (`moxin.commands.import_model`), so a change in what an
-imported folder holds is made in one place."""
+The stage goes through the function behind `moxin import` (`moxin.interop.importer.import_folder`), so a change in
+what an imported folder holds is made in one place."""
 
 from __future__ import annotations
 
@@ -51,34 +51,16 @@ def run_import(
 ) -> StageResult:
     """Import the base into `layout.base` (replacing what is there: the build calls this only when the base's
     identity changed)."""
-    from moxin.commands import import_model
+    from moxin.interop.importer import ImportRequest, import_folder
 
     source = base_source(cfg, resolve_path)
     tmp = layout.root / ".base.import"
     if tmp.exists():
         shutil.rmtree(tmp)
     layout.root.mkdir(parents=True, exist_ok=True)
-    import_model(source, tmp, dtype="float32")
-    _ensure_tokenizer(source, tmp)
+    import_folder(ImportRequest(source, tmp, "float32", cfg.license))
     if layout.base.exists():
         shutil.rmtree(layout.base)
     tmp.rename(layout.base)
     log(f"import: {source.name} → {layout.rel(layout.base)}")
     return StageResult.done("import", (layout.base,))
-
-
-def _ensure_tokenizer(source: Path, folder: Path) -> None:
-    """Until `moxin import` writes the tokenizer itself: copy the source's tokenizer into `folder/tokenizer/` and
-    seal it into the folder's manifest (the data stage and every checkpoint take it from there)."""
-    import json
-
-    from moxin.interop.tokenizer import load_tokenizer
-    from moxin.provenance import write_manifest
-
-    if (folder / "tokenizer" / "tokenizer.json").is_file():
-        return
-    load_tokenizer(source).save_pretrained(folder / "tokenizer")
-    info = json.loads((folder / "manifest.json").read_text("utf-8"))
-    info.pop("files", None)
-    info["source"] = source.name  # never an absolute path: the run's bytes do not depend on where it was built
-    write_manifest(folder, info)

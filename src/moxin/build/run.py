@@ -186,8 +186,8 @@ def eval_stage(ctx: BuildContext) -> Stage:
         tasks, notes = available_tasks(lay.selfdata)
         ctx.notes += [n for n in notes if not r.adapt.enabled]  # an adapt build writes held-out documents only
         models = adapt_eval_models(ctx) if r.adapt.enabled else None
-        # Hook: the adapt build's own-eval tasks ([[eval.own]]) join `tasks` here; compare runs after this stage.
-        return ctx.finish(run_eval(r.eval, lay, r.resolve_path, tasks, [lay.selfdata], models=models))
+        cfg = with_generated_own(r.eval, lay) if r.adapt.enabled else r.eval
+        return ctx.finish(run_eval(cfg, lay, r.resolve_path, tasks, [lay.selfdata], models=models))
 
     def inputs():
         return {
@@ -209,6 +209,20 @@ def eval_stage(ctx: BuildContext) -> Stage:
     )
 
 
+def with_generated_own(cfg, lay: RunLayout):
+    """An adapt build's [eval] plus the own-eval set it generated from the held-out documents (selfdata/cloze.jsonl,
+    kind "choice", task own_cloze), when there is one."""
+    from dataclasses import replace
+
+    from moxin.adapt.heldout import CLOZE
+    from moxin.eval.config import OwnEvalConfig
+
+    path = lay.selfdata / CLOZE
+    if not path.is_file() or not path.stat().st_size:
+        return cfg
+    return replace(cfg, own=[*cfg.own, OwnEvalConfig(path=str(path), kind="choice", name="cloze")])
+
+
 def adapt_eval_models(ctx: BuildContext) -> list[tuple[str, Path]]:
     """What an adapt build evaluates: the base, the adapted model (a LoRA run's merged final/) and each fine-tune's
     result, so the table shows base against adapted on the same tasks."""
@@ -224,6 +238,37 @@ def adapt_eval_models(ctx: BuildContext) -> list[tuple[str, Path]]:
         found = mode_result(lay.root, name)
         out += [(f"finetune/{name}", found)] if found is not None else []
     return out
+
+
+def compare_stage(ctx: BuildContext) -> Stage:
+    """An adapt build's `moxin compare` of the imported base against the adapted model into `<run>/compare/`:
+    what differs, the evaluation deltas with paired-bootstrap intervals (the eval stage's results, reused), held-out
+    bits per byte per source, the same prompts side by side and a summary derived from those numbers."""
+    from moxin.stage import StageResult
+
+    lay = ctx.layout
+
+    def run() -> StageResult:
+        from moxin.adapt.run import result
+        from moxin.compare.run import compare
+
+        adapted = result(lay)
+        if adapted is None:
+            return StageResult.failed("compare", "no adapted model in adapt/; run the adapt stage first")
+        doc = compare(lay.base, adapted, lay.compare, results=[lay.eval_results], log=ctx.log)
+        ctx.notes += [f"compare: {line}" for line in doc["summary"]]
+        return StageResult.done("compare", (lay.compare,))
+
+    return Stage(
+        "compare",
+        lambda: {
+            "eval": output_fingerprint(lay.eval / "table.csv"),
+            "adapt": output_fingerprint(lay.run_json("adapt")),
+        },
+        run,
+        [lay.compare / "compare.json"],
+        "base against adapted: what differs, what it did (intervals), what it says",
+    )
 
 
 def release_stage(ctx: BuildContext) -> Stage:
@@ -290,6 +335,8 @@ def stages(ctx: BuildContext) -> list[Stage]:
         out += [finetune_stage(ctx, m) for m in finetune_modes(ctx.recipe)]
     if b.evaluate:
         out.append(eval_stage(ctx))
+        if ctx.recipe.adapt.enabled:
+            out.append(compare_stage(ctx))
     if b.release:
         out.append(release_stage(ctx))
         if b.verify:
@@ -302,7 +349,10 @@ def plan_names(recipe: Recipe) -> list[str]:
     b = recipe.build
     first = ["import", "data", "selfdata", "adapt"] if recipe.adapt.enabled else ["data", "selfdata", "pretrain"]
     names = first + ([f"finetune-{m}" for m in finetune_modes(recipe)] if b.finetune else [])
-    names += (["eval"] if b.evaluate else []) + (["release"] + (["verify"] if b.verify else []) if b.release else [])
+    if b.evaluate:
+        names += ["eval", "compare"] if recipe.adapt.enabled else ["eval"]
+    if b.release:
+        names += ["release", "verify"] if b.verify else ["release"]
     return names
 
 

@@ -6,7 +6,7 @@ recomputes a result that exists."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,17 @@ BIAS_PREFIXES = ("crows_pairs", "bbq")
 LOWER_IS_BETTER = ("perplexity", "bits_per_byte", "word_perplexity", "byte_perplexity")
 
 
-def result_dirs(side: Side, cache: Path | None) -> list[Path]:
+def result_dirs(side: Side, cache: Path | None, extra: Sequence[Path] = ()) -> list[Path]:
+    """Where a side's results may lie: its run's eval/results, the cache, and `extra` result folders (a build's
+    eval/results for the base model it imported, which lies in the run but is no checkpoint of it)."""
     dirs = [side.root / "eval" / "results"] if side.root is not None else []
-    return dirs + ([cache / "results"] if cache is not None else [])
+    return dirs + ([cache / "results"] if cache is not None else []) + list(extra)
 
 
-def results_of(side: Side, cache: Path | None) -> dict[str, dict[str, Any]]:
+def results_of(side: Side, cache: Path | None, extra: Sequence[Path] = ()) -> dict[str, dict[str, Any]]:
     """task config hash → result, for every result filed under the side's model SHA-256."""
     found: dict[str, dict[str, Any]] = {}
-    for folder in result_dirs(side, cache):
+    for folder in result_dirs(side, cache, extra):
         for path in sorted(folder.glob(f"{side.sha256}-*.json")) if folder.is_dir() else []:
             try:
                 doc = json.loads(path.read_text("utf-8"))

@@ -3,7 +3,7 @@ and a short summary derived only from those numbers. Writes compare.json and com
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,11 @@ FORMAT_VERSION = 1
 
 def compare(a: str | Path, b: str | Path, out: Path | None = None, tasks: list[str] | None = None,
             data_dir: Path | None = None, limit: int | None = None, prompts: Path | None = None,
-            max_new_tokens: int = 32, heldout_tokens: int = 4096,
+            max_new_tokens: int = 32, heldout_tokens: int = 4096, results: Sequence[Path] = (),
             log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
     """The comparison of A and B as a JSON-ready dict (see docs of `moxin compare`). `tasks` evaluates what is
     missing into `out` (or a cache folder); max_new_tokens=0 skips the prompts, heldout_tokens=0 the held-out
-    perplexity."""
+    perplexity; `results` are more eval/results folders to look in (reused, never recomputed)."""
     from moxin.compare import differ, effects
     from moxin.compare.models import held_out, read_prompts, run_models
     from moxin.compare.resolve import resolve
@@ -27,7 +27,9 @@ def compare(a: str | Path, b: str | Path, out: Path | None = None, tasks: list[s
     if tasks:
         cache = cache or default_cache()
         effects.compute_missing([side_a, side_b], tasks, data_dir, limit, cache, log)
-    evals = effects.compare_results(effects.results_of(side_a, cache), effects.results_of(side_b, cache))
+    evals = effects.compare_results(
+        effects.results_of(side_a, cache, results), effects.results_of(side_b, cache, results)
+    )
     docs = held_out([side_a, side_b], heldout_tokens) if heldout_tokens > 0 else []
     ran = run_models(side_a, side_b, docs, prompt_list, max_new_tokens, log) if docs or prompt_list else {}
     doc: dict[str, Any] = {
