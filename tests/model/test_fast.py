@@ -100,10 +100,10 @@ def test_fused_bf16_step_matches_the_eager_bf16_model(preset_name):
 
 @needs_kernels
 def test_fused_int8_step_matches_the_eager_int8_model():
+    import dataclasses
+
     from moxin.model import build, preset
     from moxin.serve.quant import quantize_int8
-
-    import dataclasses
 
     qmodel, head = quantize_int8(build(dataclasses.replace(preset("llama-tiny"), init_std=0.2), seed=3).eval())
     decoder = fast.Decoder.build(qmodel, head)

@@ -122,8 +122,13 @@ def kernels():
             folder.mkdir(parents=True, exist_ok=True)
             flags = ["-O3", "-fopenmp", *(f"-m{f.replace('_', '')}" for f in _ISA)]
             _kernels["ext"] = load_inline(
-                name, cpp_sources=[SOURCE], functions=["decode_step"], extra_cflags=flags,
-                extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False,
+                name,
+                cpp_sources=[SOURCE],
+                functions=["decode_step"],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(folder),
+                verbose=False,
             )
         except Exception as e:  # no compiler, no ninja, a failed build: the eager path serves instead
             _kernels["error"] = f"compiling the decode kernels failed: {type(e).__name__}: {str(e)[-300:]}"
@@ -156,8 +161,15 @@ class Decoder:
         self.weights: list[torch.Tensor] = []
         self.scales: list[torch.Tensor] = []
         for block in model.layers:
-            lins = [block.attn.q, block.attn.k, block.attn.v, block.attn.o, block.mlp.gate, block.mlp.up,
-                    block.mlp.down]
+            lins = [
+                block.attn.q,
+                block.attn.k,
+                block.attn.v,
+                block.attn.o,
+                block.mlp.gate,
+                block.mlp.up,
+                block.mlp.down,
+            ]
             pairs = [_linear_tensors(m) for m in lins]
             if any(p is None for p in pairs):
                 raise ValueError("unsupported linear layer")
@@ -203,8 +215,21 @@ class Decoder:
         cos = m.rope_cos[pos].to(torch.bfloat16).contiguous()
         sin = m.rope_sin[pos].to(torch.bfloat16).contiguous()
         logits = self.ext.decode_step(  # type: ignore[attr-defined]
-            x, cos, sin, self.weights, self.scales, m.norm.weight.detach(), self.head, self.head_scales,
-            cache.k, cache.v, slot, mask, m.cfg.norm_eps, m.cfg.n_heads, m.cfg.n_kv_heads,
+            x,
+            cos,
+            sin,
+            self.weights,
+            self.scales,
+            m.norm.weight.detach(),
+            self.head,
+            self.head_scales,
+            cache.k,
+            cache.v,
+            slot,
+            mask,
+            m.cfg.norm_eps,
+            m.cfg.n_heads,
+            m.cfg.n_kv_heads,
         )
         cache.commit(positions)
         return logits
