@@ -143,3 +143,18 @@ def test_decoder_declines_what_it_cannot_run(monkeypatch):
     monkeypatch.setattr(fast, "_kernels", {"error": "this CPU lacks avx512_bf16"})
     assert fast.Decoder.build(_bf16_model("tiny")) is None
     assert fast.kernels_error() == "this CPU lacks avx512_bf16"
+
+
+def test_decoder_times_both_thread_counts_and_keeps_the_faster(monkeypatch):
+    dec = fast.Decoder.__new__(fast.Decoder)
+    dec.steps, dec.step_s = 1, {}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dec.threads(1) == 2  # neither timed yet: all threads first
+    dec.step_s[(1, 2)] = 0.5
+    assert dec.threads(1) == 1  # then one thread
+    dec.step_s[(1, 1)] = 0.1
+    assert dec.threads(1) == 1 and dec.threads(8) == 2  # the faster one, per batch size
+    dec.steps = fast.Decoder.EXPLORE
+    assert dec.threads(1) == 2  # now and then the slower one again, in case the load changed
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dec.threads(1) == 1

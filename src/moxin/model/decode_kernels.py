@@ -10,11 +10,11 @@ from __future__ import annotations
 
 SOURCE = r"""
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <cmath>
 #include <cstring>
 #include <vector>
+#include <omp.h>
 
 typedef uint16_t bf;
 static inline float f32(bf v) { uint32_t u = (uint32_t)v << 16; float f; std::memcpy(&f, &u, 4); return f; }
@@ -87,12 +87,6 @@ static void rows_all(const Lin& L, const bf* Xb, const float* Xf, int64_t M, int
     rows(L, Xb + m0 * L.K, Xf + m0 * L.K, std::min<int64_t>(8, M - m0), n0, n1, Y + m0 * ldy, ldy);
 }
 
-// fn(n0, n1) over [0, N) split into a few chunks per thread (output rows: each thread streams its own weights).
-template <class Fn>
-static void par(int64_t N, const Fn& fn) {
-  at::parallel_for(0, N, std::max<int64_t>(16, N / (2 * at::get_num_threads())), fn);
-}
-
 static Lin lin(const torch::Tensor& w, const torch::Tensor& s) {
   return Lin{w.data_ptr(), s.defined() && s.numel() ? (const bf*)s.data_ptr() : nullptr, w.size(0), w.size(1)};
 }
@@ -122,11 +116,11 @@ static void rope(bf* x, const bf* c, const bf* s, int64_t D) {  // rotate-half, 
 struct Geo { int64_t B, H, KH, D, S, n, slot; };
 
 // Per (row, kv head): RoPE, write K/V into the cache slot, attend over the n filled slots (fp32 softmax).
-static void attend(const Geo& g, bf* qkv, const bf* cs, const bf* sn, const bool* mask, bf* kc, bf* vc, bf* out) {
+static void attend(const Geo& g, bf* qkv, const bf* cs, const bf* sn, const bool* mask, bf* kc, bf* vc, bf* out,
+                   float* outf, int64_t i0, int64_t i1, std::vector<float>& sc) {
   const int64_t G = g.H / g.KH, Nq = g.H * g.D, Nt = Nq + 2 * g.KH * g.D;
   const float scale = (float)(1.0 / std::sqrt((double)g.D));
-  at::parallel_for(0, g.B * g.KH, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> sc(g.n);
+  {
     for (int64_t i = i0; i < i1; ++i) {
       int64_t b = i / g.KH, kh = i % g.KH;
       bf* row = qkv + b * Nt;
@@ -152,10 +146,14 @@ static void attend(const Geo& g, bf* qkv, const bf* cs, const bf* sn, const bool
           float p = sc[t] / sum; if (p == 0.f) continue; const bf* vt = V + t * g.D;
           for (int64_t d = 0; d < g.D; ++d) o[d] += p * f32(vt[d]);
         }
-        for (int64_t d = 0; d < g.D; ++d) out[b * Nq + h * g.D + d] = b16(o[d]);
+        for (int64_t d = 0; d < g.D; ++d) {
+          bf r = b16(o[d]);
+          out[b * Nq + h * g.D + d] = r;
+          outf[b * Nq + h * g.D + d] = f32(r);
+        }
       }
     }
-  });
+  }
 }
 
 static void round_rows(const float* Y, int64_t ldy, int64_t M, int64_t n0, int64_t n1, bf* out, float* outf) {
@@ -172,65 +170,91 @@ static void residual(bf* X, const float* Y, int64_t M, int64_t D, int64_t n0, in
     for (int64_t n = n0; n < n1; ++n) X[m * D + n] = b16(f32(X[m * D + n]) + rb(Y[m * D + n]));
 }
 
+// [a, b): this thread's share of N rows, in multiples of `align`.
+static void split(int64_t N, int64_t align, int tid, int nt, int64_t& a, int64_t& b) {
+  int64_t chunk = ((N + nt - 1) / nt + align - 1) / align * align;
+  a = std::min(N, tid * chunk);
+  b = std::min(N, a + chunk);
+}
+
+struct Step {
+  int64_t B, Dm, L, Nq, Nkv, Nt, F, V;
+  double eps;
+  Geo g;
+  const torch::Tensor* w; const torch::Tensor* s;
+  Lin head; const bf* norm;
+  bf* X; float* LG; bf* qkv; bf* att; float* attf; bf* act; float* actf; float* y; float* y2;
+  bf* kc; bf* vc; const bf* cs; const bf* sn; const bool* mask;
+};
+
+// One thread's part of the step; the threads meet at a barrier wherever a phase needs all rows of the one before.
+static void run_thread(const Step& p, int tid, int nt) {
+  const int64_t B = p.B, Dm = p.Dm, Nq = p.Nq, Nkv = p.Nkv, Nt = p.Nt, F = p.F;
+  std::vector<bf> h(B * Dm); std::vector<float> hf(B * Dm), sc(p.g.n);  // this thread's normed input
+  int64_t a, b;
+  for (int64_t l = 0; l < p.L; ++l) {
+    const torch::Tensor* W = p.w + 9 * l; const torch::Tensor* Sc = p.s + 7 * l;
+    const Lin seg[3] = {lin(W[1], Sc[0]), lin(W[2], Sc[1]), lin(W[3], Sc[2])};
+    rmsnorm(p.X, (const bf*)W[0].data_ptr(), B, Dm, p.eps, h.data(), hf.data());
+    split(Nt, 4, tid, nt, a, b);
+    int64_t off[3] = {0, Nq, Nq + Nkv};
+    for (int i = 0; i < 3; ++i) {
+      int64_t lo = std::max(a, off[i]), hi = std::min(b, off[i] + seg[i].N);
+      if (lo < hi) rows_all(seg[i], h.data(), hf.data(), B, lo - off[i], hi - off[i], p.y + off[i], Nt);
+    }
+    round_rows(p.y, Nt, B, a, b, p.qkv, nullptr);
+    #pragma omp barrier
+    split(B * p.g.KH, 1, tid, nt, a, b);
+    int64_t cstride = B * p.g.KH * p.g.S * p.g.D;
+    attend(p.g, p.qkv, p.cs, p.sn, p.mask, p.kc + l * cstride, p.vc + l * cstride, p.att, p.attf, a, b, sc);
+    #pragma omp barrier
+    split(Dm, 4, tid, nt, a, b);
+    rows_all(lin(W[4], Sc[3]), p.att, p.attf, B, a, b, p.y, Dm);
+    residual(p.X, p.y, B, Dm, a, b);
+    #pragma omp barrier
+    rmsnorm(p.X, (const bf*)W[5].data_ptr(), B, Dm, p.eps, h.data(), hf.data());
+    split(F, 4, tid, nt, a, b);
+    rows_all(lin(W[6], Sc[4]), h.data(), hf.data(), B, a, b, p.y, F);
+    rows_all(lin(W[7], Sc[5]), h.data(), hf.data(), B, a, b, p.y2, F);
+    for (int64_t m = 0; m < B; ++m)
+      for (int64_t j = a; j < b; ++j) {
+        float gt = rb(p.y[m * F + j]), si = rb(gt / (1.0f + std::exp(-gt)));
+        bf v = b16(si * rb(p.y2[m * F + j]));
+        p.act[m * F + j] = v; p.actf[m * F + j] = f32(v);
+      }
+    #pragma omp barrier
+    split(Dm, 4, tid, nt, a, b);
+    rows_all(lin(W[8], Sc[6]), p.act, p.actf, B, a, b, p.y, Dm);
+    residual(p.X, p.y, B, Dm, a, b);
+    #pragma omp barrier
+  }
+  rmsnorm(p.X, p.norm, B, Dm, p.eps, h.data(), hf.data());
+  split(p.V, 4, tid, nt, a, b);
+  rows_all(p.head, h.data(), hf.data(), B, a, b, p.LG, p.V);
+  for (int64_t m = 0; m < B; ++m) for (int64_t j = a; j < b; ++j) p.LG[m * p.V + j] = rb(p.LG[m * p.V + j]);
+}
+
 // One decode step: x (B, dim) bf16 embeddings of the new tokens; cos/sin (B, D) bf16 at their positions; w: per layer
 // attn_norm, q, k, v, o, mlp_norm, gate, up, down; s: per layer the 7 linears' int8 scales (or empty tensors);
 // caches (L, B, KH, S, D) bf16, written at `slot`; mask (B, n) over the first n slots. Returns fp32 logits (B, V).
+// One OpenMP region for the whole step: 5 barriers per layer instead of a fork and a join per operator.
 torch::Tensor decode_step(torch::Tensor x, torch::Tensor cs, torch::Tensor sn, std::vector<torch::Tensor> w,
                           std::vector<torch::Tensor> s, torch::Tensor norm, torch::Tensor head, torch::Tensor head_s,
                           torch::Tensor kc, torch::Tensor vc, int64_t slot, torch::Tensor mask, double eps,
-                          int64_t H, int64_t KH) {
+                          int64_t H, int64_t KH, int64_t threads) {
   x = x.clone();
-  const int64_t B = x.size(0), Dm = x.size(1), L = kc.size(0), S = kc.size(3), D = kc.size(4), n = mask.size(1);
-  const int64_t Nq = H * D, Nkv = KH * D, Nt = Nq + 2 * Nkv, F = w[6].size(0), V = head.size(0);
-  auto logits = torch::empty({B, V}, torch::kFloat32);
-  bf* X = (bf*)x.data_ptr(); float* LG = logits.data_ptr<float>();
+  const int64_t B = x.size(0), Dm = x.size(1), D = kc.size(4), Nt = (H + 2 * KH) * D, F = w[6].size(0);
+  auto logits = torch::empty({B, head.size(0)}, torch::kFloat32);
   py::gil_scoped_release nogil;
-  const int64_t big = std::max({Dm, F, Nt});
-  std::vector<bf> h(B * big), qkv(B * Nt), att(B * Nq), act(B * F);
-  std::vector<float> hf(B * big), attf(B * Nq), actf(B * F), y(B * big), y2(B * big);
-  Geo g{B, H, KH, D, S, n, slot};
-  for (int64_t l = 0; l < L; ++l) {
-    const torch::Tensor* W = &w[9 * l]; const torch::Tensor* Sc = &s[7 * l];
-    Lin lq = lin(W[1], Sc[0]), lk = lin(W[2], Sc[1]), lv = lin(W[3], Sc[2]), lo = lin(W[4], Sc[3]);
-    Lin lg = lin(W[6], Sc[4]), lu = lin(W[7], Sc[5]), ld = lin(W[8], Sc[6]);
-    rmsnorm(X, (const bf*)W[0].data_ptr(), B, Dm, eps, h.data(), hf.data());
-    par(Nt, [&](int64_t a, int64_t b) {
-      const Lin* seg[3] = {&lq, &lk, &lv}; int64_t off[3] = {0, Nq, Nq + Nkv};
-      for (int i = 0; i < 3; ++i) {
-        int64_t lo_ = std::max(a, off[i]), hi = std::min(b, off[i] + seg[i]->N);
-        if (lo_ < hi) rows_all(*seg[i], h.data(), hf.data(), B, lo_ - off[i], hi - off[i], y.data() + off[i], Nt);
-      }
-      round_rows(y.data(), Nt, B, a, b, qkv.data(), nullptr);
-    });
-    int64_t cstride = B * KH * S * D;
-    attend(g, qkv.data(), (const bf*)cs.data_ptr(), (const bf*)sn.data_ptr(), mask.data_ptr<bool>(),
-           (bf*)kc.data_ptr() + l * cstride, (bf*)vc.data_ptr() + l * cstride, att.data());
-    for (int64_t i = 0; i < B * Nq; ++i) attf[i] = f32(att[i]);
-    par(Dm, [&](int64_t a, int64_t b) {
-      rows_all(lo, att.data(), attf.data(), B, a, b, y.data(), Dm);
-      residual(X, y.data(), B, Dm, a, b);
-    });
-    rmsnorm(X, (const bf*)W[5].data_ptr(), B, Dm, eps, h.data(), hf.data());
-    par(F, [&](int64_t a, int64_t b) {
-      rows_all(lg, h.data(), hf.data(), B, a, b, y.data(), F);
-      rows_all(lu, h.data(), hf.data(), B, a, b, y2.data(), F);
-      for (int64_t m = 0; m < B; ++m)
-        for (int64_t j = a; j < b; ++j) {
-          float gt = rb(y[m * F + j]), si = rb(gt / (1.0f + std::exp(-gt)));
-          bf v = b16(si * rb(y2[m * F + j])); act[m * F + j] = v; actf[m * F + j] = f32(v);
-        }
-    });
-    par(Dm, [&](int64_t a, int64_t b) {
-      rows_all(ld, act.data(), actf.data(), B, a, b, y.data(), Dm);
-      residual(X, y.data(), B, Dm, a, b);
-    });
-  }
-  rmsnorm(X, (const bf*)norm.data_ptr(), B, Dm, eps, h.data(), hf.data());
-  Lin lh = lin(head, head_s);
-  par(V, [&](int64_t a, int64_t b) {
-    rows_all(lh, h.data(), hf.data(), B, a, b, LG, V);
-    for (int64_t m = 0; m < B; ++m) for (int64_t j = a; j < b; ++j) LG[m * V + j] = rb(LG[m * V + j]);
-  });
+  std::vector<bf> qkv(B * Nt), att(B * H * D), act(B * F);
+  std::vector<float> attf(B * H * D), actf(B * F), y(B * std::max({Dm, F, Nt})), y2(B * F);
+  Geo g{B, H, KH, D, kc.size(3), mask.size(1), slot};
+  Step p{B, Dm, kc.size(0), H * D, KH * D, Nt, F, head.size(0), eps, g, w.data(), s.data(), lin(head, head_s),
+         (const bf*)norm.data_ptr(), (bf*)x.data_ptr(), logits.data_ptr<float>(), qkv.data(), att.data(),
+         attf.data(), act.data(), actf.data(), y.data(), y2.data(), (bf*)kc.data_ptr(), (bf*)vc.data_ptr(),
+         (const bf*)cs.data_ptr(), (const bf*)sn.data_ptr(), mask.data_ptr<bool>()};
+  #pragma omp parallel num_threads(std::max<int64_t>(1, threads))
+  run_thread(p, omp_get_thread_num(), omp_get_num_threads());
   return logits;
 }
 """
