@@ -275,6 +275,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=64, help="decode tokens per measurement")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="32 tokens, 2 repeats")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp (a crashing build)")
     args = ap.parse_args()
     new, repeats = (32, 2) if args.quick else (args.new, args.repeats)
     from transformers import AutoModelForCausalLM
@@ -293,7 +294,7 @@ def main() -> None:
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
     runners = {k: moxin_runner(e, prompts) for k, e in engines.items()}
     runners["transformers_bf16"] = hf_runner(hf, prompts, pad)
-    llama = llama_cpp_runners(model, tok, prompts) if args.model == "smollm2" else {}
+    llama = llama_cpp_runners(model, tok, prompts) if args.model == "smollm2" and not args.no_llama_cpp else {}
     out["llama_cpp"] = ("f16 GGUF export and its Q8_0 (llama_model_quantize); 8 streams = 8 sequential requests on "
                         "one Llama (batched multi-sequence decode of the raw C API not used)"
                         if llama else "llama-cpp-python not installed: skipped")
