@@ -44,3 +44,117 @@ def test_disable_restores_plain_linears():
     m = fast.enable(nn.Sequential(nn.Linear(8, 8, bias=False)))
     fast.disable(m)
     assert not hasattr(m[0], "_moxin_pack_key") and "forward" not in m[0].__dict__
+
+
+# ------------------------------------------------------------------------------------------------ fused decode step
+def _bf16_model(name: str, seed: int = 7):
+    import dataclasses
+
+    from moxin.model import build, preset
+
+    model = build(dataclasses.replace(preset(name), init_std=0.2), seed=seed).to(torch.bfloat16).eval()
+    model.reset_rope()
+    return model
+
+
+needs_kernels = pytest.mark.skipif(fast.kernels() is None, reason=f"no fused decode kernels: {fast.kernels_error()}")
+
+
+def _step_both(model, head, decoder, steps: int, batch: int = 3):
+    """Prefill a random prompt into two caches, then decode greedily with the eager model and the Decoder."""
+    from moxin.model.kv_cache import KVCache
+
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, model.cfg.vocab_size, (batch, 5), generator=g)
+    eager, fused = KVCache.for_model(model, batch, 64), KVCache.for_model(model, batch, 64)
+    diffs, same = [], []
+    with torch.inference_mode():
+        model(prompt, cache=eager, last_only=True)
+        model(prompt, cache=fused, last_only=True)
+        tok = torch.randint(0, model.cfg.vocab_size, (batch, 1), generator=g)
+        for s in range(steps):
+            pos = torch.full((batch, 1), 5 + s)
+            if head is None:
+                want = model(tok, positions=pos, cache=eager, last_only=True)[:, -1].float()
+            else:
+                want = head(model(tok, positions=pos, cache=eager, last_only=True, return_hidden=True))[:, -1].float()
+            got = decoder.step(tok, pos, fused)
+            diffs.append(float((got - want).abs().max() / want.abs().max()))
+            same.append(torch.equal(got.argmax(-1), want.argmax(-1)))
+            tok = want.argmax(-1, keepdim=True)
+    return diffs, same, eager, fused
+
+
+@needs_kernels
+@pytest.mark.parametrize("preset_name", ["tiny", "llama-tiny"])  # a rolling window of 16 (passed here) and none
+def test_fused_bf16_step_matches_the_eager_bf16_model(preset_name):
+    model = _bf16_model(preset_name)
+    decoder = fast.Decoder.build(model)
+    assert decoder is not None
+    diffs, same, eager, fused = _step_both(model, None, decoder, steps=24)
+    assert all(same)  # greedy tokens identical at every step
+    assert max(diffs) < 2e-3, diffs  # only the fp32 accumulation order differs: below one bf16 step of the logits
+    assert torch.equal(eager.k, fused.k) and torch.equal(eager.v, fused.v)
+    assert torch.equal(eager.slot_pos, fused.slot_pos) and eager.written == fused.written
+
+
+@needs_kernels
+def test_fused_int8_step_matches_the_eager_int8_model():
+    import dataclasses
+
+    from moxin.model import build, preset
+    from moxin.serve.quant import quantize_int8
+
+    qmodel, head = quantize_int8(build(dataclasses.replace(preset("llama-tiny"), init_std=0.2), seed=3).eval())
+    decoder = fast.Decoder.build(qmodel, head)
+    assert decoder is not None and decoder.scales[0].dtype == torch.bfloat16 and decoder.head_scales.numel() > 0
+    diffs, same, _, _ = _step_both(qmodel, head, decoder, steps=16)
+    assert all(same)
+    assert max(diffs) < 1e-2, diffs  # one bf16 rounding step of the logits at most
+
+
+@needs_kernels
+def test_engine_uses_the_fused_step_and_keeps_greedy_output():
+    from moxin.model import generate
+    from moxin.serve.engine import Engine, SamplingParams
+
+    model = _bf16_model("llama-tiny", seed=11)
+    engine, plain = Engine(model, None, max_batch=4, gather_s=0.05), Engine(model, None, fast_decode=False)
+    try:
+        assert engine.decoder is not None and plain.decoder is None
+        calls = []
+        step = engine.decoder.step
+        engine.decoder.step = lambda *a: calls.append(1) or step(*a)  # type: ignore[method-assign]
+        prompts = [[5, 9, 2], [7, 1, 1, 4, 8, 30], [100]]
+        for p in prompts:
+            ref = generate(model, torch.tensor([p]), 20)[0, len(p):].tolist()
+            assert engine.generate(p, SamplingParams(max_tokens=20, ignore_eos=True)).token_ids == ref
+            assert plain.generate(p, SamplingParams(max_tokens=20, ignore_eos=True)).token_ids == ref
+        assert len(calls) >= 3 * 19
+    finally:
+        engine.close()
+        plain.close()
+
+
+def test_decoder_declines_what_it_cannot_run(monkeypatch):
+    from moxin.model import build, preset
+
+    assert fast.Decoder.build(build(preset("tiny"), seed=0).eval()) is None  # fp32: the eager path serves
+    monkeypatch.setattr(fast, "_kernels", {"error": "this CPU lacks avx512_bf16"})
+    assert fast.Decoder.build(_bf16_model("tiny")) is None
+    assert fast.kernels_error() == "this CPU lacks avx512_bf16"
+
+
+def test_decoder_times_both_thread_counts_and_keeps_the_faster(monkeypatch):
+    dec = fast.Decoder.__new__(fast.Decoder)
+    dec.steps, dec.step_s = 1, {}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dec.threads(1) == 2  # neither timed yet: all threads first
+    dec.step_s[(1, 2)] = 0.5
+    assert dec.threads(1) == 1  # then one thread
+    dec.step_s[(1, 1)] = 0.1
+    assert dec.threads(1) == 1 and dec.threads(8) == 2  # the faster one, per batch size
+    dec.steps = fast.Decoder.EXPLORE
+    assert dec.threads(1) == 2  # now and then the slower one again, in case the load changed
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dec.threads(1) == 1

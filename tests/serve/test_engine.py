@@ -186,3 +186,39 @@ def test_invalid_requests_raise(toy, engine):
         engine.submit([], SamplingParams(), lambda e: None)
     with pytest.raises(ServeError, match="outside the vocabulary"):
         engine.submit([600], SamplingParams(), lambda e: None)
+
+
+@pytest.mark.parametrize("preset_name", ["tiny", "llama-tiny"])  # rolling buffer (window 16) and full attention
+def test_bf16_engine_with_fused_decode_batches_joins_and_equals_single_greedy(preset_name):
+    import dataclasses
+
+    from moxin.model import build, fast, preset
+
+    if fast.kernels() is None:
+        pytest.skip(f"no fused decode kernels: {fast.kernels_error()}")
+    model = build(dataclasses.replace(preset(preset_name), init_std=0.2), seed=5).to(torch.bfloat16).eval()
+    model.reset_rope()
+    engine = Engine(model, None, max_batch=4, gather_s=0.0, join_headroom=64)
+    try:
+        assert engine.decoder is not None
+        g = torch.Generator().manual_seed(4)
+        first = torch.randint(0, 512, (12,), generator=g).tolist()
+        later = [torch.randint(0, 512, (n,), generator=g).tolist() for n in (3, 9, 5)]
+        q = __import__("queue").Queue()
+        engine.submit(first, SamplingParams(max_tokens=120, ignore_eos=True), q.put)
+        while not engine.batches:
+            time.sleep(0.001)
+        results = {}
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+            i, engine.generate(later[i], SamplingParams(max_tokens=8 + 3 * i, ignore_eos=True)))) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert max(engine.batches) > 1
+        done = q.get(timeout=120)
+        assert done.token_ids == generate(model, torch.tensor([first]), 120)[0, 12:].tolist()
+        for i, p in enumerate(later):
+            assert results[i].token_ids == generate(model, torch.tensor([p]), 8 + 3 * i)[0, len(p):].tolist(), i
+    finally:
+        engine.close()

@@ -8,8 +8,13 @@ whenever the weight changes (tracked by its version counter), and training or au
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+import time
 import types
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -74,3 +79,191 @@ def disable(model: nn.Module) -> nn.Module:
             if hasattr(mod, "_moxin_packed"):
                 del mod._moxin_packed
     return model
+
+
+# ------------------------------------------------------------------------------------------------ fused decode step
+_ISA = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
+_kernels: dict[str, object] = {}  # "ext": the compiled module, or "error": why there is none
+_build_lock = threading.Lock()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+def kernel_cache_dir() -> Path:
+    """Per-user build folder of the compiled kernels (MOXIN_KERNEL_CACHE, else the XDG cache)."""
+    root = os.environ.get("MOXIN_KERNEL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(root) / "moxin" / "kernels"
+
+
+def kernels():
+    """The compiled decode-step extension, or None when this CPU lacks AVX512_BF16 or compilation failed (the reason
+    is in `kernels_error()`); built once per source, torch version and user, then loaded from the cache."""
+    with _build_lock:
+        if "ext" in _kernels or "error" in _kernels:
+            return _kernels.get("ext")
+        missing = [f for f in _ISA if f not in _cpu_flags()]
+        if missing:
+            _kernels["error"] = f"this CPU lacks {', '.join(missing)}"
+            return None
+        from moxin.model.decode_kernels import SOURCE
+
+        digest = hashlib.sha256(f"{SOURCE}|{torch.__version__}".encode()).hexdigest()[:16]
+        name = f"moxin_decode_{digest}"
+        folder = kernel_cache_dir() / name
+        try:
+            from torch.utils.cpp_extension import load_inline
+
+            folder.mkdir(parents=True, exist_ok=True)
+            flags = ["-O3", "-fopenmp", *(f"-m{f.replace('_', '')}" for f in _ISA)]
+            _kernels["ext"] = load_inline(
+                name,
+                cpp_sources=[SOURCE],
+                functions=["decode_step"],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(folder),
+                verbose=False,
+            )
+        except Exception as e:  # no compiler, no ninja, a failed build: the eager path serves instead
+            _kernels["error"] = f"compiling the decode kernels failed: {type(e).__name__}: {str(e)[-300:]}"
+        return _kernels.get("ext")
+
+
+def kernels_error() -> str | None:
+    return _kernels.get("error")  # type: ignore[return-value]
+
+
+def _linear_tensors(mod: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, scales) of a bias-free bf16 Linear (empty scales) or an Int8Linear; None for anything else."""
+    from moxin.serve.quant import Int8Linear
+
+    if isinstance(mod, nn.Linear) and mod.bias is None and mod.weight.dtype == torch.bfloat16:
+        return mod.weight.detach().contiguous(), torch.empty(0, dtype=torch.bfloat16)
+    if isinstance(mod, Int8Linear) and mod.scales.dtype == torch.bfloat16:
+        return mod.qweight.contiguous(), mod.scales.contiguous()
+    return None
+
+
+class Decoder:
+    """Decode steps (one new token per row) of a bf16 model, or of `moxin.serve.quant.quantize_int8`'s int8 model
+    and head, in one C++ call each. `build` returns None where it cannot run; prefill stays on the eager model.
+
+    It keeps references to the model's own tensors (no copy), so it follows in-place weight updates."""
+
+    def __init__(self, model: Transformer, head: nn.Module | None, ext) -> None:
+        self.model, self.ext = model, ext
+        self.weights: list[torch.Tensor] = []
+        self.scales: list[torch.Tensor] = []
+        for block in cast(list[Any], model.layers):
+            lins = [
+                block.attn.q,
+                block.attn.k,
+                block.attn.v,
+                block.attn.o,
+                block.mlp.gate,
+                block.mlp.up,
+                block.mlp.down,
+            ]
+            pairs = [_linear_tensors(m) for m in lins]
+            if any(p is None for p in pairs):
+                raise ValueError("unsupported linear layer")
+            w = [p[0] for p in pairs if p is not None]
+            self.weights += [block.attn_norm.weight.detach(), *w[:4], block.mlp_norm.weight.detach(), *w[4:]]
+            self.scales += [p[1] for p in pairs if p is not None]
+        proj = getattr(head, "proj", None)
+        out = _linear_tensors(proj) if isinstance(proj, nn.Module) else None
+        if head is not None and out is None:
+            raise ValueError("unsupported output head")
+        self.head, self.head_scales = out or (model.output_weight.detach(), torch.empty(0, dtype=torch.bfloat16))
+        self.steps = 0
+        self.step_s: dict[tuple[int, int], float] = {}  # (batch, threads) → moving average of seconds per step
+
+    def threads(self, batch: int) -> int:
+        """The thread count for the next step: all of torch's threads, or one where that has been faster lately.
+
+        Each step meets at 5 barriers per layer; when other processes keep the cores busy, a barrier waits for a
+        descheduled thread and one thread runs ~5x faster than two (measured on a machine with a load of 12 on 2
+        cores), while on a quiet machine two are faster. So both are timed, and the slower one is retried every
+        EXPLORE steps in case the load changed."""
+        full = torch.get_num_threads()
+        if full == 1:
+            return 1
+        known = {t: self.step_s.get((batch, t)) for t in (full, 1)}
+        untried = [t for t, v in known.items() if v is None]
+        if untried:
+            return untried[0]
+        best = min(known, key=lambda t: known[t] or 0.0)
+        return (1 if best == full else full) if self.steps % self.EXPLORE == 0 else best
+
+    @classmethod
+    def build(cls, model: Transformer, head: nn.Module | None = None) -> Decoder | None:
+        """A Decoder for `model` (+ int8 `head`), or None: not bf16 on CPU, an unsupported layer, no kernels."""
+        from moxin.model.transformer import Transformer
+
+        if not isinstance(model, Transformer):  # a wrapper (tests slow a model down this way): the eager path
+            return None
+        cfg = model.cfg
+        p = model.embed.weight
+        if p.dtype != torch.bfloat16 or p.device.type != "cpu" or cfg.hd > 512 or model.training:
+            return None
+        if any(t.dtype != torch.bfloat16 for n, t in model.named_parameters() if "norm" in n):
+            return None
+        if model.head is not None and head is None and model.head.weight.dtype != torch.bfloat16:
+            return None
+        ext = kernels()
+        if ext is None:
+            return None
+        try:
+            return cls(model, head, ext)
+        except ValueError:
+            return None
+
+    EXPLORE = 64
+
+    def fits(self, cache) -> bool:
+        return cache.k.dtype == torch.bfloat16 and cache.k.is_contiguous() and cache.v.is_contiguous()
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        """tokens, positions (B, 1) → fp32 logits (B, V); writes the new keys/values into `cache` and commits it."""
+        m = self.model
+        mask = cache.prepare(positions, m.cfg.sliding_window)
+        slot, n = cache.decode_slot()
+        B = tokens.shape[0]
+        mask = torch.ones(B, n, dtype=torch.bool) if mask is None else mask.reshape(B, n).contiguous()
+        pos = positions[:, 0].clamp(min=0)
+        x = m.embed.weight[tokens[:, 0]].contiguous()
+        cos = m.rope_cos[pos].to(torch.bfloat16).contiguous()
+        sin = m.rope_sin[pos].to(torch.bfloat16).contiguous()
+        threads = self.threads(B)
+        t0 = time.perf_counter()
+        logits = self.ext.decode_step(
+            x,
+            cos,
+            sin,
+            self.weights,
+            self.scales,
+            m.norm.weight.detach(),
+            self.head,
+            self.head_scales,
+            cache.k,
+            cache.v,
+            slot,
+            mask,
+            m.cfg.norm_eps,
+            m.cfg.n_heads,
+            m.cfg.n_kv_heads,
+            threads,
+        )
+        took = time.perf_counter() - t0
+        old = self.step_s.get((B, threads))
+        self.step_s[(B, threads)] = took if old is None else 0.7 * old + 0.3 * took
+        self.steps += 1
+        cache.commit(positions)
+        return logits

@@ -111,6 +111,13 @@ class KVCache:
         self._pending = ("prefill", slots, keep, n_old)
         return attention_mask(positions, k_pos, window)
 
+    def decode_slot(self) -> tuple[int, int]:
+        """After `prepare` of one new token: (the slot it is written to, how many leading slots it attends over)."""
+        plan = self._plan("decode_slot")
+        if plan[0] != "decode":
+            raise ModelError("KVCache.decode_slot() needs a prepare() of exactly one new token per row")
+        return plan[1], plan[3]
+
     def _plan(self, what: str) -> tuple:
         if self._pending is None:
             raise ModelError(

@@ -155,6 +155,8 @@ class Engine:
         join_headroom: extra cache slots (without a rolling buffer) so later requests can join a running batch
         head: output projection applied to the model's final hidden states instead of the model's own (the int8
             head of `moxin.serve.quant.quantize_int8`)
+        fast_decode: run decode steps of a bf16 or int8 model on CPU through `moxin.model.fast.Decoder` (one C++
+            call per step, compiled on first use); prefill and every other model take the eager path
     """
 
     def __init__(
@@ -166,9 +168,15 @@ class Engine:
         gather_s: float = 0.002,
         head=None,
         join_headroom: int = 256,
+        fast_decode: bool = True,
     ) -> None:
         self.model = model.eval()
         self.head = head
+        self.decoder = None
+        if fast_decode:
+            from moxin.model.fast import Decoder
+
+            self.decoder = Decoder.build(model, head)
         self.tok = tokenizer
         self.max_batch = max_batch
         self.gather_s = gather_s
@@ -399,6 +407,8 @@ class Engine:
 
     def _logits(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """tokens, positions (B, T) → fp32 logits (B, V) of each row's last token."""
+        if self.decoder is not None and tokens.shape[1] == 1 and self.decoder.fits(cache):
+            return self.decoder.step(tokens, positions, cache)
         if self.head is None:
             return self.model(tokens, positions=positions, cache=cache, last_only=True)[:, -1].float()
         hidden = self.model(tokens, positions=positions, cache=cache, last_only=True, return_hidden=True)
