@@ -154,14 +154,22 @@ def lineage_of(ckpt: Path, limit: int = 256) -> list[dict[str, Any]]:
         record = state.lineage.parent or state.lineage.base
         if record is None:
             break
-        sibling = path.parent / record.path
-        nxt = sibling if state.lineage.parent and sibling.is_dir() else recorded_path(record.path, home)
+        nxt = _next_in_chain(path, record.path, bool(state.lineage.parent), home)
         if (nxt / STATE_NAME).is_file() and (nxt / MANIFEST_NAME).is_file():
             path = nxt
             continue
         nodes.append({"sha256": record.sha256, "name": record.path, "kind": record.kind, "step": None, "stage": None})
         path = None
     return nodes
+
+
+def _next_in_chain(path: Path, recorded: str, same_stage: bool, home: Path | None) -> Path:
+    """The folder a lineage record names: a parent checkpoint beside this one (or, from a LoRA stage's merged
+    final/, in the stage's checkpoints/), else a run-relative path."""
+    for sibling in (path.parent / recorded, path.parent / "checkpoints" / recorded) if same_stage else ():
+        if sibling.is_dir():
+            return sibling
+    return recorded_path(recorded, home)
 
 
 def _node(path: Path, state, home: Path | None) -> dict[str, Any]:
@@ -172,6 +180,8 @@ def _node(path: Path, state, home: Path | None) -> dict[str, Any]:
     data = state.lineage.data
     if data is not None:
         node["datasets"] = [dict(d) for d in data.datasets]
+        if not data.datasets and data.manifest:  # continued pretraining (adapt) on the run's token data
+            node["data_dir"] = str(recorded_path(data.manifest, home).parent)
     elif state.config.get("data_dir"):
         node["data_dir"] = str(recorded_path(str(state.config["data_dir"]), home))
     return node
