@@ -136,7 +136,7 @@ def llama_cpp_runners(model, tok, prompts: list[list[int]]) -> dict:
         return {}
     if tok is None:
         return {}
-    from moxin.interop.gguf_export import to_gguf
+    from moxin.interop.gguf_export import open_llama_cpp, to_gguf
 
     folder = Path(tempfile.mkdtemp(prefix="moxin-bench-gguf-"))
     f16, q8 = folder / "model-f16.gguf", folder / "model-q8_0.gguf"
@@ -147,7 +147,10 @@ def llama_cpp_runners(model, tok, prompts: list[list[int]]) -> dict:
         raise SystemExit(f"llama.cpp could not quantize {f16} to Q8_0")
     out = {}
     for name, path in (("llama_cpp_f16", f16), ("llama_cpp_q8_0", q8)):
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=torch.get_num_threads(), verbose=False)
+        # On AMX CPUs llama-cpp-python 0.3.36 crashes on quantized files unless they load without its extra weight
+        # buffers (open_llama_cpp); f16 never needs that, so it keeps llama.cpp's full defaults.
+        opener = open_llama_cpp if name.endswith("q8_0") else llama_cpp.Llama
+        llm = opener(str(path), n_ctx=512, n_threads=torch.get_num_threads(), verbose=False)
 
         def one(n: int, llm=llm, prompt=prompts[0]) -> list[int]:
             got: list[int] = []
