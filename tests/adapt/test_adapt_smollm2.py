@@ -29,7 +29,7 @@ out_dir = "runs"
 name = "aozora-ja"
 type = "jsonl"
 path = "{shared_data / "aozora_ja" / "aozora_ja_train.jsonl.xz"}"
-license = "LicenseRef-Public-Domain-JP"
+license = "LicenseRef-Public-Domain"
 max_docs = 6
 
 [adapt]
