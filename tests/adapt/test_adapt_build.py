@@ -108,3 +108,29 @@ def test_reproduce_stage_directly(built) -> None:
     lay, _ = built
     res = reproduce_stage(lay.root, "adapt", 6, 12)
     assert res.bitwise_equal and res.max_abs_diff == 0.0 and sorted(res.losses) == list(range(6, 12))
+
+
+def test_compare_stage_base_against_adapted(built) -> None:
+    """The build's compare stage: the documents' source is the data B added, the two share the base as common
+    ancestor, and the held-out bits per byte come with a paired-bootstrap interval (the eval results, reused)."""
+    lay, out = built
+    doc = json.loads((lay.compare / "compare.json").read_text("utf-8"))
+    assert [s["name"] for s in doc["differs"]["data"]["added"]] == ["docs"]
+    assert doc["differs"]["lineage"]["common_ancestor"]["name"] == "base"
+    assert [n["stage"] for n in doc["differs"]["lineage"]["b_path"]] == ["adapt"] * 3  # step 6, step 12, final
+    held = next(e for e in doc["evals"] if e["task"] == "moxin_heldout")
+    bpb = next(m for m in held["metrics"] if m["metric"] == "bits_per_byte")
+    assert bpb["ci95"][0] <= bpb["delta"] <= bpb["ci95"][1] and bpb["b"] < bpb["a"]
+    assert "data added in B: docs" in (lay.compare / "compare.md").read_text("utf-8")
+    assert "compare: data added in B: docs" in out
+
+
+def test_generated_own_eval_set_is_scored_and_released_with_its_licence(built) -> None:
+    lay, _ = built
+    items = [json.loads(x) for x in (lay.selfdata / "cloze.jsonl").read_text("utf-8").splitlines()]
+    assert items and all(it["choices"][it["answer"]] not in it["question"] for it in items)
+    table = (lay.eval / "table.md").read_text("utf-8")
+    assert "own_cloze" in table
+    sources = json.loads((lay.release / "eval" / "data" / "sources.json").read_text("utf-8"))
+    own = next(s for s in sources if s["name"] == "own")
+    assert own["license"] and own["files"] == ["eval/data/own/cloze/items.jsonl"]

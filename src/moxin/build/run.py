@@ -186,7 +186,7 @@ def eval_stage(ctx: BuildContext) -> Stage:
         tasks, notes = available_tasks(lay.selfdata)
         ctx.notes += [n for n in notes if not r.adapt.enabled]  # an adapt build writes held-out documents only
         models = adapt_eval_models(ctx) if r.adapt.enabled else None
-        cfg = with_generated_own(r.eval, lay) if r.adapt.enabled else r.eval
+        cfg = with_generated_own(r.eval, lay, r.data.sources) if r.adapt.enabled else r.eval
         return ctx.finish(run_eval(cfg, lay, r.resolve_path, tasks, [lay.selfdata], models=models))
 
     def inputs():
@@ -209,7 +209,7 @@ def eval_stage(ctx: BuildContext) -> Stage:
     )
 
 
-def with_generated_own(cfg, lay: RunLayout):
+def with_generated_own(cfg, lay: RunLayout, sources):
     """An adapt build's [eval] plus the own-eval set it generated from the held-out documents (selfdata/cloze.jsonl,
     kind "choice", task own_cloze), when there is one."""
     from dataclasses import replace
@@ -220,7 +220,9 @@ def with_generated_own(cfg, lay: RunLayout):
     path = lay.selfdata / CLOZE
     if not path.is_file() or not path.stat().st_size:
         return cfg
-    return replace(cfg, own=[*cfg.own, OwnEvalConfig(path=str(path), kind="choice", name="cloze")])
+    licences = sorted({s.license for s in sources})  # the held-out documents' licences (selfdata/SOURCE.md)
+    own = OwnEvalConfig(path=str(path), kind="choice", name="cloze", license=" AND ".join(licences))
+    return replace(cfg, own=[*cfg.own, own])
 
 
 def adapt_eval_models(ctx: BuildContext) -> list[tuple[str, Path]]:

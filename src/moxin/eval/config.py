@@ -20,6 +20,7 @@ class OwnEvalConfig:
     kind: Literal["choice", "exact", "perplexity"]
     name: str | None = None  # task own_<name>; default: the file's stem
     limit: int | None = None  # score only the first N records of the file
+    license: str = ""  # SPDX id of the file's contents: a release audits it (evaluation data, MOF Class II)
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         if not self.path.strip():
@@ -31,6 +32,10 @@ class OwnEvalConfig:
             )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"{prefix}limit in {where} must be at least 1, got {self.limit}")
+        from moxin.data.config import SPDX_RE
+
+        if self.license and not SPDX_RE.match(self.license.strip()):
+            raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as 'CC-BY-4.0'")
 
 
 @dataclass

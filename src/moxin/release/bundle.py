@@ -153,10 +153,11 @@ def copy_stages(
 
 
 def _eval_file(rel: str, sha: str | None, run: Path, data_dirs: list[Path], where: Path) -> Path | None:
-    """Find an evaluation data file the results name: absolute, in the run, or under a data folder; the recorded
-    SHA-256 must match (a different file of the same name is not the data that was evaluated)."""
+    """Find an evaluation data file the results name: absolute, in the run (or its eval/), or under a data folder; the
+    recorded SHA-256 must match (a different file of the same name is not the data that was evaluated)."""
     p = Path(rel)
-    candidates = [p] if p.is_absolute() else [run / p, *[d / p for d in data_dirs]]
+    # own evaluation sets (`[[eval.own]]`) name their checked copy relative to the run's eval/ folder
+    candidates = [p] if p.is_absolute() else [run / p, run / "eval" / p, *[d / p for d in data_dirs]]
     for c in candidates:
         if c.is_file():
             if sha and sha256_file(c) != sha:
