@@ -97,7 +97,7 @@ def test_sft_of_the_adapted_model(built) -> None:
 
     lay, _ = built
     nodes = chain(lay.checkpoints("finetune/sft")[-1].path)
-    assert [n["kind"] for n in nodes] == ["finetune", "adapt"]
+    assert [n["kind"] for n in nodes] == ["finetune", "adapt", "imported (model)"]  # back to the imported root
     assert nodes[0]["base"]["path"] == "adapt/final" and nodes[0]["base"]["verified"]
     assert nodes[1]["base"]["path"] == "base" and nodes[1]["base"]["license"] == "Apache-2.0"
 
