@@ -92,8 +92,12 @@ def write_sft(path: Path) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
 
 
-def write_recipe(folder: Path, base: Path, extra: str = "", lora: str = "lora = {rank = 4, alpha = 8}") -> Path:
-    """An adapt recipe over `folder/docs`; `extra` is appended (e.g. `SFT` for a fine-tune of the adapted model)."""
+def write_recipe(
+    folder: Path, base: Path, extra: str = "", lora: str = "lora = {rank = 4, alpha = 8}", evaluate: bool = False
+) -> Path:
+    """An adapt recipe over `folder/docs`; `extra` is appended (e.g. `SFT` for a fine-tune of the adapted model).
+    With `evaluate`, the build evaluates base and adapted on the generated held-out tasks and an own perplexity
+    set (`folder/own.jsonl`), and compares them."""
     write_docs(folder / "docs")
     write_sft(folder / "sft.jsonl")
     text = f"""
@@ -127,9 +131,14 @@ eval_batches = 1
 every = 6
 keep_last = 3
 
-[build]
-evaluate = false
 """
+    if evaluate:
+        own = [{"text": "猫が台所の椅子の上で眠っていた。"}, {"text": "The boat left the harbour at dawn."}]
+        (folder / "own.jsonl").write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in own), "utf-8")
+        text += '\n[eval]\ntasks = []\nbatch_size = 4\nall_checkpoints = false\n'
+        text += '[[eval.own]]\npath = "own.jsonl"\nkind = "perplexity"\nlicense = "CC0-1.0"\n'
+    else:
+        text += "\n[build]\nevaluate = false\n"
     path = folder / "recipe.toml"
     path.write_text(text + extra, "utf-8")
     return path

@@ -47,7 +47,7 @@ def cloze_items(held: list[dict], choices: int = 4, per_doc: int = 4) -> list[di
         halves = [(ss[k][: len(ss[k]) // 2], ss[k][len(ss[k]) // 2 :]) for ss in per if len(ss) > k]
         for i, (head, tail) in enumerate(halves if len(halves) >= choices else []):
             others = [halves[(i + j) % len(halves)][1] for j in range(1, choices)]
-            if tail in others:
+            if len({tail, *others}) < choices:  # repeated text (a refrain, a boilerplate line): no fair question
                 continue
             options = sorted([tail, *others], key=lambda t: hashlib.sha256(t.encode()).hexdigest())
             items.append({"question": head, "choices": options, "answer": options.index(tail)})
