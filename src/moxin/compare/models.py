@@ -55,8 +55,10 @@ def read_prompts(path: Path | None) -> list[str]:
     return prompts
 
 
-def held_out(sides: list[Side], max_tokens: int) -> list[HeldOut]:
-    """Up to `max_tokens` tokens of each source's val split (whole documents, the last one cut), by source name."""
+def held_out(sides: list[Side], max_tokens: int, items: int = 16) -> list[HeldOut]:
+    """Up to `max_tokens` tokens of each source's val split, by source name: the first `max_tokens // items` tokens
+    of each document, so that the paired bootstrap has up to `items` documents to resample (one long document would
+    otherwise fill the budget and give no interval)."""
     from moxin.data.tokens import TokenData
     from moxin.interop.tokenizer import load_tokenizer
 
@@ -69,11 +71,11 @@ def held_out(sides: list[Side], max_tokens: int) -> list[HeldOut]:
             if source in out or data.length(source, "val") == 0:
                 continue
             ids: list[list[int]] = []
-            left = max_tokens
+            left, per_doc = max_tokens, max(64, max_tokens // items)
             for start, n in data.documents(source, "val"):
                 if left <= 0:
                     break
-                doc = data.read(source, int(start), int(min(n, left)), "val").tolist()
+                doc = data.read(source, int(start), int(min(n, left, per_doc)), "val").tolist()
                 doc = [t for t in doc if t != data.eos_id]
                 if doc:
                     ids.append(doc)

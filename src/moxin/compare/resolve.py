@@ -114,7 +114,8 @@ def _plain_side(p: Path, given: str) -> Side:
         kind, sha = model_identity(p)
     except MoxinError as e:
         raise CompareError(f"{p}: {e}") from None
-    side = Side(p.name, given, p, kind, sha)
+    home = p.parent if RunLayout(p.parent).base == p else None  # an adapt run's imported base: its eval results
+    side = Side(p.name, given, p, kind, sha, home)
     side.lineage = [{"sha256": sha, "name": p.name, "kind": kind, "step": None, "stage": None}]
     side.tokenizer = tokenizer_of(p)
     side.architecture = architecture_of(p)

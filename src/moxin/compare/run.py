@@ -77,7 +77,8 @@ def delta_text(label: str, row: dict[str, Any]) -> str:
     """'label: A → B (Δ, 95% CI lo..hi)', or 'no significant change' when the interval holds 0."""
     a, b, d, ci = row["a"], row["b"], row["delta"], row.get("ci95")
     if ci is None:
-        return f"{label}: {fmt(a)} → {fmt(b)} ({signed(d)}; no per-item results, so no interval)"
+        why = "one item" if row.get("n") == 1 else "no per-item results"
+        return f"{label}: {fmt(a)} → {fmt(b)} ({signed(d)}; {why}, so no interval)"
     interval = f"95% CI {signed(ci[0])}..{signed(ci[1])}"
     if not row.get("significant"):
         return f"{label}: no significant change ({fmt(a)} → {fmt(b)}, {interval})"

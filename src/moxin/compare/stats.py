@@ -29,12 +29,13 @@ class Delta:
 
     @property
     def significant(self) -> bool:
-        """The interval excludes 0."""
-        return self.low > 0 or self.high < 0
+        """The interval excludes 0 (never with fewer than 2 items: resampling one item gives no interval)."""
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
 
     def record(self) -> dict[str, Any]:
-        return {"a": _r(self.a), "b": _r(self.b), "delta": _r(self.delta), "ci95": [_r(self.low), _r(self.high)],
-                "n": self.n, "significant": self.significant}  # fmt: skip
+        ci = [_r(self.low), _r(self.high)] if self.n >= 2 else None
+        return {"a": _r(self.a), "b": _r(self.b), "delta": _r(self.delta), "ci95": ci, "n": self.n,
+                "significant": self.significant}  # fmt: skip
 
 
 def _r(x: float) -> float:
