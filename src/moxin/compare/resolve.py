@@ -161,6 +161,13 @@ def lineage_of(ckpt: Path, limit: int = 256) -> list[dict[str, Any]]:
             continue
         nodes.append({"sha256": record.sha256, "name": record.path, "kind": record.kind, "step": None, "stage": None})
         path = None
+        base = state.lineage.base
+        if record is state.lineage.parent and base is not None:  # a pruned parent: the stage's base is still known
+            nxt = recorded_path(base.path, home)
+            if (nxt / STATE_NAME).is_file() and (nxt / MANIFEST_NAME).is_file():
+                path = nxt
+            else:
+                nodes.append({"sha256": base.sha256, "name": base.path, "kind": base.kind, "step": None, "stage": None})
     return nodes
 
 
