@@ -130,7 +130,8 @@ def test_api_key_is_enforced(toy):
             assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
             r = httpx.post(srv.url + "/v1/completions", json=body, headers={"Authorization": "Bearer s3cret"},
                            timeout=TIMEOUT)
-            assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+            # sampled (temperature 1) from a random toy model, which may end at its EOS after 1 token
+            assert r.status_code == 200 and 1 <= r.json()["usage"]["completion_tokens"] <= 2
     finally:
         engine.close()
 
