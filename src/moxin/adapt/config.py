@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from moxin.data.config import SPDX_RE
+from moxin.data.config import check_spdx
 from moxin.errors import ConfigError
 from moxin.finetune.config import LoRAConfig
 from moxin.train.config import CheckpointConfig, TrainConfig
@@ -56,11 +56,8 @@ class AdaptConfig(TrainConfig):
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         super().validate(where, prefix)
-        if self.license and not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(
-                f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as 'Apache-2.0' or "
-                f"'LicenseRef-<name>'"
-            )
+        if self.license:
+            check_spdx(self.license, f"{prefix}license", where, "'Apache-2.0' or 'LicenseRef-<name>'")
         for key in ("steps", "seq_len"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{prefix}{key} in {where} must be positive, got {getattr(self, key)}")

@@ -17,6 +17,12 @@ SPDX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def check_spdx(value: str, key: str, where: str, examples: str) -> None:
+    """A licence given as an SPDX id or expression (`LicenseRef-<name>` for others); `examples` end the error."""
+    if not SPDX_RE.match(value.strip()):
+        raise ConfigError(f"{key} in {where} is {value!r}; give an SPDX id such as {examples}")
+
+
 def check_name(value: str, key: str, where: str, allow_empty: bool = False) -> None:
     """A name that becomes a folder or file name (a source, `run.name`, a fine-tuning stage): letters, digits,
     '_', '-', '.', not starting with '.' or '-' — so never absolute, never `..`, never a path. `key` is the full
@@ -52,11 +58,7 @@ class SourceConfig:
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
         check_name(self.name, f"{prefix}name", where)
-        if not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(
-                f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
-                f"'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'"
-            )
+        check_spdx(self.license, f"{prefix}license", where, "'CC-BY-4.0', 'PSF-2.0' or 'LicenseRef-<name>'")
         if self.type != "python-stdlib" and not self.path:
             raise ConfigError(f'{prefix}path in {where} is missing for a {self.type!r} source; add path = "..."')
         if self.weight < 0 or (self.epochs is not None and self.epochs <= 0):

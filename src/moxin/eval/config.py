@@ -32,10 +32,10 @@ class OwnEvalConfig:
             )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"{prefix}limit in {where} must be at least 1, got {self.limit}")
-        from moxin.data.config import SPDX_RE
+        from moxin.data.config import check_spdx
 
-        if self.license and not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as 'CC-BY-4.0'")
+        if self.license:
+            check_spdx(self.license, f"{prefix}license", where, "'CC-BY-4.0'")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from moxin.data.config import SPDX_RE, EvalSetConfig, check_name
+from moxin.data.config import SPDX_RE, EvalSetConfig, check_name, check_spdx
 from moxin.errors import ConfigError
 from moxin.train.config import CheckpointConfig, TrainConfig
 
@@ -45,11 +45,7 @@ class DatasetConfig:
     max_records: int = 0  # read at most this many records (0: all)
 
     def validate(self, where: str = "<config>", prefix: str = "") -> None:
-        if not SPDX_RE.match(self.license.strip()):
-            raise ConfigError(
-                f"{prefix}license in {where} is {self.license!r}; give an SPDX id such as "
-                f"'Apache-2.0', 'CC-BY-SA-3.0' or 'LicenseRef-<name>'"
-            )
+        check_spdx(self.license, f"{prefix}license", where, "'Apache-2.0', 'CC-BY-SA-3.0' or 'LicenseRef-<name>'")
         if self.max_records < 0:
             raise ConfigError(f"{prefix}max_records in {where} must be >= 0, got {self.max_records}")
         check_name(self.name, f"{prefix}name", where, allow_empty=True)
