@@ -4,7 +4,12 @@ One call runs a whole decode step (one new token per row, every layer, the outpu
 small model is bound by reading the weights and by per-operator overhead, and a 30-layer model pays ~40 PyTorch
 operators per layer per token in eager mode. The matrix-vector products read bf16 weights with AVX512_BF16
 `vdpbf16ps`, or int8 weights (per-row bf16 scales) converted to fp32 in registers; every intermediate is rounded to
-bf16 where the eager bf16 model rounds it, so only the order of fp32 accumulation differs from the eager model."""
+bf16 where the eager bf16 model rounds it, so only the order of fp32 accumulation differs from the eager model.
+
+The one exception is the output: the logits stay fp32 instead of being rounded to bf16. At logits of 16-32 one bf16
+step is 0.125-0.25, so the eager bf16 model's logits often tie exactly (measured on SmolLM2: 3 of its first 8
+greedy divergences from other engines were at exact ties); fp32 logits break those ties as the fp32 model does, and
+sampling reads fp32 logits anyway."""
 
 from __future__ import annotations
 
@@ -230,8 +235,7 @@ static void run_thread(const Step& p, int tid, int nt) {
   }
   rmsnorm(p.X, p.norm, B, Dm, p.eps, h.data(), hf.data());
   split(p.V, 4, tid, nt, a, b);
-  rows_all(p.head, h.data(), hf.data(), B, a, b, p.LG, p.V);
-  for (int64_t m = 0; m < B; ++m) for (int64_t j = a; j < b; ++j) p.LG[m * p.V + j] = rb(p.LG[m * p.V + j]);
+  rows_all(p.head, h.data(), hf.data(), B, a, b, p.LG, p.V);  // fp32 logits: not rounded to bf16 (see module doc)
 }
 
 // One decode step: x (B, dim) bf16 embeddings of the new tokens; cos/sin (B, D) bf16 at their positions; w: per layer

@@ -4,6 +4,10 @@ Batch-1 decoding is a chain of matrix-vector products bound by memory bandwidth.
 reaches ~25 GB/s here; the same product with the weight reordered once into oneDNN's blocked layout reaches
 ~40-46 GB/s and gives bit-identical results (measured in tests/model/test_fast.py). The packed copy is rebuilt
 whenever the weight changes (tracked by its version counter), and training or autograd always take the plain path.
+
+`Decoder` goes further for decode steps: one compiled C++ call per step (`moxin.model.decode_kernels`), with bf16
+or int8 weights, bf16 activations and fp32 logits. `benchmarks/serve.py` measures it against llama.cpp and compares
+every engine's greedy text with the fp32 model's.
 """
 
 from __future__ import annotations
