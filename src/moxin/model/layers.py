@@ -17,6 +17,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # One kernel for normalise-and-scale; bitwise the same as the two-step order below for fp32.
+            y = F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+            # Under autocast every consumer is a matmul that would cast its own copy: cast once here instead.
+            dev = x.device.type
+            return y.to(torch.get_autocast_dtype(dev)) if torch.is_autocast_enabled(dev) else y
         # Normalise in fp32, cast back, then scale: the same order as Hugging Face's Mistral/Llama.
         y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
         return self.weight * y

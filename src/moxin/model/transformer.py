@@ -4,6 +4,7 @@ checkpointing are applied from outside (see `moxin.parallel`, `moxin.train`)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,11 +61,16 @@ class Transformer(nn.Module):
         segment_ids: torch.Tensor | None = None,
         last_only: bool = False,
         return_hidden: bool = False,
-    ) -> torch.Tensor:
+        targets: torch.Tensor | None = None,
+        z_loss: float = 0.0,
+    ) -> Any:
         """tokens (B, T) → logits (B, T, V), or (B, 1, V) with `last_only`, or final hidden states (B, T, dim).
 
         positions (B, T): RoPE positions (default: continue after the cache, or 0..T-1); -1 marks left padding.
         segment_ids (B, T): packed documents; attention never crosses a segment boundary.
+        targets (B, T): next tokens, -100 where no loss is taken. Returns (loss, ce, z) instead of the logits:
+        summed cross-entropy plus z-loss from `moxin.model.loss.linear_cross_entropy`, which never holds the
+        fp32 logits. Training goes through forward (not a separate method) so that FSDP2/DDP hooks run.
         """
         B, T = tokens.shape
         if positions is None:
@@ -85,6 +91,10 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if return_hidden:
             return x
+        if targets is not None:
+            from moxin.model.loss import linear_cross_entropy
+
+            return linear_cross_entropy(x.reshape(-1, x.shape[-1]), self.output_weight, targets, z_loss=z_loss)
         return self.logits(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,14 @@ def forward(
     return model(ids, **kw).float()
 
 
+def _is_moxin(model: nn.Module) -> bool:
+    """A moxin Transformer, bare or inside DDP / torch.compile: its forward fuses the head with the loss."""
+    from moxin.model.transformer import Transformer
+
+    inner = getattr(model, "module", model)
+    return isinstance(getattr(inner, "_orig_mod", inner), Transformer)
+
+
 class LMTask:
     """Causal language modelling on token rows.
 
@@ -48,6 +56,10 @@ class LMTask:
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = self._split(batch)
         packed = batch if isinstance(batch, dict) else {}
+        if _is_moxin(model):
+            kw = {k: packed[k] for k in ("positions", "segment_ids") if packed.get(k) is not None}
+            total, ce, z = model(x, targets=y, z_loss=self.z_loss, **kw)
+            return total, ({"ce": ce, "z_loss": z} if self.z_loss else {})
         logits = forward(model, x, packed.get("positions"), packed.get("segment_ids"))  # (B, T, V)
         flat, tgt = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
         ce = F.cross_entropy(flat, tgt, ignore_index=IGNORE, reduction="sum")
