@@ -4,6 +4,10 @@
     python benchmarks/train_throughput.py                 # S and M, all four modes
     python benchmarks/train_throughput.py --configs S --modes bf16-eager --rounds 2
 
+moxin trains through `LMTask`, whose loss fuses the output projection with the cross-entropy
+(`moxin.model.loss`); transformers computes full fp32 logits. Where moxin is under `--profile-below` (1.3×), one
+step of each side is profiled and its top ops are added to the result, to show where the time goes.
+
 MFU is achieved FLOP/s (moxin's `flops_per_token` × tokens/s) over the matmul peak measured in this process: the
 best of 5 `torch.mm` of 2048×2048 matrices in the same dtype and thread count (2·n³ FLOPs each), measured at the
 start and again after each mode (the highest seen is used, since a busy machine depresses single measurements).
@@ -79,7 +83,21 @@ def make_step(kind: str, model, bf16: bool):
     return step
 
 
-def bench_config(name: str, c: dict, modes: list[str], rounds: int, steps: int, peaks: dict) -> list[dict]:
+def top_ops(fn, batch: torch.Tensor, n: int = 12) -> list[list]:
+    """One profiled step: the `n` ops with the most self CPU time as [name, ms, % of the step's op time]."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(batch)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    return [[e.key, round(e.self_cpu_time_total / 1e3, 1), round(100 * e.self_cpu_time_total / total, 1)]
+            for e in events[:n]]
+
+
+def bench_config(name: str, c: dict, modes: list[str], rounds: int, steps: int, peaks: dict,
+                 profile_below: float = 0.0) -> list[dict]:
     from moxin.model.config import flops_per_token
     from moxin.parallel import Dist, parallelize
 
@@ -110,6 +128,8 @@ def bench_config(name: str, c: dict, modes: list[str], rounds: int, steps: int, 
             res[k] = {"tokens_per_s": round(tps, 1), "flops_per_s": round(fpt * tps), "mfu": round(fpt * tps / pk, 4),
                       "warmup_s": round(warm[k], 1), "step_s": [round(t, 3) for t in ts]}
         res["speedup"] = round(res["moxin"]["tokens_per_s"] / res["transformers"]["tokens_per_s"], 3)
+        if profile_below and res["speedup"] < profile_below:  # where the time goes, for the closing note
+            res["profile"] = {k: top_ops(fn, batch) for k, fn in runners.items()}
         print(json.dumps(res), flush=True)
         out.append(res)
     return out
@@ -121,12 +141,15 @@ def main() -> None:
     ap.add_argument("--modes", default="fp32-eager,bf16-eager,fp32-compile,bf16-compile")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per round (best of)")
+    ap.add_argument("--profile-below", type=float, default=1.3,
+                    help="profile one step of each side (top ops) when moxin's speedup is under this; 0: never")
     args = ap.parse_args()
     peaks = {"fp32": peak(torch.float32), "bf16": peak(torch.bfloat16)}
     load = os.getloadavg()[0]
     results = []
     for name in args.configs.split(","):
-        results += bench_config(name, CONFIGS[name], args.modes.split(","), args.rounds, args.steps, peaks)
+        results += bench_config(name, CONFIGS[name], args.modes.split(","), args.rounds, args.steps, peaks,
+                                args.profile_below)
     summary = {"benchmark": "train_throughput", "torch": torch.__version__, "threads": torch.get_num_threads(),
                "peak_flops": {k: round(v) for k, v in peaks.items()},
                "peak_method": "best of 5 torch.mm 2048x2048 per dtype, same process and threads; max over the run",

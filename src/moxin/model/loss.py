@@ -18,7 +18,7 @@ BLOCK_BYTES = 256 << 20  # largest logits block per matmul; bigger inputs are sp
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, w, targets, ignore_index: int, z_loss: float, rows: int):  # type: ignore[override]
+    def forward(ctx, h, w, targets, ignore_index: int, z_loss: float, rows: int):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = None
@@ -40,7 +40,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return ce + z, ce, z
 
     @staticmethod
-    def backward(ctx, g_total, _g_ce, _g_z):  # type: ignore[override]
+    def backward(ctx, g_total, _g_ce, _g_z):
         saved = list(ctx.saved_tensors)
         grad_h = grad_w = None
         if ctx.has[0]:
