@@ -52,3 +52,31 @@ def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match=r"tokenizer.vocab_size in r.toml is 100"):
         from_dict(TokenizerConfig, {"vocab_size": 100}, "r.toml", "tokenizer.")
     assert dataclasses.asdict(from_dict(TokenizerConfig, {"vocab_size": 4096}, "r.toml"))["vocab_size"] == 4096
+
+
+def test_data_stage_with_a_reused_tokenizer_records_the_same_bytes_in_any_folder(tmp_path):
+    """An adapt run reuses its base's tokenizer from inside the run folder: the data stage's manifest and the
+    tokenizer's must not depend on where that folder lies (two adapt-ja builds once differed in
+    `tokenizer_config_hash` only, because the resolved absolute path was hashed)."""
+    import shutil
+
+    from moxin.data.config import DataConfig, SourceConfig
+    from moxin.data.pipeline import inputs_fingerprint, run_data_stage
+
+    train_tokenizer(TokenizerConfig(vocab_size=500), _texts(50), tmp_path / "tok")
+    manifests = []
+    for where in ("one/place", "another/folder/deeper"):
+        root = tmp_path / where
+        (root / "in").mkdir(parents=True)
+        (root / "in" / "docs.txt").write_text("\n\n".join(JA + EN) + "\n", "utf-8")
+        shutil.copytree(tmp_path / "tok", root / "run" / "base" / "tokenizer")
+        cfg = DataConfig(sources=[SourceConfig(name="d", type="text", license="MIT", path=str(root / "in"))],
+                         workers=1, dedup_fuzzy=False, val_fraction=0.2)
+        tok = TokenizerConfig(path=str(root / "run" / "base" / "tokenizer"))
+        assert tok.record()["path"] == "tokenizer"
+        run_data_stage(cfg, tok, 0, root / "run", progress=False)
+        manifests.append(((root / "run" / "data" / "manifest.json").read_bytes(),
+                          (root / "run" / "tokenizer" / "manifest.json").read_bytes(),
+                          inputs_fingerprint(cfg, tok, 0)[0]))
+    assert manifests[0] == manifests[1]
+    assert str(tmp_path) not in manifests[0][0].decode() + manifests[0][1].decode()

@@ -44,8 +44,6 @@ def _tokens_record(meta: dict) -> dict:
 def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp: str, per_source: dict,
                    res: ProcessResult, splits: dict, meta: dict, tok_manifest: dict, code: dict,
                    env: dict) -> dict:  # fmt: skip
-    from moxin.config import to_dict
-
     L = res.ledger
     languages: dict[str, int] = {}
     for per in L.languages.values():
@@ -56,7 +54,7 @@ def build_manifest(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int, fp
     return {
         "stage": "data", "format": 1, "seed": seed, "inputs_fingerprint": fp,
         "config": portable, "config_hash": fingerprint(portable),
-        "tokenizer_config_hash": fingerprint(to_dict(tok_cfg)), "code": code, "environment": env,
+        "tokenizer_config_hash": fingerprint(tok_cfg.record()), "code": code, "environment": env,
         "sources": [_source_record(s, L, per_source, meta) for s in data_cfg.sources],
         "steps": L.step_table([s.name for s in data_cfg.sources]),
         "languages": dict(sorted(languages.items())),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from moxin.data.config import DataConfig, recorded_name
+from moxin.data.config import DataConfig
 from moxin.data.document import REJECTS_FILE
 from moxin.data.process import Processor, ProcessResult
 from moxin.errors import DataError
@@ -61,7 +61,6 @@ def _progress(enabled: bool):
 def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int) -> tuple[str, str, dict]:
     """What the stage's output depends on: (fingerprint of everything, fingerprint of what the cleaned text
     depends on (configs without the tokenizer, seed, every input file's content), per-source fingerprints)."""
-    from moxin.config import to_dict
     from moxin.data.sources import source_fingerprint
 
     per = {s.name: source_fingerprint(s, f"data.sources[{i}] ({s.name})") for i, s in enumerate(data_cfg.sources)}
@@ -76,9 +75,8 @@ def inputs_fingerprint(data_cfg: DataConfig, tok_cfg: TokenizerConfig, seed: int
     )
     tok_files = _reused_tokenizer_fp(tok_cfg.path) if tok_cfg.path else None
     # A reused tokenizer counts by its files' content, not by where it lies (an adapt run's base/ is inside the run).
-    tok_rec = {**to_dict(tok_cfg), "path": recorded_name(tok_cfg.path)}
     return (
-        fingerprint({"process": process_fp, "tokenizer": tok_rec, "tokenizer_files": tok_files}),
+        fingerprint({"process": process_fp, "tokenizer": tok_cfg.record(), "tokenizer_files": tok_files}),
         process_fp,
         per,
     )
@@ -197,7 +195,6 @@ def ensure_tokenizer(tok_cfg: TokenizerConfig, texts: list[str], tok_dir: Path, 
     """Train (or reuse `tokenizer.path`) unless `tok_dir` already holds one made from the same sample and config."""
     import hashlib
 
-    from moxin.config import to_dict
     from moxin.tokenizer.train import load_manifest, train_tokenizer
 
     h = hashlib.sha256()
@@ -206,7 +203,7 @@ def ensure_tokenizer(tok_cfg: TokenizerConfig, texts: list[str], tok_dir: Path, 
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     old = load_manifest(tok_dir)
-    cfg_hash = fingerprint(to_dict(tok_cfg))
+    cfg_hash = fingerprint(tok_cfg.record())
     # A reused tokenizer (tokenizer.path) is copied again every time: it is cheap, and its files may have changed.
     if (
         old

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from moxin.errors import ConfigError
 
@@ -50,3 +51,12 @@ class TokenizerConfig:
             raise ConfigError(
                 f"{prefix}sample_bytes/min_frequency in {where} too small ({self.sample_bytes}/{self.min_frequency})"
             )
+
+    def record(self) -> dict[str, Any]:
+        """What manifests and fingerprints keep of this section: a reused tokenizer's `path` named as
+        `moxin.data.config.recorded_name` names paths (its last part when absolute), so that no record depends on
+        the folder a run lies in. The reused tokenizer itself counts by its files' content (see the data stage)."""
+        from moxin.config import to_dict
+        from moxin.data.config import recorded_name
+
+        return {**to_dict(self), "path": recorded_name(self.path)}

@@ -71,8 +71,6 @@ def train_tokenizer(
     """Train byte-level BPE on `texts` and write `out_dir` atomically (with manifest.json). Returns the manifest.
 
     `inputs` (e.g. the data fingerprint the sample came from) is recorded in the manifest."""
-    from moxin.config import to_dict
-
     if cfg.path:
         return reuse_tokenizer(cfg, out_dir, seed)
     sample = _Hashing(texts)
@@ -89,8 +87,8 @@ def train_tokenizer(
         info = {
             "stage": "tokenizer",
             "kind": "byte-level BPE (tokenizers)",
-            "config": to_dict(cfg),
-            "config_hash": fingerprint(to_dict(cfg)),
+            "config": cfg.record(),
+            "config_hash": fingerprint(cfg.record()),
             "seed": seed,
             "inputs": inputs or {},
             "sample": {"docs": sample.docs, "bytes": sample.bytes, "sha256": sample.h.hexdigest()},
@@ -105,10 +103,6 @@ def train_tokenizer(
 
 def reuse_tokenizer(cfg: TokenizerConfig, out_dir: str | Path, seed: int = 0) -> dict:
     """Copy an existing tokenizer (tokenizer.path) into the run, so every run folder stands alone."""
-    import dataclasses
-
-    from moxin.config import to_dict
-    from moxin.data.config import recorded_name
     from moxin.interop.tokenizer import load_tokenizer
 
     hf = load_tokenizer(cfg.path)
@@ -122,13 +116,13 @@ def reuse_tokenizer(cfg: TokenizerConfig, out_dir: str | Path, seed: int = 0) ->
         hf.save_pretrained(tmp)
         if not (tmp / "tokenizer.json").is_file():
             raise DataError(f"tokenizer.path {cfg.path!r} is not a fast (tokenizer.json) tokenizer; moxin needs one")
-        rec = dataclasses.replace(cfg, path=recorded_name(str(cfg.path)))
+        rec = cfg.record()
         info = {
             "stage": "tokenizer",
             "kind": "reused",
-            "reused_from": rec.path,
-            "config": to_dict(rec),
-            "config_hash": fingerprint(to_dict(rec)),
+            "reused_from": rec["path"],
+            "config": rec,
+            "config_hash": fingerprint(rec),
             "seed": seed,
             "vocab_size": len(hf),
             "eos_id": hf.convert_tokens_to_ids(eos),
