@@ -16,19 +16,21 @@ def forward(
 ) -> torch.Tensor:
     """ids (B, T) → logits (B, T, V) in fp32 (the softmax stays fp32 under bf16 autocast). Packed rows pass
     positions and segment ids, so attention stays inside each example and RoPE positions restart at 0."""
-    kw = {}
-    if positions is not None:
-        kw["positions"] = positions
-    if segment_ids is not None:
-        kw["segment_ids"] = segment_ids
-    return model(ids, **kw).float()
+    return model(ids, **_packing(positions, segment_ids)).float()
+
+
+def _packing(positions: torch.Tensor | None, segment_ids: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The keyword arguments a packed row adds to the model call (none for plain rows)."""
+    kw = {"positions": positions, "segment_ids": segment_ids}
+    return {k: v for k, v in kw.items() if v is not None}
 
 
 def _is_moxin(model: nn.Module) -> bool:
     """A moxin Transformer, bare or inside DDP / torch.compile: its forward fuses the head with the loss."""
     from moxin.model.transformer import Transformer
+    from moxin.parallel import unwrap
 
-    inner = getattr(model, "module", model)
+    inner = unwrap(model)
     return isinstance(getattr(inner, "_orig_mod", inner), Transformer)
 
 
@@ -57,7 +59,7 @@ class LMTask:
         x, y = self._split(batch)
         packed = batch if isinstance(batch, dict) else {}
         if _is_moxin(model):
-            kw = {k: packed[k] for k in ("positions", "segment_ids") if packed.get(k) is not None}
+            kw = _packing(packed.get("positions"), packed.get("segment_ids"))
             total, ce, z = model(x, targets=y, z_loss=self.z_loss, **kw)
             return total, ({"ce": ce, "z_loss": z} if self.z_loss else {})
         logits = forward(model, x, packed.get("positions"), packed.get("segment_ids"))  # (B, T, V)
