@@ -84,11 +84,12 @@ def train_tokenizer(
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
         hf.save_pretrained(tmp)
+        rec = cfg.record()
         info = {
             "stage": "tokenizer",
             "kind": "byte-level BPE (tokenizers)",
-            "config": cfg.record(),
-            "config_hash": fingerprint(cfg.record()),
+            "config": rec,
+            "config_hash": fingerprint(rec),
             "seed": seed,
             "inputs": inputs or {},
             "sample": {"docs": sample.docs, "bytes": sample.bytes, "sha256": sample.h.hexdigest()},
