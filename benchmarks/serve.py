@@ -8,8 +8,8 @@ Run: .venv/bin/python benchmarks/serve.py [--model smollm2|small] [--quick]   (p
 - Variants: moxin bf16 and moxin int8 (weight-only int8, bf16 activations), both with the fused C++ decode step of
   `moxin.model.fast.Decoder` where the CPU has AVX512_BF16; transformers bf16; llama.cpp f16 and Q8_0 on moxin's
   GGUF export when llama-cpp-python is installed. Greedy, EOS ignored, the same prompts. moxin runs through
-  `Engine` (the server's engine): batch 1 is one request; "8 streams" is 8 threads submitting at once, which the engine batches. transformers: batch 1, and one
-  left-padded batch of the 8 prompts.
+  `Engine` (the server's engine): batch 1 is one request; "8 streams" is 8 threads submitting at once, which the
+  engine batches. transformers: batch 1, and one left-padded batch of the 8 prompts.
 - Decode tokens/s excludes prefill: time(N+1 new tokens) - time(1 new token), each the best of alternated repeats
   (see _common.best_of; the machine is shared, so ratios matter more than absolute figures).
 - Bandwidth bound: bytes of weights one decode step reads (every linear layer and the output head) divided by the
@@ -240,14 +240,11 @@ def margins(logits: torch.Tensor) -> torch.Tensor:
 def divergences(ref: list[list[int]], got: list[list[int]], ref_margin: list[torch.Tensor], noise: float) -> dict:
     """Where `got` first leaves `ref` in each prompt, and the reference's top-2 logit margin at that step: a
     divergence is within the precision when that margin is below `noise` (what rounding alone moves a logit)."""
-    steps = []
-    for i, (r, g) in enumerate(zip(ref, got)):
-        j = next((k for k, (a, b) in enumerate(zip(r, g)) if a != b), None)
-        if j is not None:
-            steps.append({"prompt": i, "step": j, "ref_margin": round(float(ref_margin[i][j]), 4)})
+    first = [next((k for k, (a, b) in enumerate(zip(r, g)) if a != b), None) for r, g in zip(ref, got)]
+    steps = [{"prompt": i, "step": j, "ref_margin": round(float(ref_margin[i][j]), 4)}
+             for i, j in enumerate(first) if j is not None]
     return {"identical_prompts": f"{len(ref) - len(steps)}/{len(ref)}",
-            "matched_tokens": sum(next((k for k, (a, b) in enumerate(zip(r, g)) if a != b), len(r))
-                                  for r, g in zip(ref, got)),
+            "matched_tokens": sum(len(r) if j is None else j for r, j in zip(ref, first)),
             "first_divergences": steps,
             "all_within_precision": all(d["ref_margin"] < noise for d in steps)}
 
