@@ -64,6 +64,26 @@ def _interrupted_then_killed_build(root: Path) -> tuple[RunLayout, list[str]]:
     raise AssertionError("the resumed build never completed: " + "; ".join(notes))
 
 
+def _first_metric_difference(rel_a: Path, rel_b: Path) -> str:
+    """Where two builds' training diverged: the first line of pretrain/metrics.jsonl that differs (for triage)."""
+    a, b = ((r / "pretrain" / "metrics.jsonl").read_text("utf-8").splitlines() for r in (rel_a, rel_b))
+    for i, (la, lb) in enumerate(zip(a, b)):
+        if la != lb:
+            return f"pretrain metrics first differ at line {i + 1}: {la} vs {lb}"
+    return f"pretrain metrics equal ({len(a)} and {len(b)} lines)"
+
+
+def _machine() -> str:
+    """The CPU and thread counts the builds ran with (bitwise equality holds per CPU kind and thread count)."""
+    import os
+
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else "unknown CPU"
+    return f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+
+
 def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):
     a = tiny_build
     lay_b, notes = _interrupted_then_killed_build(tmp_path / "second")
@@ -77,5 +97,5 @@ def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny
         code, _, err = run_cli("verify", str(release), "--no-progress")
         assert code == 0, f"moxin verify {release} failed: {err[-1500:]}"
     assert not differ and not leaks["first"] and not leaks["second"], (
-        f"{len(differ)} of {len(sums_a)} SHA256SUMS entries differ: {differ}; files recording a build folder or "
-        f"$HOME: {leaks}; ({'; '.join(notes)})")
+        f"{len(differ)} of {len(sums_a)} SHA256SUMS entries differ; {_first_metric_difference(rel_a, rel_b)}; "
+        f"{_machine()}; ({'; '.join(notes)}); files recording a build folder or $HOME: {leaks}; differing: {differ}")
