@@ -94,3 +94,20 @@ def test_empty_context_is_a_one_line_error():
 
     with pytest.raises(EvalError, match="empty context"):
         _lm(None)._loglikelihood_tokens([(None, [], [5, 6])])
+
+
+def test_forward_in_pieces_gives_the_same_scores(monkeypatch):
+    """A batch whose activations exceed PIECE_BYTES runs in pieces of rows (page faults of huge fresh blocks cost
+    ~20% on the CPU); the scores are those of the one-piece forward."""
+    from moxin.eval import scoring
+
+    lm = _lm(16, row_tokens=24, batch_size=8)
+    reqs = _requests(seed=5)
+    whole = lm._loglikelihood_tokens(reqs)
+    cfg, real, pieces = lm.model.cfg, scoring._tree_hidden, []
+    monkeypatch.setattr(scoring, "PIECE_BYTES", 2 * 24 * max(cfg.ffn_dim, cfg.dim) * 4)  # 2 rows of 24 nodes
+    monkeypatch.setattr(scoring, "_tree_hidden", lambda m, t, *a: pieces.append(t.shape[0]) or real(m, t, *a))
+    split = lm._loglikelihood_tokens(reqs)
+    assert pieces and max(pieces) <= 2 and sum(pieces) > 8, pieces  # several batches of up to 8 rows, 2 at a time
+    assert max(abs(a[0] - b[0]) for a, b in zip(split, whole, strict=True)) < 1e-6
+    assert [a[1] for a in split] == [b[1] for b in whole]

@@ -91,10 +91,34 @@ def batch_arrays(rows: list[Row], window: int | None) -> tuple[np.ndarray, np.nd
     return tokens, pos, mask
 
 
+# Largest activation of one forward piece. glibc serves blocks over 32 MiB with a fresh mmap whose every page faults
+# on first touch; at SmolLM2's 32 rows × 256 nodes an FFN activation is 50 MB, and those faults cost ~20% of the
+# forward (measured: 2.4 M page faults and 9.9 s per batch as one piece, ~4 k and 7.8 s in pieces of 8 rows).
+PIECE_BYTES = 16 << 20
+HEAD_BYTES = 24 << 20  # the same for one chunk of head logits (chunk × vocabulary)
+
+
 def tree_hidden(model, tokens, positions, mask):
     """Final hidden states (B, T, dim) of packed token trees: the model's own layers under the tree mask.
 
-    Mirrors `Transformer.forward` (embedding, RoPE at the given positions, blocks, final norm) with an explicit
+    Rows are independent, so on the CPU they run in pieces whose widest activation stays under PIECE_BYTES."""
+    import torch
+
+    B, T = tokens.shape
+    widest = T * max(model.cfg.ffn_dim, model.cfg.dim) * model.embed.weight.element_size()
+    rows = max(1, PIECE_BYTES // widest)
+    if rows >= B or tokens.device.type != "cpu":
+        return _tree_hidden(model, tokens, positions, mask)
+    return torch.cat(
+        [
+            _tree_hidden(model, tokens[s : s + rows], positions[s : s + rows], mask[s : s + rows])
+            for s in range(0, B, rows)
+        ]
+    )
+
+
+def _tree_hidden(model, tokens, positions, mask):
+    """Mirrors `Transformer.forward` (embedding, RoPE at the given positions, blocks, final norm) with an explicit
     attention mask, which its public signature does not take."""
     from moxin.model.layers import AttnContext
 
@@ -107,14 +131,17 @@ def tree_hidden(model, tokens, positions, mask):
     return model.norm(x)
 
 
-def score_entries(hidden, weight, nodes: np.ndarray, targets: np.ndarray, chunk: int = 1024):
+def score_entries(hidden, weight, nodes: np.ndarray, targets: np.ndarray, chunk: int | None = None):
     """Log-probability and greedy flag of `targets[e]` predicted at flat node `nodes[e]` of `hidden` (N, dim).
 
     The head (vocabulary × dim, most of a small model's FLOPs per position) runs once per distinct node, in
-    chunks so the fp32 log-probabilities of a big batch never sit in memory at once."""
+    chunks so the fp32 log-probabilities of a big batch never sit in memory at once (default: HEAD_BYTES of
+    logits per chunk, 16 to 1024 nodes)."""
     import torch
     import torch.nn.functional as F
 
+    if chunk is None:
+        chunk = max(16, min(1024, HEAD_BYTES // (weight.shape[0] * 4)))
     uniq, inv = np.unique(nodes, return_inverse=True)
     h = hidden[torch.from_numpy(uniq).to(hidden.device)]
     order = np.argsort(inv, kind="stable")
