@@ -79,9 +79,10 @@ def _machine() -> str:
 
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else "unknown CPU"
-    return f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
 
 
 def test_two_folders_two_homes_interrupted_and_killed_give_the_same_release(tiny_build, tmp_path):
