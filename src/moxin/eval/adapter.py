@@ -22,6 +22,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import model_registry
 
 from moxin.errors import EvalError
+from moxin.model import fast
 
 
 def _progress(total: int, what: str):
@@ -70,6 +71,8 @@ class MoxinLM(TemplateLM):
             device = "cpu"  # lm-eval's CLI defaults to cuda; like its `hf` model, fall back to the CPU
         self._device = torch.device(device or "cpu")
         self.model = model.to(self._device).eval()
+        if self._device.type == "cpu" and fast.supported():
+            fast.enable(self.model)  # scoring's linears may take oneDNN (`_score_batch`); others keep their path
         self.tokenizer = tokenizer
         self.dtype = str(dtype)
         self.batch_rows = _int_batch(batch_size)
@@ -188,7 +191,8 @@ class MoxinLM(TemplateLM):
         dev = self._device
         tokens, pos, mask = batch_arrays(batch, self.model.cfg.sliding_window)
         T = tokens.shape[1]
-        h = tree_hidden(self.model, *(torch.from_numpy(a).to(dev) for a in (tokens, pos, mask)))
+        with fast.onednn_fp32():
+            h = tree_hidden(self.model, *(torch.from_numpy(a).to(dev) for a in (tokens, pos, mask)))
         nodes: list[int] = []
         targets: list[int] = []
         owner: list[int] = []
@@ -206,7 +210,10 @@ class MoxinLM(TemplateLM):
 
         from moxin.eval.scoring import score_entries
 
-        lp, hit = score_entries(hidden, self.model.output_weight, np.asarray(nodes), np.asarray(targets))
+        with fast.onednn_fp32():
+            lp, hit = score_entries(
+                hidden, self.model.output_weight, np.asarray(nodes), np.asarray(targets), head=self.model.logits
+            )
         req, own = np.unique(np.asarray(owner), return_inverse=True)
         own_t = torch.from_numpy(own)
         total = torch.zeros(len(req), dtype=torch.float64).index_add_(0, own_t, lp).tolist()

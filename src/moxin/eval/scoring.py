@@ -131,12 +131,13 @@ def _tree_hidden(model, tokens, positions, mask):
     return model.norm(x)
 
 
-def score_entries(hidden, weight, nodes: np.ndarray, targets: np.ndarray, chunk: int | None = None):
+def score_entries(hidden, weight, nodes: np.ndarray, targets: np.ndarray, chunk: int | None = None, head=None):
     """Log-probability and greedy flag of `targets[e]` predicted at flat node `nodes[e]` of `hidden` (N, dim).
 
     The head (vocabulary × dim, most of a small model's FLOPs per position) runs once per distinct node, in
     chunks so the fp32 log-probabilities of a big batch never sit in memory at once (default: HEAD_BYTES of
-    logits per chunk, 16 to 1024 nodes)."""
+    logits per chunk, 16 to 1024 nodes). `head` (default: a plain linear with `weight`) maps hidden states to
+    logits, e.g. the model's own `logits`."""
     import torch
     import torch.nn.functional as F
 
@@ -149,7 +150,8 @@ def score_entries(hidden, weight, nodes: np.ndarray, targets: np.ndarray, chunk:
     lp = torch.empty(len(nodes), dtype=torch.float64)
     hit = torch.empty(len(nodes), dtype=torch.bool)
     for n, s in enumerate(range(0, len(uniq), chunk)):
-        logp = F.log_softmax(F.linear(h[s : s + chunk], weight).float(), dim=-1)
+        x = h[s : s + chunk]
+        logp = F.log_softmax((F.linear(x, weight) if head is None else head(x)).float(), dim=-1)
         sel = order[bounds[n] : bounds[n + 1]]
         rows = torch.from_numpy(inv[sel] - s).to(logp.device)
         tgt = torch.from_numpy(targets[sel]).to(logp.device)

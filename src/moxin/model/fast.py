@@ -12,6 +12,7 @@ every engine's greedy text with the fp32 model's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -32,23 +33,71 @@ def supported() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+_fp32 = threading.local()  # .on: fp32 linears of this thread also take the oneDNN path (see `onednn_fp32`)
+
+
+# fp32 weights are packed in blocks of this many input features, and the blocks' products summed. oneDNN keeps one
+# running total per output over all of K; MKL adds partial sums of ~192 terms (the same error as K_BLOCK = 192 here on
+# random matrices), which halves the rounding error at K = 1536. With one block per K, HellaSwag log-likelihoods moved
+# up to 1.4e-4 from lm-eval's fp32 reference; with blocks they stay within MKL's own distance.
+K_BLOCK = 192
+
+
+@contextlib.contextmanager
+def onednn_fp32():
+    """Within this block (in this thread), fp32 linears of an `enable`d model also run through oneDNN with packed
+    weights.
+
+    The arithmetic stays IEEE fp32 (oneDNN's default fpmath mode is strict), summed in K_BLOCK pieces; only the order
+    of the sums differs from the plain path, so results differ in the last bits. The reason is speed where MKL's fp32
+    GEMM is slow: on AMD EPYC (Zen 5) MKL's sgemm runs at 100-180 GFLOP/s on 2 cores where oneDNN reaches 210-410 at
+    SmolLM2's shapes (benchmarks/eval_throughput.py shows the effect). Evaluation scoring uses it; serving and
+    training do not."""
+    before = getattr(_fp32, "on", False)
+    _fp32.on = True
+    try:
+        yield
+    finally:
+        _fp32.on = before
+
+
+def _k_block(w: torch.Tensor) -> int:
+    """Input features per packed block of `w`: all of them for bf16 (bit-identical to the plain path), K_BLOCK for
+    fp32."""
+    return K_BLOCK if w.dtype == torch.float32 else w.shape[1]
+
+
+def _pack(w: torch.Tensor, rows: int) -> tuple[int, tuple[torch.Tensor, ...]]:
+    """(block, the weight's column blocks in oneDNN's layout), the blocks of `_k_block(w)` input features."""
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+    block = min(_k_block(w), w.shape[1])
+    return block, tuple(reorder(w[:, s : s + block].contiguous(), rows) for s in range(0, w.shape[1], block))
+
+
 def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     w = self.weight
     if (
         self.training
         or torch.is_grad_enabled()
-        or x.dtype != torch.bfloat16
-        or w.dtype != torch.bfloat16
+        or x.dtype != w.dtype
+        or not (x.dtype == torch.bfloat16 or (x.dtype == torch.float32 and getattr(_fp32, "on", False)))
         or x.device.type != "cpu"
         or self.bias is not None
     ):
         return F.linear(x, w, self.bias)
     key = (w.data_ptr(), w._version)
     if getattr(self, "_moxin_pack_key", None) != key:
-        self._moxin_packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), x.shape[0] if x.dim() == 2 else 1)
+        self._moxin_packed = _pack(w.detach(), x.shape[0] if x.dim() == 2 else 1)
         self._moxin_pack_key = key
+    block, packs = self._moxin_packed
     shape = x.shape
-    out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self._moxin_packed, None, "none", [], "")
+    x2 = x.reshape(-1, shape[-1])
+    out = None
+    for i, packed in enumerate(packs):
+        part = x2 if len(packs) == 1 else x2[:, i * block : (i + 1) * block]
+        y = torch.ops.mkldnn._linear_pointwise(part, packed, None, "none", [], "")
+        out = y if out is None else out.add_(y)
+    assert out is not None
     return out.reshape(*shape[:-1], out.shape[-1])
 
 
