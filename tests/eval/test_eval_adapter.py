@@ -42,6 +42,17 @@ def test_grouped_scoring_equals_full_forward(lm):
         assert abs(lp - ref_lp) < 1e-4 and greedy == ref_greedy, (c, x, lp, ref_lp)
 
 
+def test_scoring_runs_fp32_linears_through_onednn_with_the_plain_paths_scores(lm, monkeypatch):
+    reqs = [(None, [5, 6, 7, 8, 9, 10], [11, 12, 13]), (None, [5, 6, 7], [20, 21]), (None, [9], [3, 4, 5, 6])]
+    assert lm._onednn and lm.model.embed.weight.dtype == torch.float32
+    routed = lm._loglikelihood_tokens(reqs)
+    assert any(getattr(m, "_moxin_pack_key", None) is not None for m in lm.model.modules())  # oneDNN ran
+    monkeypatch.setattr(lm, "_onednn", False)
+    plain = lm._loglikelihood_tokens(reqs)
+    for (a, ga), (b, gb) in zip(routed, plain, strict=True):
+        assert abs(a - b) < 1e-5 and ga == gb, (a, b)
+
+
 def test_truncation_matches_hflm_rule(lm):
     long_ctx = list(range(5, 5 + 700))  # longer than max_length 512: the left is cut as HFLM does
     (lp, _), = lm._loglikelihood_tokens([(None, long_ctx, [7, 8])])

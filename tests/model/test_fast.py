@@ -58,6 +58,17 @@ def test_fp32_takes_onednn_only_inside_the_block_and_stays_within_fp32_rounding(
     assert not fast._fp32.on  # the block restores the thread's setting
 
 
+def test_the_fp32_copy_is_taken_only_where_it_fits_in_ram():
+    import os
+
+    m = nn.Sequential(nn.Linear(64, 32, bias=False), nn.Linear(32, 64, bias=False))
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = 2 * 64 * 32 * 4
+    assert fast.fp32_copy_fits(m)
+    assert fast.fp32_copy_fits(m, share=need / ram * 1.000001)
+    assert not fast.fp32_copy_fits(m, share=need / ram * 0.999)
+
+
 def test_disable_restores_plain_linears():
     m = fast.enable(nn.Sequential(nn.Linear(8, 8, bias=False)))
     fast.disable(m)

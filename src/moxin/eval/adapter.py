@@ -12,6 +12,7 @@ per-item log-likelihoods equal `lm_eval --model hf` on an exported copy. What di
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import defaultdict
 from typing import Any
@@ -71,8 +72,11 @@ class MoxinLM(TemplateLM):
             device = "cpu"  # lm-eval's CLI defaults to cuda; like its `hf` model, fall back to the CPU
         self._device = torch.device(device or "cpu")
         self.model = model.to(self._device).eval()
-        if self._device.type == "cpu" and fast.supported():
-            fast.enable(self.model)  # scoring's linears may take oneDNN (`_score_batch`); others keep their path
+        # Scoring's fp32 linears take oneDNN (`_score`) where its packed copy of the weights fits; others keep
+        # their path.
+        self._onednn = self._device.type == "cpu" and fast.supported() and fast.fp32_copy_fits(self.model)
+        if self._onednn:
+            fast.enable(self.model)
         self.tokenizer = tokenizer
         self.dtype = str(dtype)
         self.batch_rows = _int_batch(batch_size)
@@ -183,6 +187,9 @@ class MoxinLM(TemplateLM):
         if batch:
             yield batch
 
+    def _scoring(self):
+        return fast.onednn_fp32() if self._onednn else contextlib.nullcontext()
+
     @torch.inference_mode()
     def _score_batch(self, batch, conts) -> list[tuple[int, tuple[float, bool]]]:
         """Packed token trees → (request index, (log-likelihood, greedy)) for every request of the batch's rows."""
@@ -191,7 +198,7 @@ class MoxinLM(TemplateLM):
         dev = self._device
         tokens, pos, mask = batch_arrays(batch, self.model.cfg.sliding_window)
         T = tokens.shape[1]
-        with fast.onednn_fp32():
+        with self._scoring():
             h = tree_hidden(self.model, *(torch.from_numpy(a).to(dev) for a in (tokens, pos, mask)))
         nodes: list[int] = []
         targets: list[int] = []
@@ -210,7 +217,7 @@ class MoxinLM(TemplateLM):
 
         from moxin.eval.scoring import score_entries
 
-        with fast.onednn_fp32():
+        with self._scoring():
             lp, hit = score_entries(
                 hidden, self.model.output_weight, np.asarray(nodes), np.asarray(targets), head=self.model.logits
             )

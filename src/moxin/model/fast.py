@@ -61,6 +61,20 @@ def onednn_fp32():
         _fp32.on = before
 
 
+def fp32_copy_fits(model: nn.Module, share: float = 0.25) -> bool:
+    """Whether a packed copy of `model`'s fp32 linear weights (as many bytes again) stays within `share` of the
+    machine's RAM. Total RAM, not free memory, so the choice (and the last bits of the scores) is the same every run
+    on a machine."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return False
+    need = sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, nn.Linear))
+    if getattr(model, "head", 1) is None and hasattr(model, "embed"):
+        need += cast(Any, model).embed.weight.numel() * 4  # the tied head's copy
+    return need <= share * ram
+
+
 def _k_block(w: torch.Tensor) -> int:
     """Input features per packed block of `w`: all of them for bf16 (bit-identical to the plain path), K_BLOCK for
     fp32."""
