@@ -56,8 +56,9 @@ static void dot_bf16(const Lin& L, const bf* X, int64_t n, float* Y, int64_t ldy
 
 // int8 weights: 64 at a time through full (unmasked) loads, widened to fp32 in four 16-lane parts; the masked
 // 16-byte loads of the tail alone. Full loads matter on AMD Zen 5: with only masked 16-byte loads the output head
-// (28 MB of int8) streamed at 3.6 GB/s per core, with full 64-byte loads at 14 (benchmarks/serve.py). The sum over k
-// runs in the same order either way: one accumulator per (row, input), 16 products at a time.
+// (28 MB of int8) streamed at 3.6 GB/s per core, with full 64-byte loads at 14 (one-thread kernel timing; the decode
+// step went from 24 to 10 ms). The sum over k runs in the same order either way: one accumulator per (row, input),
+// 16 products at a time.
 template <int R, int M>
 static void dot_i8(const Lin& L, const float* X, int64_t n, float* Y, int64_t ldy) {
   const int8_t* W = (const int8_t*)L.w; const int64_t K = L.K;
