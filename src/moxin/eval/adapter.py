@@ -72,7 +72,7 @@ class MoxinLM(TemplateLM):
             device = "cpu"  # lm-eval's CLI defaults to cuda; like its `hf` model, fall back to the CPU
         self._device = torch.device(device or "cpu")
         self.model = model.to(self._device).eval()
-        # Scoring's fp32 linears take oneDNN (`_score`) where its packed copy of the weights fits; others keep
+        # Scoring's fp32 linears take oneDNN (`_scoring`) where its packed copy of the weights fits; others keep
         # their path.
         self._onednn = self._device.type == "cpu" and fast.supported() and fast.fp32_copy_fits(self.model)
         if self._onednn:

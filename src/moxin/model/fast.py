@@ -75,17 +75,13 @@ def fp32_copy_fits(model: nn.Module, share: float = 0.25) -> bool:
     return need <= share * ram
 
 
-def _k_block(w: torch.Tensor) -> int:
-    """Input features per packed block of `w`: all of them for bf16 (bit-identical to the plain path), K_BLOCK for
-    fp32."""
-    return K_BLOCK if w.dtype == torch.float32 else w.shape[1]
-
-
 def _pack(w: torch.Tensor, rows: int) -> tuple[int, tuple[torch.Tensor, ...]]:
-    """(block, the weight's column blocks in oneDNN's layout), the blocks of `_k_block(w)` input features."""
+    """(block, the weight's column blocks of `block` input features in oneDNN's layout): one block of all of them
+    for bf16 (bit-identical to the plain path), K_BLOCK for fp32."""
     reorder = torch.ops.mkldnn._reorder_linear_weight
-    block = min(_k_block(w), w.shape[1])
-    return block, tuple(reorder(w[:, s : s + block].contiguous(), rows) for s in range(0, w.shape[1], block))
+    K = w.shape[1]
+    block = min(K_BLOCK, K) if w.dtype == torch.float32 else K
+    return block, tuple(reorder(w[:, s : s + block].contiguous(), rows) for s in range(0, K, block))
 
 
 def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -106,12 +102,9 @@ def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     block, packs = self._moxin_packed
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
-    out = None
-    for i, packed in enumerate(packs):
-        part = x2 if len(packs) == 1 else x2[:, i * block : (i + 1) * block]
-        y = torch.ops.mkldnn._linear_pointwise(part, packed, None, "none", [], "")
-        out = y if out is None else out.add_(y)
-    assert out is not None
+    out = torch.ops.mkldnn._linear_pointwise(x2[:, :block], packs[0], None, "none", [], "")
+    for i, packed in enumerate(packs[1:], 1):
+        out.add_(torch.ops.mkldnn._linear_pointwise(x2[:, i * block : (i + 1) * block], packed, None, "none", [], ""))
     return out.reshape(*shape[:-1], out.shape[-1])
 
 
